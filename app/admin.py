@@ -1,0 +1,81 @@
+"""Administrative operations behind the CLI (companies, users, grants): outside GraphQL because they
+create the very users and permissions GraphQL authenticates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.permissions import Grant, PermissionLevel
+from persistence import writes
+from persistence.ids import new_id
+from persistence.tables import companies, project_permissions, projects, users
+
+
+class AdminError(ValueError):
+    pass
+
+
+async def create_company(conn: AsyncConnection, name: str, currency: str, connector: str | None) -> str:
+    name = name.strip()
+    currency = currency.strip().upper()
+    if not name:
+        raise AdminError("--name must not be empty")
+    if len(currency) != 3 or not currency.isalpha():
+        raise AdminError("--currency must be a three-letter ISO 4217 code such as USD")
+    company_id = new_id("Company")
+    await writes.insert_row(conn, companies, id=company_id, name=name, currency=currency,
+                            erp_connector=connector, erp_settings={}, created_at=datetime.now(UTC))
+    return company_id
+
+
+async def set_company_connector(conn: AsyncConnection, company_id: str, connector: str | None) -> None:
+    result = await conn.execute(update(companies).where(companies.c.id == company_id).values(erp_connector=connector))
+    if result.rowcount != 1:
+        raise AdminError(f"no company {company_id}")
+
+
+async def create_user(
+    conn: AsyncConnection, company_id: str, email: str, name: str, *, company_admin: bool = False,
+    approver: bool = False, erp_permission: PermissionLevel = PermissionLevel.NONE,
+) -> str:
+    if (await conn.execute(select(companies.c.id).where(companies.c.id == company_id))).first() is None:
+        raise AdminError(f"no company {company_id}")
+    email = email.strip().lower()
+    if "@" not in email:
+        raise AdminError("--email must be an email address")
+    taken = await conn.execute(select(users.c.id).where(users.c.company_id == company_id, users.c.email == email))
+    if taken.first() is not None:
+        raise AdminError(f"{email} already exists in this company")
+    user_id = new_id("User")
+    await writes.insert_row(conn, users, id=user_id, company_id=company_id, email=email, name=name.strip() or email,
+                            is_company_admin=company_admin, is_accounting_approver=approver,
+                            erp_permission=erp_permission.name, created_at=datetime.now(UTC))
+    return user_id
+
+
+async def grant(
+    conn: AsyncConnection, user_id: str, project_id: str, level: PermissionLevel, grants: list[Grant]
+) -> None:
+    user = (await conn.execute(select(users.c.company_id).where(users.c.id == user_id))).first()
+    project = (await conn.execute(select(projects.c.company_id).where(projects.c.id == project_id))).first()
+    if user is None:
+        raise AdminError(f"no user {user_id}")
+    if project is None or project.company_id != user.company_id:
+        raise AdminError(f"no project {project_id} in the user's company")
+    await conn.execute(
+        project_permissions.delete().where(
+            project_permissions.c.user_id == user_id, project_permissions.c.project_id == project_id
+        )
+    )
+    await writes.insert_row(conn, project_permissions, user_id=user_id, project_id=project_id,
+                            budget_permission=level.name, grants=sorted(g.value for g in grants))
+
+
+async def user_company(conn: AsyncConnection, user_id: str) -> str:
+    company = (await conn.execute(select(users.c.company_id).where(users.c.id == user_id))).scalar_one_or_none()
+    if company is None:
+        raise AdminError(f"no user {user_id}")
+    return str(company)

@@ -1,0 +1,172 @@
+"""`budgetbridge`: the admin command line. With --json every command prints one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from app import admin, auth
+from app.settings import Settings, SettingsError
+from domain.permissions import Grant, PermissionLevel
+from erp.registry import UnknownConnectorError, check_connector_name
+from persistence.database import Database
+from persistence.migrate import migrate
+
+LEVELS = [level.name for level in PermissionLevel]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="budgetbridge", description="BudgetBridge server and administration")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the GraphQL server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--demo", action="store_true", help="seed demo data and print demo users' tokens")
+
+    sub.add_parser("migrate", help="bring the database schema up to date")
+
+    company = sub.add_parser("company", help="companies").add_subparsers(dest="action", required=True)
+    create = company.add_parser("create")
+    create.add_argument("--name", required=True)
+    create.add_argument("--currency", default="USD")
+    set_erp = company.add_parser("set-erp", help="choose the company's ERP connector (or none)")
+    set_erp.add_argument("--company", required=True)
+    set_erp.add_argument("--connector", required=True)
+
+    user = sub.add_parser("user", help="users and permissions").add_subparsers(dest="action", required=True)
+    ucreate = user.add_parser("create")
+    ucreate.add_argument("--company", required=True)
+    ucreate.add_argument("--email", required=True)
+    ucreate.add_argument("--name", required=True)
+    ucreate.add_argument("--company-admin", action="store_true")
+    ucreate.add_argument("--approver", action="store_true", help="accounting approver")
+    ucreate.add_argument("--erp-permission", choices=LEVELS, default="NONE")
+    ugrant = user.add_parser("grant")
+    ugrant.add_argument("--user", required=True)
+    ugrant.add_argument("--project", required=True)
+    ugrant.add_argument("--budget-permission", choices=LEVELS, required=True)
+    ugrant.add_argument("--grant", action="append", choices=[g.value for g in Grant], default=[])
+
+    token = sub.add_parser("token", help="issue a bearer token for a user")
+    token.add_argument("--user", required=True)
+    token.add_argument("--expires-in", type=int, default=int(auth.DEFAULT_TTL.total_seconds()), metavar="SECONDS")
+    return parser
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    print(orjson.dumps(payload).decode() if as_json else text)
+
+
+async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    db = Database(settings.database_url)
+    try:
+        if db.is_sqlite:
+            await migrate(db)
+        async with db.unit_of_work() as uow:
+            result = await work(uow.conn)
+            await uow.commit()
+        return result
+    finally:
+        await db.dispose()
+
+
+def _secret(settings: Settings, conn: Any) -> Awaitable[str]:
+    async def get() -> str:
+        return settings.jwt_secret or await auth.demo_secret(conn)
+
+    return get()
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    if args.command == "migrate":
+        db = Database(settings.database_url)
+        try:
+            await migrate(db)
+        finally:
+            await db.dispose()
+        return {"migrated": True}, "database schema is up to date"
+    if args.command == "company" and args.action == "create":
+        async def create_company(conn: Any) -> dict[str, Any]:
+            connector = None if settings.erp_connector == "none" else settings.erp_connector
+            return {"id": await admin.create_company(conn, args.name, args.currency, connector)}
+        result = await _with_db(settings, create_company)
+        return result, f"company {result['id']}"
+    if args.command == "company" and args.action == "set-erp":
+        name = check_connector_name(args.connector)
+
+        async def set_erp(conn: Any) -> dict[str, Any]:
+            await admin.set_company_connector(conn, args.company, None if name == "none" else name)
+            return {"id": args.company, "connector": name}
+        return await _with_db(settings, set_erp), f"company {args.company} uses {name}"
+    if args.command == "user" and args.action == "create":
+        async def create_user(conn: Any) -> dict[str, Any]:
+            user_id = await admin.create_user(
+                conn, args.company, args.email, args.name, company_admin=args.company_admin,
+                approver=args.approver, erp_permission=PermissionLevel[args.erp_permission],
+            )
+            return {"id": user_id, "token": auth.issue_token(await _secret(settings, conn), user_id, args.company)}
+        result = await _with_db(settings, create_user)
+        return result, f"user {result['id']}\ntoken {result['token']}"
+    if args.command == "user" and args.action == "grant":
+        async def grant(conn: Any) -> dict[str, Any]:
+            await admin.grant(conn, args.user, args.project, PermissionLevel[args.budget_permission],
+                              [Grant(g) for g in args.grant])
+            return {"user": args.user, "project": args.project, "budgetPermission": args.budget_permission,
+                    "grants": sorted(args.grant)}
+        return await _with_db(settings, grant), "granted"
+    if args.command == "token":
+        if args.expires_in <= 0:
+            raise admin.AdminError("--expires-in must be a positive number of seconds")
+
+        async def token(conn: Any) -> dict[str, Any]:
+            company = await admin.user_company(conn, args.user)
+            secret = await _secret(settings, conn)
+            return {"token": auth.issue_token(secret, args.user, company, timedelta(seconds=args.expires_in))}
+        result = await _with_db(settings, token)
+        return result, result["token"]
+    raise SettingsError(f"unknown command {args.command}")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from app.main import create_app, start_runtime
+
+    async def preflight() -> None:
+        """Fail here with one line rather than inside the server's startup with a traceback."""
+        runtime = await start_runtime(settings, demo=args.demo)
+        await runtime.db.dispose()
+
+    asyncio.run(preflight())
+    app = create_app(settings, demo=args.demo)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            _serve(args, settings)
+            return 0
+        payload, text = asyncio.run(_run(args, settings))
+    except (SettingsError, admin.AdminError, UnknownConnectorError) as exc:
+        if args.json:
+            print(orjson.dumps({"error": str(exc)}).decode())
+        else:
+            print(f"budgetbridge: {exc}", file=sys.stderr)
+        return 2
+    _emit(args.json, payload, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The composition root: builds the database, connectors, worker and GraphQL endpoint, and owns their
+lifetimes through the Starlette lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import auth
+from app.export_worker import ExportWorker
+from app.graphql_view import GraphQLView
+from app.settings import Settings, SettingsError
+from erp.registry import ConnectorRegistry
+from persistence.database import Database
+from persistence.migrate import is_current, migrate
+from resolvers.context import Services
+from schema.build import schema
+
+log = logging.getLogger("budgetbridge")
+
+
+@dataclass
+class Runtime:
+    """What the running app holds; tests reach the worker and services through `app.state.runtime`."""
+
+    settings: Settings
+    db: Database
+    services: Services
+    worker: ExportWorker
+    jwt_secret: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
+    db = Database(settings.database_url)
+    try:
+        if db.is_sqlite:
+            await migrate(db)  # the embedded database is created and migrated on first start
+        elif not await is_current(db):
+            raise SettingsError("the database schema is not current: run `budgetbridge migrate` first")
+        secret = settings.jwt_secret
+        if secret is None:
+            if not demo:
+                raise SettingsError("BUDGETBRIDGE_JWT_SECRET is not set (use at least 32 random characters)")
+            async with db.unit_of_work() as uow:
+                secret = await auth.demo_secret(uow.conn)
+                await uow.commit()
+    except BaseException:
+        await db.dispose()
+        raise
+    connectors = ConnectorRegistry(db)
+    services = Services(db=db, connectors=connectors)
+    worker = ExportWorker(
+        db, connectors, poll_seconds=settings.export_poll_seconds, timeout_seconds=settings.export_timeout_seconds,
+        events_committed=lambda company_id: services.events_committed(company_id),
+    )
+    services.kick_exports = worker.kick
+    return Runtime(settings=settings, db=db, services=services, worker=worker, jwt_secret=secret)
+
+
+async def health(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        async with runtime.db.read() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception:
+        log.exception("health check failed")
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def print_demo_users(runtime: Runtime) -> None:
+    from app import demo as demo_data
+
+    people = await demo_data.seed(runtime.services, runtime.jwt_secret)
+    source = "BUDGETBRIDGE_JWT_SECRET" if runtime.settings.jwt_secret else "a secret generated for this database"
+    lines = ["", "BudgetBridge demo - GraphiQL at /graphql; send 'Authorization: Bearer <token>'",
+             f"(tokens are signed with {source})"]
+    for person in people:
+        lines += [f"  {person.role:<20} {person.name} <{person.email}>", f"    {person.token}"]
+    print("\n".join(lines), flush=True)
+
+
+def create_app(settings: Settings | None = None, *, demo: bool = False, run_worker: bool = True) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await start_runtime(settings, demo=demo)
+        app.state.runtime = runtime
+        view.services = runtime.services
+        view.jwt_secret = runtime.jwt_secret
+        if demo:
+            await print_demo_users(runtime)
+        if run_worker:
+            runtime.worker.start()
+        try:
+            yield
+        finally:
+            await runtime.worker.stop()
+            await runtime.db.dispose()
+
+    # The view exists before the lifespan runs (routes are fixed at construction); its services are
+    # filled in when the lifespan has built them.
+    view = GraphQLView(schema, services=None, jwt_secret="")  # type: ignore[arg-type]
+    return Starlette(
+        routes=[Route("/graphql", view, methods=["GET", "POST"]), Route("/healthz", health)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,64 @@
+"""Exact decimal amounts: parsing rules shared by the API and the CLI.
+
+Money is never a float. Input is a string of digits (optionally signed, optionally with a fraction) or an
+int; exponents, NaN/Infinity and floats are refused because each of them has let rounding errors into
+ledgers elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+MAX_INTEGER_DIGITS = 13
+AMOUNT_PLACES = 2
+QUANTITY_PLACES = 4
+ZERO = Decimal("0.00")
+
+_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+)(?:\.(\d+))?$")
+
+
+class DecimalFormatError(ValueError):
+    """The text is not an exact decimal we accept; the message says why, in words a user can act on."""
+
+
+def parse_decimal(value: object, *, max_places: int = QUANTITY_PLACES) -> Decimal:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise DecimalFormatError("must be a string such as \"1250.00\" or an integer, not a float")
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise DecimalFormatError("must be a string such as \"1250.00\" or an integer")
+    match = _PLAIN_DECIMAL.match(text)
+    if match is None:
+        raise DecimalFormatError(
+            f"{value!r} is not a plain decimal: use digits with an optional sign and decimal point, "
+            "no exponent, NaN or Infinity"
+        )
+    integer_digits, fraction = match.group(1), match.group(2) or ""
+    if len(integer_digits.lstrip("0")) > MAX_INTEGER_DIGITS:
+        raise DecimalFormatError(f"{value!r} has more than {MAX_INTEGER_DIGITS} integer digits")
+    if len(fraction.rstrip("0")) > max_places:
+        raise DecimalFormatError(f"{value!r} has more than {max_places} fraction digits")
+    return Decimal(text)
+
+
+def parse_amount(value: object) -> Decimal:
+    return to_amount(parse_decimal(value, max_places=AMOUNT_PLACES))
+
+
+def to_amount(value: Decimal) -> Decimal:
+    """Normalise to exactly two places (a value that already has at most two)."""
+    return value.quantize(Decimal(1).scaleb(-AMOUNT_PLACES))
+
+
+def has_at_most_places(value: Decimal, places: int) -> bool:
+    exponent = value.normalize().as_tuple().exponent
+    return isinstance(exponent, int) and -exponent <= places
+
+
+def format_decimal(value: Decimal) -> str:
+    """The wire form: plain digits, never an exponent."""
+    return f"{value:f}"

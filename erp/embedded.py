@@ -1,0 +1,99 @@
+"""The embedded ERP: a Job Cost ledger in our own database, so the workflow runs with nothing else installed.
+
+It behaves like an external ERP would: its own transactions, its own ids, and de-duplication on the export
+id, so an export that is retried after a crash never writes an entry twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, update
+
+from domain.export import Capabilities
+from erp.base import ExportBatch, ExportReceipt, JobSpec
+from persistence.database import Database
+from persistence.ids import new_id
+from persistence.tables import erp_job_cost_codes, erp_job_cost_entries, erp_jobs
+
+
+class EmbeddedConnector:
+    name = "embedded"
+    display_name = "Embedded ERP ledger"
+    capabilities = Capabilities(
+        exports_budget=True,
+        exports_modifications=True,
+        supports_sub_jobs=True,
+        requires_posting=True,
+        exports_quantities=True,
+    )
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def sync_job(self, job: JobSpec) -> str:
+        async with self._db.unit_of_work() as uow:
+            conn = uow.conn
+            job_id = (
+                await conn.execute(select(erp_jobs.c.id).where(erp_jobs.c.project_id == job.project_id))
+            ).scalar_one_or_none()
+            if job_id is None:
+                job_id = new_id("ErpJob")
+                await conn.execute(
+                    insert(erp_jobs).values(
+                        id=job_id, company_id=job.company_id, project_id=job.project_id,
+                        job_number=job.number, name=job.name,
+                    )
+                )
+            known = set(
+                (await conn.execute(
+                    select(erp_job_cost_codes.c.cost_code, erp_job_cost_codes.c.cost_type).where(
+                        erp_job_cost_codes.c.job_id == job_id
+                    )
+                )).tuples()
+            )
+            missing = [
+                {"job_id": job_id, "cost_code": code, "cost_type": ctype}
+                for code, ctype in job.pairs
+                if (code, ctype) not in known
+            ]
+            if missing:
+                await conn.execute(insert(erp_job_cost_codes), missing)
+            await uow.commit()
+        return f"JOB-{job.number}"
+
+    async def export(self, batch: ExportBatch) -> ExportReceipt:
+        reference = f"JC-{batch.export_id}"
+        async with self._db.unit_of_work() as uow:
+            conn = uow.conn
+            job_id = (
+                await conn.execute(select(erp_jobs.c.id).where(erp_jobs.c.company_id == batch.company_id,
+                                                               erp_jobs.c.job_number == batch.job_number))
+            ).scalar_one()
+            already = set(
+                (await conn.execute(
+                    select(erp_job_cost_entries.c.source_entry_id).where(erp_job_cost_entries.c.batch == reference)
+                )).scalars()
+            )
+            rows = [
+                {
+                    "id": new_id("ErpJobCostEntry"), "job_id": job_id, "batch": reference,
+                    "source_entry_id": item.entry_id, "cost_code": item.cost_code, "cost_type": item.cost_type,
+                    "sub_job": item.sub_job, "kind": item.kind, "amount": item.amount,
+                }
+                for item in batch.items
+                if item.entry_id not in already
+            ]
+            if rows:
+                await conn.execute(insert(erp_job_cost_entries), rows)
+            await uow.commit()
+        return ExportReceipt(erp_reference=reference)
+
+    async def mark_posted(self, export_id: str) -> None:
+        async with self._db.unit_of_work() as uow:
+            await uow.conn.execute(
+                update(erp_job_cost_entries)
+                .where(erp_job_cost_entries.c.batch == f"JC-{export_id}", erp_job_cost_entries.c.posted.is_(False))
+                .values(posted=True, posted_at=datetime.now(UTC))
+            )
+            await uow.commit()

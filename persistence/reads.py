@@ -1,0 +1,203 @@
+"""Batched read queries. Each takes a set of keys and answers for all of them in one statement, so the
+DataLoaders built on them keep a nested GraphQL query at a fixed number of statements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, and_, func, select, true
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from persistence.tables import (
+    budgets,
+    companies,
+    cost_codes,
+    cost_types,
+    erp_requests,
+    export_entries,
+    line_items,
+    modifications,
+    project_permissions,
+    projects,
+    request_lines,
+    users,
+)
+
+
+async def _all(conn: AsyncConnection, stmt: Select) -> list[Row]:  # type: ignore[type-arg]
+    return list((await conn.execute(stmt)).all())
+
+
+async def rows_by_ids(conn: AsyncConnection, table, ids: Sequence[str], company_id: str | None) -> list[Row]:  # type: ignore[no-untyped-def]
+    """Rows of `table` with these ids; restricted to one company when the table has one."""
+    stmt = select(table).where(table.c.id.in_(list(ids)))
+    if company_id is not None and "company_id" in table.c:
+        stmt = stmt.where(table.c.company_id == company_id)
+    return await _all(conn, stmt)
+
+
+async def user_with_company(conn: AsyncConnection, user_id: str) -> Row | None:
+    stmt = (
+        select(users, companies.c.currency, companies.c.name.label("company_name"), companies.c.erp_connector)
+        .join(companies, companies.c.id == users.c.company_id)
+        .where(users.c.id == user_id)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def access_rows(conn: AsyncConnection, user_id: str, project_ids: Sequence[str]) -> list[Row]:
+    stmt = select(project_permissions).where(
+        project_permissions.c.user_id == user_id, project_permissions.c.project_id.in_(list(project_ids))
+    )
+    return await _all(conn, stmt)
+
+
+def visible_projects(company_id: str, user_id: str, sees_all: bool) -> Select:  # type: ignore[type-arg]
+    stmt = select(projects).where(projects.c.company_id == company_id)
+    if not sees_all:
+        stmt = stmt.join(
+            project_permissions,
+            and_(
+                project_permissions.c.project_id == projects.c.id,
+                project_permissions.c.user_id == user_id,
+                project_permissions.c.budget_permission != "NONE",
+            ),
+        )
+    return stmt
+
+
+async def project_page(
+    conn: AsyncConnection, company_id: str, user_id: str, sees_all: bool, *, offset: int, limit: int
+) -> tuple[list[Row], int]:
+    base = visible_projects(company_id, user_id, sees_all)
+    rows = await _all(conn, base.order_by(projects.c.created_at, projects.c.id).offset(offset).limit(limit))
+    total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+    return rows, int(total)
+
+
+async def budgets_by_project(conn: AsyncConnection, company_id: str, project_ids: Sequence[str]) -> list[Row]:
+    stmt = select(budgets).where(budgets.c.company_id == company_id, budgets.c.project_id.in_(list(project_ids)))
+    return await _all(conn, stmt)
+
+
+async def budget_totals(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
+    stmt = (
+        select(
+            line_items.c.budget_id,
+            func.count().label("line_count"),
+            func.sum(line_items.c.original_amount).label("original_total"),
+            func.sum(line_items.c.modifications_amount).label("modifications_total"),
+        )
+        .where(line_items.c.budget_id.in_(list(budget_ids)))
+        .group_by(line_items.c.budget_id)
+    )
+    return await _all(conn, stmt)
+
+
+async def line_item_pages(
+    conn: AsyncConnection, budget_ids: Sequence[str], *, after_position: int | None, limit: int
+) -> list[Row]:
+    """The first `limit` lines of each budget after a position, in one windowed statement."""
+    filtered = select(
+        line_items,
+        func.row_number().over(partition_by=line_items.c.budget_id, order_by=line_items.c.position).label("rn"),
+    ).where(line_items.c.budget_id.in_(list(budget_ids)))
+    if after_position is not None:
+        filtered = filtered.where(line_items.c.position > after_position)
+    ranked = filtered.subquery()
+    stmt = select(ranked).where(ranked.c.rn <= limit).order_by(ranked.c.budget_id, ranked.c.position)
+    return await _all(conn, stmt)
+
+
+async def lines_of_budget(conn: AsyncConnection, budget_id: str) -> list[Row]:
+    """Every line with its cost code and cost type, for computing what a send contains."""
+    stmt = (
+        select(
+            line_items,
+            cost_codes.c.code.label("cost_code"),
+            cost_codes.c.erp_synced.label("cost_code_synced"),
+            cost_types.c.code.label("cost_type"),
+            cost_types.c.erp_synced.label("cost_type_synced"),
+        )
+        .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
+        .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
+        .where(line_items.c.budget_id == budget_id)
+        .order_by(line_items.c.position)
+    )
+    return await _all(conn, stmt)
+
+
+async def modifications_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
+    stmt = (
+        select(modifications)
+        .where(modifications.c.budget_id.in_(list(budget_ids)))
+        .order_by(modifications.c.budget_id, modifications.c.number)
+    )
+    return await _all(conn, stmt)
+
+
+def _entries_with_status() -> Select:  # type: ignore[type-arg]
+    return select(export_entries, erp_requests.c.status.label("request_status")).join(
+        erp_requests, erp_requests.c.id == export_entries.c.request_id
+    )
+
+
+async def entries_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
+    return await _all(conn, _entries_with_status().where(export_entries.c.budget_id.in_(list(budget_ids))))
+
+
+async def entries_of_lines(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
+    return await _all(conn, _entries_with_status().where(export_entries.c.line_item_id.in_(list(line_ids))))
+
+
+async def modifications_touching(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
+    ids = list(line_ids)
+    stmt = select(modifications).where(
+        modifications.c.from_line_item_id.in_(ids) | modifications.c.to_line_item_id.in_(ids)
+    )
+    return await _all(conn, stmt)
+
+
+async def requests_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
+    stmt = (
+        select(erp_requests)
+        .where(erp_requests.c.budget_id.in_(list(budget_ids)))
+        .order_by(erp_requests.c.budget_id, erp_requests.c.sequence.desc())
+    )
+    return await _all(conn, stmt)
+
+
+async def lines_of_requests(conn: AsyncConnection, request_ids: Sequence[str]) -> list[Row]:
+    stmt = (
+        select(request_lines)
+        .where(request_lines.c.request_id.in_(list(request_ids)))
+        .order_by(request_lines.c.request_id, request_lines.c.position)
+    )
+    return await _all(conn, stmt)
+
+
+async def request_queue(
+    conn: AsyncConnection,
+    company_id: str,
+    *,
+    statuses: Sequence[str] | None,
+    project_id: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Row], int]:
+    where = [erp_requests.c.company_id == company_id]
+    if statuses:
+        where.append(erp_requests.c.status.in_(list(statuses)))
+    if project_id is not None:
+        where.append(erp_requests.c.project_id == project_id)
+    base = select(erp_requests).where(and_(true(), *where))
+    rows = await _all(
+        conn, base.order_by(erp_requests.c.sent_at.desc(), erp_requests.c.id).offset(offset).limit(limit)
+    )
+    total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+    return rows, int(total)
+
+
+async def company_list(conn: AsyncConnection, table, company_id: str) -> list[Row]:  # type: ignore[no-untyped-def]
+    return await _all(conn, select(table).where(table.c.company_id == company_id).order_by(table.c.code))

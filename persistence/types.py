@@ -1,0 +1,72 @@
+"""Column types for exact decimals on both engines.
+
+PostgreSQL has a real NUMERIC. SQLite's NUMERIC affinity turns fractions into REAL (a float), so there the
+value is stored as an integer count of the smallest unit (cents for money) in the same NUMERIC column:
+integers are exact in SQLite, and SUM over them stays exact too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Numeric
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class ScaledDecimal(TypeDecorator[Decimal]):
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision, scale)
+        self.precision = precision
+        self.scale = scale
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return int(Decimal(value).scaleb(self.scale))
+        return Decimal(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale)
+        return Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
+
+
+def Money() -> ScaledDecimal:  # noqa: N802 - reads like a type in table definitions
+    return ScaledDecimal(15, 2)
+
+
+def Quantity() -> ScaledDecimal:  # noqa: N802
+    return ScaledDecimal(19, 4)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware on both engines: SQLite keeps no zone, so values are written and read as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware one")
+        return value.astimezone(UTC) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,77 @@
+"""What every resolver gets: the services of the running app, the authenticated viewer and the
+request's DataLoaders. Built once per HTTP request or WebSocket operation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from graphql import GraphQLError
+
+from domain.permissions import Actor
+from erp.registry import ConnectorRegistry
+from persistence.database import Database
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnauthenticatedError(GraphQLError):
+    def __init__(self, message: str = "authentication required: send Authorization: Bearer <token>") -> None:
+        super().__init__(message, extensions={"code": "UNAUTHENTICATED"})
+
+
+@dataclass
+class Services:
+    db: Database
+    connectors: ConnectorRegistry
+    clock: Callable[[], datetime] = utc_now
+    # Called after a commit that queued an export, so the worker starts now instead of at its next poll.
+    kick_exports: Callable[[], None] = lambda: None
+    # Called after a commit that appended events for a company (wakes live subscriptions).
+    events_committed: Callable[[str], None] = lambda company_id: None
+
+
+@dataclass(frozen=True)
+class Viewer:
+    actor: Actor
+    name: str
+    email: str
+    currency: str
+    erp_connector: str | None
+
+
+@dataclass
+class Context:
+    services: Services
+    viewer_or_none: Viewer | None
+    request: Any = None
+    response: Any = None
+    loaders: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.loaders is None:
+            self.reset_loaders()
+
+    def reset_loaders(self) -> None:
+        """A commit makes cached rows stale; later fields of the same request read afresh."""
+        from resolvers.loaders import Loaders
+
+        self.loaders = Loaders(self.services.db, self.viewer_or_none)
+
+    @property
+    def viewer(self) -> Viewer:
+        if self.viewer_or_none is None:
+            raise UnauthenticatedError()
+        return self.viewer_or_none
+
+    @property
+    def actor(self) -> Actor:
+        return self.viewer.actor
+
+    @property
+    def db(self) -> Database:
+        return self.services.db

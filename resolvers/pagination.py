@@ -1,0 +1,37 @@
+"""Cursors and page limits. Cursors are opaque to clients (base64 of a small tag and a number)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from graphql import GraphQLError
+
+MAX_PAGE = 1000
+
+
+class QueryLimitError(GraphQLError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+def encode(tag: str, value: int) -> str:
+    return base64.urlsafe_b64encode(f"{tag}:{value}".encode()).decode()
+
+
+def decode(tag: str, cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        got_tag, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if got_tag == tag and number.isdigit():
+            return int(number)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise QueryLimitError("invalid cursor: pass an endCursor or cursor this API returned")
+
+
+def check_first(first: int, maximum: int = MAX_PAGE) -> int:
+    if first < 0 or first > maximum:
+        raise QueryLimitError(f"first must be between 0 and {maximum}")
+    return first

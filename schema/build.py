@@ -1,0 +1,53 @@
+"""The assembled strawberry.Schema: the one object the app serves and the tests execute against."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+
+from resolvers.context import UnauthenticatedError
+from resolvers.pagination import QueryLimitError
+from schema.mutation import Mutation
+from schema.query import Query
+from schema.scalars import DecimalInputError, DecimalScalar
+from schema.types import (
+    Budget,
+    BudgetLineItem,
+    BudgetModification,
+    Company,
+    CostCode,
+    CostType,
+    ErpRequest,
+    Project,
+    User,
+)
+
+MAX_DEPTH = 12
+PUBLIC_ERRORS = (UnauthenticatedError, QueryLimitError, DecimalInputError)
+
+
+def should_mask(error: GraphQLError) -> bool:
+    """Show errors about the request itself (validation, bad scalars, auth, limits); mask the rest, which
+    are bugs or outages whose text could carry SQL or internals."""
+    original = error.original_error
+    if original is None:
+        return False
+    return not isinstance(original, PUBLIC_ERRORS)
+
+
+def build_schema(subscription: type | None = None) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=subscription,
+        types=[Company, User, Project, Budget, BudgetLineItem, BudgetModification, ErpRequest, CostCode, CostType],
+        config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
+        extensions=[QueryDepthLimiter(max_depth=MAX_DEPTH), MaskErrors(should_mask_error=should_mask)],
+    )
+
+
+schema = build_schema()
