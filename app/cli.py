@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo", action="store_true", help="seed demo data and print demo users' tokens")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (needs a redis:// or postgres:// "
+                       "BUDGETBRIDGE_BROADCAST_URL and, sensibly, PostgreSQL)")
 
     sub.add_parser("migrate", help="bring the database schema up to date")
 
@@ -138,16 +141,33 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from app.main import create_app, start_runtime
+    from app.main import create_app, print_demo_users, start_runtime
+
+    if args.workers < 1:
+        raise SettingsError("--workers must be at least 1")
+    if args.workers > 1 and settings.broadcast_is_local:
+        raise SettingsError(
+            "--workers > 1 needs BUDGETBRIDGE_BROADCAST_URL=redis://... or postgres://...: memory:// only reaches "
+            "subscribers in its own process"
+        )
 
     async def preflight() -> None:
-        """Fail here with one line rather than inside the server's startup with a traceback."""
+        """Fail here with one line rather than inside the server's startup with a traceback; seed the
+        demo once, before any worker process starts."""
         runtime = await start_runtime(settings, demo=args.demo)
-        await runtime.db.dispose()
+        try:
+            if args.demo:
+                await print_demo_users(runtime)
+        finally:
+            await runtime.db.dispose()
 
     asyncio.run(preflight())
-    app = create_app(settings, demo=args.demo)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    if args.workers == 1:
+        uvicorn.run(create_app(settings, demo=args.demo), host=args.host, port=args.port, log_level="info")
+        return
+    os.environ["BUDGETBRIDGE_DEMO"] = "1" if args.demo else "0"
+    uvicorn.run("app.main:create_app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
+                log_level="info")
 
 
 def main(argv: list[str] | None = None) -> int:

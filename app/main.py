@@ -8,14 +8,20 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from datetime import timedelta
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from app import auth
 from app.export_worker import ExportWorker
 from app.graphql_view import GraphQLView
+from app.live import LiveHub
 from app.settings import Settings, SettingsError
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
@@ -34,6 +40,7 @@ class Runtime:
     db: Database
     services: Services
     worker: ExportWorker
+    live: LiveHub
     jwt_secret: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -56,13 +63,17 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
         await db.dispose()
         raise
     connectors = ConnectorRegistry(db)
-    services = Services(db=db, connectors=connectors)
+    live = LiveHub(settings.broadcast_url)
+    services = Services(
+        db=db, connectors=connectors, events_committed=live.notify, live=live,
+        live_reread_seconds=settings.subscription_reread_seconds, max_subscriber_lag=settings.max_subscriber_lag,
+    )
     worker = ExportWorker(
         db, connectors, poll_seconds=settings.export_poll_seconds, timeout_seconds=settings.export_timeout_seconds,
-        events_committed=lambda company_id: services.events_committed(company_id),
+        events_committed=live.notify,
     )
     services.kick_exports = worker.kick
-    return Runtime(settings=settings, db=db, services=services, worker=worker, jwt_secret=secret)
+    return Runtime(settings=settings, db=db, services=services, worker=worker, live=live, jwt_secret=secret)
 
 
 async def health(request: Request) -> JSONResponse:
@@ -97,20 +108,40 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         app.state.runtime = runtime
         view.services = runtime.services
         view.jwt_secret = runtime.jwt_secret
-        if demo:
-            await print_demo_users(runtime)
+        await runtime.live.start()
         if run_worker:
             runtime.worker.start()
         try:
             yield
         finally:
             await runtime.worker.stop()
+            await runtime.live.stop()
             await runtime.db.dispose()
 
     # The view exists before the lifespan runs (routes are fixed at construction); its services are
     # filled in when the lifespan has built them.
-    view = GraphQLView(schema, services=None, jwt_secret="")  # type: ignore[arg-type]
+    view = GraphQLView(
+        schema, services=None, jwt_secret="", allowed_origins=settings.allowed_origins,  # type: ignore[arg-type]
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        keep_alive=True, keep_alive_interval=settings.keep_alive_seconds,
+        connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+    )
+    middleware = [Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
+                             allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"])]
     return Starlette(
-        routes=[Route("/graphql", view, methods=["GET", "POST"]), Route("/healthz", health)],
+        routes=[
+            Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
+            Route("/healthz", health),
+        ],
+        middleware=middleware,
         lifespan=lifespan,
     )
+
+
+def create_app_from_env() -> Starlette:
+    """The factory `budgetbridge serve --workers N` hands to uvicorn (each worker builds its own app)."""
+    import os
+
+    return create_app(Settings.from_env(), demo=os.environ.get("BUDGETBRIDGE_DEMO") == "1")

@@ -24,6 +24,12 @@ class Settings:
     erp_connector: str = "embedded"
     export_poll_seconds: float = 2.0
     export_timeout_seconds: float = 30.0
+    allowed_origins: tuple[str, ...] = ("*",)
+    subscription_reread_seconds: float = 5.0
+    keep_alive_seconds: float = 15.0
+    connection_init_timeout_seconds: float = 10.0
+    max_subscriptions_per_connection: int = 20
+    max_subscriber_lag: int = 10_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -44,14 +50,32 @@ class Settings:
             connector = check_connector_name(env.get("BUDGETBRIDGE_ERP_CONNECTOR", "embedded"))
         except UnknownConnectorError as exc:
             raise SettingsError(f"BUDGETBRIDGE_ERP_CONNECTOR: {exc}") from None
-        try:
-            poll = float(env.get("BUDGETBRIDGE_EXPORT_POLL_SECONDS", "2"))
-            timeout = float(env.get("BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS", "30"))
-        except ValueError:
-            raise SettingsError("BUDGETBRIDGE_EXPORT_POLL_SECONDS / _TIMEOUT_SECONDS must be numbers") from None
-        if poll <= 0 or timeout <= 0:
-            raise SettingsError("BUDGETBRIDGE_EXPORT_POLL_SECONDS / _TIMEOUT_SECONDS must be greater than 0")
+        origins = tuple(o.strip() for o in env.get("BUDGETBRIDGE_ALLOWED_ORIGINS", "*").split(",") if o.strip())
         return cls(
             database_url=database_url, jwt_secret=secret, broadcast_url=broadcast, erp_connector=connector,
-            export_poll_seconds=poll, export_timeout_seconds=timeout,
+            export_poll_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_POLL_SECONDS", 2.0),
+            export_timeout_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS", 30.0),
+            allowed_origins=origins or ("*",),
+            subscription_reread_seconds=_positive(env, "BUDGETBRIDGE_SUBSCRIPTION_REREAD_SECONDS", 5.0),
+            keep_alive_seconds=_positive(env, "BUDGETBRIDGE_KEEP_ALIVE_SECONDS", 15.0),
+            connection_init_timeout_seconds=_positive(env, "BUDGETBRIDGE_CONNECTION_INIT_TIMEOUT_SECONDS", 10.0),
+            max_subscriptions_per_connection=int(_positive(env, "BUDGETBRIDGE_MAX_SUBSCRIPTIONS_PER_CONNECTION", 20)),
+            max_subscriber_lag=int(_positive(env, "BUDGETBRIDGE_MAX_SUBSCRIBER_LAG", 10_000)),
         )
+
+    @property
+    def broadcast_is_local(self) -> bool:
+        return self.broadcast_url.startswith("memory://")
+
+
+def _positive(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}: must be greater than 0")
+    return value

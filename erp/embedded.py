@@ -45,13 +45,14 @@ class EmbeddedConnector:
                         job_number=job.number, name=job.name,
                     )
                 )
-            known = set(
-                (await conn.execute(
+            known = {
+                (row[0], row[1])
+                for row in (await conn.execute(
                     select(erp_job_cost_codes.c.cost_code, erp_job_cost_codes.c.cost_type).where(
                         erp_job_cost_codes.c.job_id == job_id
                     )
-                )).tuples()
-            )
+                )).all()
+            }
             missing = [
                 {"job_id": job_id, "cost_code": code, "cost_type": ctype}
                 for code, ctype in job.pairs

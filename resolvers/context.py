@@ -33,6 +33,25 @@ class Services:
     kick_exports: Callable[[], None] = lambda: None
     # Called after a commit that appended events for a company (wakes live subscriptions).
     events_committed: Callable[[str], None] = lambda company_id: None
+    # Wake-ups for subscriptions (app.live.LiveHub); the default only lets them poll the log.
+    live: Any = field(default_factory=lambda: PollOnly())
+    live_reread_seconds: float = 5.0
+    max_subscriber_lag: int = 10_000
+
+
+class PollOnly:
+    """Wake-ups that never ring: subscriptions then re-read the log on their timer only."""
+
+    def listen(self, company_id: str) -> Any:
+        import asyncio
+        import contextlib
+
+        class _Waiter:
+            async def wait(self, timeout: float) -> bool:
+                await asyncio.sleep(timeout)
+                return False
+
+        return contextlib.nullcontext(_Waiter())
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,8 @@ class Context:
     request: Any = None
     response: Any = None
     loaders: Any = field(default=None)
+    # Set by the WebSocket protocols from the connection_init payload.
+    connection_params: Any = None
 
     def __post_init__(self) -> None:
         if self.loaders is None:

@@ -31,7 +31,10 @@ def decode(tag: str, cursor: str | None) -> int | None:
     raise QueryLimitError("invalid cursor: pass an endCursor or cursor this API returned")
 
 
-def check_first(first: int, maximum: int = MAX_PAGE) -> int:
+def check_first(first: int | None, maximum: int = MAX_PAGE, default: int = 50) -> int:
+    """`first: null` means the default page size (the contract declares it nullable with a default)."""
+    if first is None:
+        return default
     if first < 0 or first > maximum:
         raise QueryLimitError(f"first must be between 0 and {maximum}")
     return first

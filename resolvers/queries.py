@@ -45,7 +45,7 @@ def _sees_all_projects(ctx: Context) -> bool:
     return permissions.can_view_project(ctx.actor, permissions.NO_ACCESS)
 
 
-async def projects(ctx: Context, first: int, after: str | None) -> tuple[list[Row], bool, int, int]:
+async def projects(ctx: Context, first: int | None, after: str | None) -> tuple[list[Row], bool, int, int]:
     limit = pagination.check_first(first, 200)
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
@@ -57,9 +57,9 @@ async def projects(ctx: Context, first: int, after: str | None) -> tuple[list[Ro
 
 
 async def line_item_page(
-    ctx: Context, budget_id: str, first: int, after: str | None
+    ctx: Context, budget_id: str, first: int | None, after: str | None
 ) -> tuple[list[LineItemView], bool, int]:
-    limit = pagination.check_first(first)
+    limit = pagination.check_first(first, default=100)
     after_position = pagination.decode("p", after)
     views = await ctx.loaders.line_page.load((budget_id, after_position, limit + 1))
     totals = await ctx.loaders.budget_totals.load(budget_id)
@@ -74,7 +74,7 @@ def event_cursor(row: Row) -> str:
     return pagination.encode("s", row.sequence)
 
 
-async def history(ctx: Context, budget_id: str, first: int, after: str | None) -> tuple[list[Row], bool, int]:
+async def history(ctx: Context, budget_id: str, first: int | None, after: str | None) -> tuple[list[Row], bool, int]:
     limit = pagination.check_first(first, 500)
     before = pagination.decode("s", after)
     async with ctx.db.read() as conn:
@@ -108,7 +108,7 @@ async def pending_export(ctx: Context, budget_row: Row) -> list[ExportLine]:
 
 
 async def erp_requests(
-    ctx: Context, statuses: list[str] | None, project_id: str | None, first: int, after: str | None
+    ctx: Context, statuses: list[str] | None, project_id: str | None, first: int | None, after: str | None
 ) -> tuple[list[Row], bool, int, int]:
     """The company's ERP Integrations queue. Approvers and ERP users see all of it; others see the
     requests of projects they can see."""

@@ -11,8 +11,11 @@ from strawberry.schema.config import StrawberryConfig
 
 from resolvers.context import UnauthenticatedError
 from resolvers.pagination import QueryLimitError
+from resolvers.subscriptions import SubscriberTooSlowError, SubscriptionInputError
 from schema.mutation import Mutation
+from schema.enums import ExportEntryKind
 from schema.query import Query
+from schema.subscription import Subscription
 from schema.scalars import DecimalInputError, DecimalScalar
 from schema.types import (
     Budget,
@@ -27,7 +30,8 @@ from schema.types import (
 )
 
 MAX_DEPTH = 12
-PUBLIC_ERRORS = (UnauthenticatedError, QueryLimitError, DecimalInputError)
+PUBLIC_ERRORS = (UnauthenticatedError, QueryLimitError, DecimalInputError, SubscriptionInputError,
+                 SubscriberTooSlowError)
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -36,7 +40,9 @@ def should_mask(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None:
         return False
-    return not isinstance(original, PUBLIC_ERRORS)
+    # graphql-core (3.3+) reports a bad variable value as a GraphQLError wrapping its own GraphQLError
+    # that describes the input; those are request errors, not internals.
+    return not isinstance(original, (*PUBLIC_ERRORS, GraphQLError))
 
 
 def build_schema(subscription: type | None = None) -> strawberry.Schema:
@@ -44,10 +50,10 @@ def build_schema(subscription: type | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=subscription,
-        types=[Company, User, Project, Budget, BudgetLineItem, BudgetModification, ErpRequest, CostCode, CostType],
+        types=[ExportEntryKind, Company, User, Project, Budget, BudgetLineItem, BudgetModification, ErpRequest, CostCode, CostType],
         config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
-        extensions=[QueryDepthLimiter(max_depth=MAX_DEPTH), MaskErrors(should_mask_error=should_mask)],
+        extensions=[lambda: QueryDepthLimiter(max_depth=MAX_DEPTH), lambda: MaskErrors(should_mask_error=should_mask)],
     )
 
 
-schema = build_schema()
+schema = build_schema(Subscription)

@@ -61,7 +61,7 @@ class Query:
         return User.from_row(row)
 
     @strawberry.field
-    async def projects(self, info: Ctx, first: int = 50, after: Optional[str] = None) -> ProjectConnection:
+    async def projects(self, info: Ctx, first: Optional[int] = 50, after: Optional[str] = None) -> ProjectConnection:
         rows, has_next, total, start = await queries.projects(info.context, first, after)
         edges = [ProjectEdge(node=Project.from_row(r), cursor=pagination.encode("o", start + i))
                  for i, r in enumerate(rows)]
@@ -88,7 +88,7 @@ class Query:
         info: Ctx,
         status: Optional[list[ExportStatus]] = None,
         project_id: Optional[strawberry.ID] = None,
-        first: int = 50,
+        first: Optional[int] = 50,
         after: Optional[str] = None,
     ) -> ErpRequestConnection:
         statuses = [s.value for s in status] if status else None

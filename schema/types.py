@@ -472,7 +472,7 @@ class Budget(Node):
         return int(totals.line_count) if totals else 0
 
     @strawberry.field
-    async def line_items(self, info: Ctx, first: int = 100, after: Optional[str] = None) -> BudgetLineItemConnection:
+    async def line_items(self, info: Ctx, first: Optional[int] = 100, after: Optional[str] = None) -> BudgetLineItemConnection:
         views, has_next, total = await queries.line_item_page(info.context, str(self.id), first, after)
         edges = [BudgetLineItemEdge(node=BudgetLineItem.from_view(v), cursor=queries.line_cursor(v)) for v in views]
         return BudgetLineItemConnection(
@@ -507,7 +507,7 @@ class Budget(Node):
         ]
 
     @strawberry.field(description="Audit trail, newest first.")
-    async def history(self, info: Ctx, first: int = 50, after: Optional[str] = None) -> BudgetEventConnection:
+    async def history(self, info: Ctx, first: Optional[int] = 50, after: Optional[str] = None) -> BudgetEventConnection:
         rows, has_next, total = await queries.history(info.context, str(self.id), first, after)
         edges = [BudgetEventEdge(node=BudgetEvent.from_row(r), cursor=queries.event_cursor(r)) for r in rows]
         return BudgetEventConnection(

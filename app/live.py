@@ -1,0 +1,178 @@
+"""Wake-ups for live subscriptions, across server processes.
+
+The event log in the database is the source of truth; what travels through broadcaster is only a hint
+("company C has events up to N"). Subscriptions re-read the log when woken and on a timer, so a lost hint,
+a dead Redis or a crash between commit and publish delays an event by at most one re-read interval and
+never loses it.
+
+broadcaster 0.3.1 neither reconnects nor notices a dead connection, and queues per subscriber without
+bound. So this hub holds exactly ONE broadcaster subscription per process, fans hints out to local waiters
+as coalescing asyncio.Events (memory stays flat whatever a slow client does), proves the channel alive with
+a heartbeat it expects to hear back, and rebuilds the connection when it goes quiet or publishing fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+from broadcaster import Broadcast
+
+log = logging.getLogger("budgetbridge.live")
+
+CHANNEL = "budgetbridge_events"
+
+
+class Waiter:
+    """One subscription's doorbell: set by hints for its company, cleared when it re-reads."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def ring(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True when rung, False on timeout; either way the caller re-reads the log."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+
+
+class LiveHub:
+    def __init__(self, url: str, *, heartbeat_seconds: float = 2.0, reconnect_seconds: float = 1.0) -> None:
+        self.url = url
+        self._heartbeat = heartbeat_seconds
+        self._reconnect = reconnect_seconds
+        self._waiters: dict[str, set[Waiter]] = defaultdict(set)
+        self._broadcast: Broadcast | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._last_heard = 0.0
+        self._instance = uuid.uuid4().hex
+        self.connected = asyncio.Event()
+
+    # --- local side ------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def listen(self, company_id: str) -> AsyncIterator[Waiter]:
+        waiter = Waiter()
+        self._waiters[company_id].add(waiter)
+        try:
+            yield waiter
+        finally:
+            self._waiters[company_id].discard(waiter)
+            if not self._waiters[company_id]:
+                del self._waiters[company_id]
+
+    @property
+    def listener_count(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    def _ring(self, company_id: str | None) -> None:
+        targets = self._waiters.values() if company_id is None else [self._waiters.get(company_id, set())]
+        for waiters in targets:
+            for waiter in waiters:
+                waiter.ring()
+
+    def notify(self, company_id: str) -> None:
+        """After a commit: wake local subscribers now, and tell the other processes."""
+        self._ring(company_id)
+        task = asyncio.get_running_loop().create_task(self._publish(f"e:{company_id}"))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish(self, message: str) -> None:
+        broadcast = self._broadcast
+        if broadcast is None:
+            return  # reconnecting: the other processes' timers re-read the log
+        try:
+            await broadcast.publish(CHANNEL, message)
+        except Exception as exc:
+            log.warning("broadcast publish failed (%s); reconnecting", exc)
+            self._drop(broadcast)
+
+    # --- the one broadcaster connection ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._pending):
+            task.cancel()
+
+    def _drop(self, broadcast: Broadcast) -> None:
+        if self._broadcast is broadcast:
+            self._broadcast = None
+            self.connected.clear()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._connected_session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("broadcast connection to %s lost (%s); retrying", _safe(self.url), exc)
+            self._broadcast = None
+            self.connected.clear()
+            await asyncio.sleep(self._reconnect)
+
+    async def _connected_session(self) -> None:
+        broadcast = Broadcast(self.url)
+        await asyncio.wait_for(broadcast.connect(), 5)
+        try:
+            async with broadcast.subscribe(CHANNEL) as subscriber:
+                self._broadcast = broadcast
+                loop = asyncio.get_running_loop()
+                self._last_heard = loop.time()
+                self.connected.set()
+                self._ring(None)  # whatever happened while we were away: everyone re-reads
+                heartbeat = asyncio.create_task(self._heartbeats(broadcast))
+                try:
+                    while self._broadcast is broadcast:
+                        try:
+                            event = await asyncio.wait_for(subscriber.get(), self._heartbeat)
+                        except TimeoutError:
+                            if loop.time() - self._last_heard > 3 * self._heartbeat:
+                                raise ConnectionError("no heartbeat heard back") from None
+                            continue
+                        self._last_heard = loop.time()
+                        kind, _, company_id = event.message.partition(":")
+                        if kind == "e":
+                            self._ring(company_id)
+                finally:
+                    heartbeat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await heartbeat
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broadcast.disconnect(), 2)
+
+    async def _heartbeats(self, broadcast: Broadcast) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await asyncio.wait_for(broadcast.publish(CHANNEL, f"h:{self._instance}"), self._heartbeat)
+            except Exception as exc:
+                log.warning("heartbeat publish failed (%s)", exc)
+                self._drop(broadcast)
+                return
+
+
+def _safe(url: str) -> str:
+    """The URL without credentials, for logs."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"

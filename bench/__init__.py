@@ -1,0 +1,1 @@
+"""Benchmarks: standalone scripts, runnable with `python bench/<name>.py` from the project root."""

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from persistence.database import Database
+from resolvers.context import Services
+from tests.support import Tenant, fresh_database, make_services, make_tenant, suite_database_url
+
+
+@pytest.fixture(scope="session")
+async def db() -> AsyncIterator[Database]:
+    database = await fresh_database(suite_database_url())
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def services(db: Database) -> Services:
+    return make_services(db)
+
+
+@pytest.fixture
+async def tenant(services: Services) -> Tenant:
+    return await make_tenant(services)

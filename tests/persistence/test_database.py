@@ -1,0 +1,102 @@
+"""The database layer on SQLite and PostgreSQL alike: migrations, exact money, versioned updates and the
+gapless per-company event sequence."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from domain.budget import ExportStatus
+from domain.errors import DomainError
+from domain.events import BudgetEvent
+from persistence import event_log, writes
+from persistence.database import Database
+from persistence.migrate import is_current
+from persistence.tables import budgets, events, line_items, metadata
+from tests.support import make_services, make_tenant
+
+
+async def test_migrations_create_exactly_the_declared_schema(engine_db: Database) -> None:
+    def diff(sync_conn: object) -> list[object]:
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": True})  # type: ignore[arg-type]
+        return list(compare_metadata(context, metadata))
+
+    async with engine_db.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+    assert await is_current(engine_db)
+
+
+@pytest.mark.parametrize("amount", ["0.01", "9999999999999.99", "-1234567890123.45", "0.00"])
+async def test_money_round_trips_exactly(engine_db: Database, amount: str) -> None:
+    tenant = await make_tenant(make_services(engine_db))
+    code, ctype = next(iter(tenant.cost_codes.values())), next(iter(tenant.cost_types.values()))
+    await tenant.ok("admin", """mutation($i: CreateBudgetLineItemInput!) { createBudgetLineItem(input: $i) {
+        lineItem { id } userErrors { code } } }""",
+                    i={"budgetId": tenant.budget_id, "item": {"costCodeId": code, "costTypeId": ctype,
+                                                              "originalAmount": amount}})
+    async with engine_db.read() as conn:
+        stored = (await conn.execute(select(line_items.c.original_amount)
+                                     .where(line_items.c.budget_id == tenant.budget_id))).scalar_one()
+        total = (await conn.execute(select(func.sum(line_items.c.original_amount))
+                                    .where(line_items.c.budget_id == tenant.budget_id))).scalar_one()
+    assert isinstance(stored, Decimal)
+    assert stored == Decimal(amount)
+    assert str(stored) == amount
+    assert total == Decimal(amount)
+
+
+async def test_a_stale_version_is_refused_and_nothing_is_written(engine_db: Database) -> None:
+    tenant = await make_tenant(make_services(engine_db))
+    async with engine_db.unit_of_work() as uow:
+        row = await writes.budget_for_update(uow.conn, tenant.company_id, tenant.budget_id)
+        await writes.bump_budget(uow.conn, row, locked=True)
+        with pytest.raises(DomainError) as refused:
+            await writes.bump_budget(uow.conn, row, locked=False)  # same old version again
+        assert refused.value.code == "VERSION_CONFLICT"
+        await uow.commit()
+    async with engine_db.read() as conn:
+        version, locked = (await conn.execute(select(budgets.c.version, budgets.c.locked)
+                                              .where(budgets.c.id == tenant.budget_id))).one()
+    assert (version, locked) == (2, True)
+
+
+async def test_concurrent_writers_get_a_gapless_company_sequence(engine_db: Database) -> None:
+    tenant = await make_tenant(make_services(engine_db))
+    async with engine_db.read() as conn:
+        start = (await conn.execute(select(func.count()).select_from(events)
+                                    .where(events.c.company_id == tenant.company_id))).scalar_one()
+
+    async def append_one(i: int) -> int:
+        async with engine_db.unit_of_work() as uow:
+            seq = await event_log.append(uow.conn, tenant.company_id, BudgetEvent(
+                type="Probe", project_id=tenant.project_id, budget_id=tenant.budget_id,
+                status=ExportStatus.NOT_SENT, data={"i": str(i)},
+            ), at=datetime.now(UTC))
+            await asyncio.sleep(0)  # let other transactions interleave before the commit
+            await uow.commit()
+            return seq
+
+    sequences = await asyncio.gather(*(append_one(i) for i in range(20)))
+    assert sorted(sequences) == list(range(start + 1, start + 21))
+    async with engine_db.read() as conn:
+        stored = list((await conn.execute(select(events.c.sequence).where(events.c.company_id == tenant.company_id)
+                                          .order_by(events.c.sequence))).scalars())
+    assert stored == list(range(1, start + 21))
+
+
+async def test_unit_of_work_rolls_back_everything_on_error(engine_db: Database) -> None:
+    tenant = await make_tenant(make_services(engine_db))
+    with pytest.raises(RuntimeError):
+        async with engine_db.unit_of_work() as uow:
+            row = await writes.budget_for_update(uow.conn, tenant.company_id, tenant.budget_id)
+            await writes.bump_budget(uow.conn, row, locked=True)
+            raise RuntimeError("boom")
+    async with engine_db.read() as conn:
+        locked = (await conn.execute(select(budgets.c.locked).where(budgets.c.id == tenant.budget_id))).scalar_one()
+    assert locked is False

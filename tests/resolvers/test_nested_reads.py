@@ -1,0 +1,86 @@
+"""A nested read costs a fixed number of SQL statements, whatever the number of rows (no N+1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from persistence.database import Database
+from resolvers.context import Services
+from tests.support import Tenant, make_tenant
+
+NESTED = """
+{ projects { edges { node { id name budget { id version exportStatus originalBudgetTotal lineItemCount
+    lineItems(first: 500) { totalCount edges { node { id originalAmount revisedAmount erpSynced subJob
+      costCode { code } costType { code } } } } } } } } }
+"""
+
+IMPORT = """
+mutation($i: ImportBudgetLineItemsInput!) { importBudgetLineItems(input: $i) { budget { id } userErrors { code message } } }
+"""
+
+
+@contextmanager
+def counted(db: Database) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def add_lines(tenant: Tenant, count: int, *, budget_id: str | None = None) -> None:
+    codes, types = list(tenant.cost_codes.values()), list(tenant.cost_types.values())
+    items = [
+        {"costCodeId": codes[i % len(codes)], "costTypeId": types[i % len(types)], "subJob": f"SJ-{i}",
+         "originalAmount": f"{1000 + i}.25"}
+        for i in range(count)
+    ]
+    await tenant.ok("admin", IMPORT, i={"budgetId": budget_id or tenant.budget_id, "items": items})
+
+
+async def second_project(tenant: Tenant) -> str:
+    data = await tenant.ok("admin", "mutation { createProject(input: {name: \"Second\", number: \"S-2\"}) "
+                                    "{ project { budget { id } } userErrors { code } } }")
+    return str(data["createProject"]["project"]["budget"]["id"])
+
+
+async def statements_for_nested_query(services: Services, lines_per_budget: int) -> tuple[int, dict[str, Any]]:
+    tenant = await make_tenant(services)
+    await add_lines(tenant, lines_per_budget)
+    await add_lines(tenant, lines_per_budget, budget_id=await second_project(tenant))
+    ctx = await tenant.context("admin")
+    from schema.build import schema
+
+    with counted(services.db) as statements:
+        result = await schema.execute(NESTED, context_value=ctx)
+    assert result.errors is None, result.errors
+    return len(statements), result.data or {}
+
+
+async def test_nested_projects_budget_lines_query_runs_a_fixed_number_of_statements(services: Services) -> None:
+    few, few_data = await statements_for_nested_query(services, 3)
+    many, many_data = await statements_for_nested_query(services, 120)
+    edges = many_data["projects"]["edges"]
+    assert len(edges) == 2
+    assert all(len(e["node"]["budget"]["lineItems"]["edges"]) == 120 for e in edges)
+    assert {e["node"]["budget"]["lineItems"]["edges"][0]["node"]["costCode"]["code"] for e in edges} == {"03-300"}
+    assert few == many
+    assert many <= 12
+
+
+async def test_line_page_amounts_are_exact_strings(services: Services) -> None:
+    tenant = await make_tenant(services)
+    await add_lines(tenant, 2)
+    data = await tenant.ok("reader", NESTED)
+    lines = data["projects"]["edges"][0]["node"]["budget"]["lineItems"]["edges"]
+    assert [edge["node"]["originalAmount"] for edge in lines] == ["1000.25", "1001.25"]
+    assert data["projects"]["edges"][0]["node"]["budget"]["originalBudgetTotal"] == "2001.50"
