@@ -26,8 +26,9 @@ class GraphQLView(GraphQL[Context, None]):
         self.jwt_secret = jwt_secret
         self.allowed_origins = allowed_origins
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        # orjson is ~4x faster than json; text (not bytes) because WebSocket protocols need text frames.
+        return orjson.dumps(data).decode()
 
     async def viewer_from_token(self, token: str | None) -> Viewer | None:
         if token is None:

@@ -15,7 +15,7 @@ AMOUNT_PLACES = 2
 QUANTITY_PLACES = 4
 ZERO = Decimal("0.00")
 
-_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+)(?:\.(\d+))?$")
+_PLAIN_DECIMAL = re.compile(r"^[+-]?([0-9]+)(?:\.([0-9]+))?$")
 
 
 class DecimalFormatError(ValueError):
@@ -42,7 +42,8 @@ def parse_decimal(value: object, *, max_places: int = QUANTITY_PLACES) -> Decima
         raise DecimalFormatError(f"{value!r} has more than {MAX_INTEGER_DIGITS} integer digits")
     if len(fraction.rstrip("0")) > max_places:
         raise DecimalFormatError(f"{value!r} has more than {max_places} fraction digits")
-    return Decimal(text)
+    value = Decimal(text)
+    return value.copy_abs() if value.is_zero() else value  # "-0" is zero, never "-0.00" on the wire
 
 
 def parse_amount(value: object) -> Decimal:

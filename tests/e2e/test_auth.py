@@ -13,16 +13,10 @@ from app import admin, auth
 from persistence.database import Database
 from persistence.ids import new_id
 from persistence.tables import users
-from resolvers.context import Services
 from tests.e2e.conftest import LOCK, assert_no_leak, gql, post_graphql
-from tests.support import JWT_SECRET, Tenant, make_tenant, snapshot
+from tests.support import JWT_SECRET, Tenant, snapshot
 
 VIEWER = "{ viewer { id } }"
-
-
-@pytest.fixture
-async def tenant(services: Services) -> Tenant:
-    return await make_tenant(services)
 
 
 def assert_unauthenticated(body: dict[str, object]) -> None:

@@ -34,7 +34,8 @@ from tests.e2e.conftest import (
 )
 from tests.support import Tenant, make_tenant, snapshot
 
-DELETE_LINE = """mutation($id: ID!) { deleteBudgetLineItem(id: $id) { budget { id } userErrors { code message field } } }"""
+DELETE_LINE = """mutation($id: ID!) {
+  deleteBudgetLineItem(id: $id) { budget { id } userErrors { code message field } } }"""
 INLINE_FLOAT = """mutation($b: ID!, $c: ID!, $t: ID!) {
   createBudgetLineItem(input: {budgetId: $b, item: {costCodeId: $c, costTypeId: $t, originalAmount: 12.5}}) {
     lineItem { id } userErrors { code }
@@ -194,16 +195,12 @@ async def test_another_companys_objects_are_not_found_and_never_leak(
         })
         assert errors[0]["field"] == ["input", "item", "costCodeId"]
 
-        reads = {
-            "budget": ("budget", theirs.budget_id),
-            "project": ("project", theirs.project_id),
-            "erpRequest": ("erpRequest", their_ids["request"]),
-        }
-        for field, (root, object_id) in reads.items():
-            response = await post_graphql(client, ours.token("admin"), f"query($id: ID!) {{ {root}(id: $id) {{ id }} }}",
-                                          {"id": object_id})
+        for root, object_id in (("budget", theirs.budget_id), ("project", theirs.project_id),
+                                ("erpRequest", their_ids["request"])):
+            query = f"query($id: ID!) {{ {root}(id: $id) {{ id }} }}"
+            response = await post_graphql(client, ours.token("admin"), query, {"id": object_id})
             assert_no_leak(response.text, *secrets)
-            assert response.json() == {"data": {field: None}}
+            assert response.json() == {"data": {root: None}}
         for object_id in (theirs.budget_id, theirs.project_id, their_ids["request"], line, theirs.company_id,
                           theirs.users["admin"], theirs.cost_codes["03-300"], theirs.cost_types["L"]):
             for role in ("admin", "approver"):
