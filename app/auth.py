@@ -51,7 +51,8 @@ async def viewer_for(conn: AsyncConnection, user_id: str) -> Viewer | None:
         user_id=row.id, company_id=row.company_id, is_company_admin=row.is_company_admin,
         is_accounting_approver=row.is_accounting_approver, erp_permission=PermissionLevel[row.erp_permission],
     )
-    return Viewer(actor=actor, name=row.name, email=row.email, currency=row.currency, erp_connector=row.erp_connector)
+    return Viewer(actor=actor, name=row.name, email=row.email, currency=row.currency, erp_connector=row.erp_connector,
+                  erp_settings=dict(row.erp_settings or {}))
 
 
 async def demo_secret(conn: AsyncConnection) -> str:

@@ -1,9 +1,11 @@
-"""Runs accepted exports in the background of the server.
+"""Runs accepted exports: inside the server (default) and as `budgetbridge worker` for deployments.
 
-The queue is the database itself: a request in EXPORTING is a job. ACCEPT commits that status, then kicks
-this worker; a periodic poll picks up anything a kick missed (a restart, another process's accept), so a
-crash between the accept and the export loses nothing. Connectors de-duplicate on the request's export id,
-so running the same job twice never writes an entry twice.
+The queue is the `export_jobs` table, written in the ACCEPT's own transaction. A worker claims a due job
+with a lease (SKIP LOCKED on PostgreSQL), runs the connector with a timeout, and records the outcome:
+retryable failures go back to the queue with exponential backoff until the attempts run out. A worker
+that dies mid-export leaves its lease to expire and another claims the job again; the connector's
+de-duplication on the request's export id makes that exactly-once. Each pass also asks connectors that
+can see the ERP's Job Cost whether awaiting requests were posted.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 
 from erp.base import ConnectorError
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
-from resolvers import mutations
+from resolvers import exports
 from resolvers.context import utc_now
 
 log = logging.getLogger("budgetbridge.exports")
+
+# Test-only fault injection: die between the ERP write and our commit (see tests/erp/test_exactly_once.py).
+CRASH_AFTER_EXPORT = os.environ.get("BUDGETBRIDGE_FAULT_INJECTION") == "crash-after-export"
 
 
 class ExportWorker:
@@ -30,12 +36,14 @@ class ExportWorker:
         *,
         poll_seconds: float = 2.0,
         timeout_seconds: float = 30.0,
+        policy: exports.RetryPolicy | None = None,
         events_committed: Callable[[str], None] = lambda company_id: None,
     ) -> None:
         self._db = db
         self._connectors = connectors
         self._poll = poll_seconds
         self._timeout = timeout_seconds
+        self.policy = policy or exports.RetryPolicy()
         self._events_committed = events_committed
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -44,7 +52,7 @@ class ExportWorker:
         self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="export-worker")
+        self._task = asyncio.create_task(self.run_forever(), name="export-worker")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -52,52 +60,90 @@ class ExportWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _loop(self) -> None:
+    async def run_forever(self) -> None:
         while True:
             try:
                 await self.run_once()
-            except Exception:  # an outage must not kill the worker; the next poll tries again
+            except Exception:  # an outage must not kill the worker; the next pass tries again
                 log.exception("export pass failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
             self._wake.clear()
 
     async def run_once(self) -> int:
-        async with self._db.read() as conn:
-            request_ids = await mutations.exporting_request_ids(conn)
-        for request_id in request_ids:
-            await self.export_one(request_id)
-        return len(request_ids)
+        """Run every job that is due now, then check posting. Returns how many jobs ran."""
+        ran = 0
+        while await self.run_next_job():
+            ran += 1
+        await self.detect_posting()
+        return ran
 
-    async def export_one(self, request_id: str) -> None:
-        async with self._db.read() as conn:
-            loaded = await mutations.export_batch(conn, request_id)
-        if loaded is None:
-            return
-        _request, company, batch = loaded
-        connector = self._connectors.get(company.erp_connector)
-        reference: str | None = None
-        failure: str | None = None
-        if connector is None:
-            failure = "the company has no ERP connection"
-        else:
-            try:
-                receipt = await asyncio.wait_for(connector.export(batch), self._timeout)
-                reference = receipt.erp_reference
-            except ConnectorError as exc:
-                failure = str(exc) or "the ERP refused the export"
-            except TimeoutError:
-                failure = f"the ERP did not answer within {self._timeout:g} s"
-            except Exception as exc:
-                log.exception("connector %s failed on %s", company.erp_connector, request_id)
-                failure = f"the ERP connector failed ({type(exc).__name__})"
-        requires_posting = connector.capabilities.requires_posting if connector else True
+    async def run_next_job(self) -> bool:
         async with self._db.unit_of_work() as uow:
-            status = await mutations.record_export_result(
-                uow.conn, request_id, at=utc_now(), erp_reference=reference, failure=failure,
-                requires_posting=requires_posting,
-            )
+            job = await exports.claim(uow.conn, utc_now(), self.policy)
             await uow.commit()
+        if job is None:
+            return False
+        async with self._db.read() as conn:
+            loaded = await exports.export_batch(conn, job.request_id, utc_now().date())
+        if loaded is None:  # the request moved on (a callback recorded it); nothing to export
+            async with self._db.unit_of_work() as uow:
+                await exports.record_success(uow.conn, job, utc_now(), erp_reference=None, deferred=False,
+                                             requires_posting=True)
+                await uow.commit()
+            return True
+        company, batch = loaded
+        connector = self._connectors.get(company.erp_connector, company.erp_settings)
+        status = None
+        try:
+            if connector is None:
+                raise ConnectorError("the company has no working ERP connection")
+            receipt = await asyncio.wait_for(connector.export(batch), self._timeout)
+            if CRASH_AFTER_EXPORT:
+                os._exit(70)
+            async with self._db.unit_of_work() as uow:
+                status = await exports.record_success(
+                    uow.conn, job, utc_now(), erp_reference=receipt.erp_reference, deferred=receipt.deferred,
+                    requires_posting=connector.capabilities.requires_posting,
+                )
+                await uow.commit()
+        except (ConnectorError, TimeoutError, OSError) as exc:
+            message, retryable = _describe(exc, self._timeout)
+            log.warning("export of %s failed (attempt %d): %s", job.request_id, job.attempts, message)
+            async with self._db.unit_of_work() as uow:
+                status = await exports.record_failure(uow.conn, job, utc_now(), message, retryable=retryable,
+                                                      policy=self.policy)
+                await uow.commit()
         if status is not None:
-            log.info("export %s -> %s", request_id, status.value)
+            log.info("export %s -> %s", job.request_id, status.value)
             self._events_committed(company.id)
+        return True
+
+    async def detect_posting(self) -> None:
+        async with self._db.read() as conn:
+            waiting = await exports.awaiting_posting(conn)
+        for row in waiting:
+            connector = self._connectors.get(row.erp_connector, row.erp_settings)
+            if connector is None:
+                continue
+            try:
+                posted = await asyncio.wait_for(connector.posted(row.export_id), self._timeout)
+            except Exception:
+                log.warning("posting check of %s failed", row.id, exc_info=True)
+                continue
+            if not posted:
+                continue
+            async with self._db.unit_of_work() as uow:
+                status = await exports.record_posted(uow.conn, row.id, utc_now())
+                await uow.commit()
+            if status is not None:
+                log.info("posting detected for %s", row.id)
+                self._events_committed(row.company_id)
+
+
+def _describe(exc: BaseException, timeout: float) -> tuple[str, bool]:
+    if isinstance(exc, ConnectorError):
+        return str(exc) or "the ERP refused the export", exc.retryable
+    if isinstance(exc, TimeoutError):
+        return f"the ERP did not answer within {timeout:g} s", True
+    return f"the ERP could not be reached ({exc})", True

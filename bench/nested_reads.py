@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import statistics
@@ -126,7 +127,9 @@ async def time_async(
     (statement compilation caches, pool connections, lazy imports)."""
 
     async def argument() -> Any:
-        return await prepare() if prepare is not None else None
+        value = await prepare() if prepare is not None else None
+        gc.collect()  # every sample starts from the same collector state, not mid-way to a full collection
+        return value
 
     await run(await argument())
     samples = []
@@ -142,6 +145,7 @@ def time_sync(label: str, run: Callable[[], Any], repeat: int, inner: int = 1) -
     run()
     samples = []
     for _ in range(repeat):
+        gc.collect()
         start = time.perf_counter()
         for _ in range(inner):
             run()

@@ -7,8 +7,9 @@ id, so an export that is retried after a crash never writes an entry twice.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from domain.export import Capabilities
 from erp.base import ExportBatch, ExportReceipt, JobSpec
@@ -28,7 +29,7 @@ class EmbeddedConnector:
         exports_quantities=True,
     )
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, options: dict[str, Any] | None = None, *, db: Database) -> None:
         self._db = db
 
     async def sync_job(self, job: JobSpec) -> str:
@@ -89,6 +90,18 @@ class EmbeddedConnector:
                 await conn.execute(insert(erp_job_cost_entries), rows)
             await uow.commit()
         return ExportReceipt(erp_reference=reference)
+
+    async def posted(self, export_id: str) -> bool | None:
+        """Posted once an accountant posted every entry of the batch in Job Cost (`budgetbridge erp post`)."""
+        async with self._db.read() as conn:
+            total, unposted = (
+                await conn.execute(
+                    select(func.count(), func.count().filter(erp_job_cost_entries.c.posted.is_(False))).where(
+                        erp_job_cost_entries.c.batch == f"JC-{export_id}"
+                    )
+                )
+            ).one()
+        return bool(total) and unposted == 0
 
     async def mark_posted(self, export_id: str) -> None:
         async with self._db.unit_of_work() as uow:

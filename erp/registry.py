@@ -1,32 +1,84 @@
-"""Connector names -> connector instances. A company's `erp_connector` column holds the name."""
+"""Connector names -> connector instances, configured per company (`companies.erp_connector` holds the
+name, `companies.erp_settings` its options; `budgetbridge company set-erp` writes both)."""
 
 from __future__ import annotations
 
-from erp.base import Connector
-from erp.embedded import EmbeddedConnector
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from erp.base import Connector, ConnectorConfigError
 from persistence.database import Database
 
-CONNECTORS = ("embedded",)
+log = logging.getLogger("budgetbridge.erp")
+
+# name -> "module:Class". Imported on first use, so a deployment only loads the connectors it uses.
+CONNECTORS: dict[str, str] = {
+    "embedded": "erp.embedded:EmbeddedConnector",
+    "sage300-file": "erp.sage300:Sage300FileConnector",
+    "vista-csv": "erp.vista:VistaCsvConnector",
+    "webhook": "erp.webhook:WebhookConnector",
+}
 
 
 class UnknownConnectorError(ValueError):
     pass
 
 
-class ConnectorRegistry:
-    def __init__(self, db: Database) -> None:
-        self._instances: dict[str, Connector] = {"embedded": EmbeddedConnector(db)}
+def connector_class(name: str) -> Callable[..., Connector]:
+    try:
+        module_name, _, class_name = CONNECTORS[name].partition(":")
+    except KeyError:
+        raise UnknownConnectorError(f"unknown ERP connector {name!r}; known: {', '.join(CONNECTORS)}") from None
+    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
 
-    def get(self, name: str | None) -> Connector | None:
+
+def build_connector(name: str, options: dict[str, Any], db: Database) -> Connector:
+    """A configured connector; ConnectorConfigError names a missing or bad option."""
+    cls = connector_class(name)
+    if name == "embedded":
+        return cls(options, db=db)
+    return cls(options)
+
+
+class ConnectorRegistry:
+    """Connectors are cached per (name, options): options change rarely and some connectors hold
+    resources (HTTP clients)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._instances: dict[tuple[str, bytes], Connector] = {}
+
+    def get(self, name: str | None, options: dict[str, Any] | None = None) -> Connector | None:
         if name is None:
             return None
-        try:
-            return self._instances[name]
-        except KeyError:
-            raise UnknownConnectorError(f"unknown ERP connector {name!r}; known: {', '.join(CONNECTORS)}") from None
+        key = (name, orjson.dumps(options or {}, option=orjson.OPT_SORT_KEYS))
+        connector = self._instances.get(key)
+        if connector is None:
+            try:
+                connector = build_connector(name, dict(options or {}), self._db)
+            except (ConnectorConfigError, UnknownConnectorError):
+                # `company set-erp` validates options when they are saved; if they went bad since, the
+                # company is treated as not connected (sendBlockers says ERP_NOT_CONNECTED), not as a crash.
+                log.exception("ERP connector %s is misconfigured", name)
+                return None
+            self._instances[key] = connector
+        return connector
+
+    async def aclose(self) -> None:
+        for connector in self._instances.values():
+            close = getattr(connector, "aclose", None)
+            if close is not None:
+                await close()
 
 
 def check_connector_name(name: str) -> str:
     if name != "none" and name not in CONNECTORS:
         raise UnknownConnectorError(f"unknown ERP connector {name!r}; known: none, {', '.join(CONNECTORS)}")
     return name
+
+
+__all__ = ["ConnectorConfigError", "ConnectorRegistry", "UnknownConnectorError", "build_connector"]

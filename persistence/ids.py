@@ -16,6 +16,7 @@ PREFIXES = {
     "ErpRequest": "req",
     "ExportEntry": "ent",
     "ErpJob": "job",
+    "ExportJob": "xj",
     "ErpJobCostEntry": "jce",
 }
 TYPE_BY_PREFIX = {prefix: name for name, prefix in PREFIXES.items()}

@@ -39,7 +39,8 @@ async def rows_by_ids(conn: AsyncConnection, table, ids: Sequence[str], company_
 
 async def user_with_company(conn: AsyncConnection, user_id: str) -> Row | None:
     stmt = (
-        select(users, companies.c.currency, companies.c.name.label("company_name"), companies.c.erp_connector)
+        select(users, companies.c.currency, companies.c.name.label("company_name"), companies.c.erp_connector,
+               companies.c.erp_settings)
         .join(companies, companies.c.id == users.c.company_id)
         .where(users.c.id == user_id)
     )

@@ -271,6 +271,24 @@ idempotency_keys = Table(
     _ts("created_at", nullable=False),
 )
 
+# The durable export queue: ACCEPT and retryExport insert a job in the decision's own transaction; workers
+# claim jobs with a lease, so a job whose worker died is claimed again once the lease ran out.
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    _id(),
+    _company(),
+    Column("request_id", String(40), ForeignKey("erp_requests.id"), nullable=False, index=True),
+    Column("status", String(20), nullable=False),  # QUEUED RUNNING AWAITING_CALLBACK DONE FAILED
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _ts("next_attempt_at", nullable=False),
+    _ts("lease_until"),
+    Column("last_error", Text),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("ix_export_jobs_due", "status", "next_attempt_at"),
+)
+
 # The embedded ERP: a ledger kept in the same database, shaped like an ERP's Job Cost module.
 erp_jobs = Table(
     "erp_jobs",

@@ -61,6 +61,7 @@ class Viewer:
     email: str
     currency: str
     erp_connector: str | None
+    erp_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

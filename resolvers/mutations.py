@@ -20,12 +20,11 @@ from domain.events import BudgetEvent
 from domain.export import request_kind
 from domain.money import AMOUNT_PLACES, QUANTITY_PLACES, has_at_most_places, to_amount
 from domain.permissions import Actor, PermissionLevel, ProjectAccess
-from erp.base import Connector, ExportBatch, ExportItem, JobSpec
+from erp.base import Connector, JobSpec
 from persistence import event_log, reads, writes
 from persistence.ids import new_id
 from persistence.tables import (
     budgets,
-    companies,
     cost_codes,
     cost_types,
     erp_requests,
@@ -38,7 +37,9 @@ from persistence.tables import (
 )
 from resolvers.budget_state import budget_state, load_export_state, send_conditions
 from resolvers.context import Context
+from resolvers.exports import enqueue
 from resolvers.loaders import access_from_row
+from resolvers.transitions import apply_request_action
 from resolvers.service import Outcome, Result, run_mutation
 
 
@@ -51,8 +52,8 @@ async def _event(ctx: Context, conn: AsyncConnection, event: BudgetEvent) -> Non
     await event_log.append(conn, ctx.actor.company_id, event, ctx.services.clock())
 
 
-def _connector(ctx: Context, name: str | None) -> Connector | None:
-    return ctx.services.connectors.get(name)
+def _connector(ctx: Context) -> Connector | None:
+    return ctx.services.connectors.get(ctx.viewer.erp_connector, ctx.viewer.erp_settings)
 
 
 def _text(value: str | None, field: list[str], *, max_len: int, required: bool = False) -> str | None:
@@ -135,7 +136,7 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
     """The connector call happens between two short transactions: an ERP is another system, and holding
     our locks across its latency would stall every writer of the company."""
     actor = ctx.actor
-    connector = _connector(ctx, ctx.viewer.erp_connector)
+    connector = _connector(ctx)
     async with ctx.db.read() as conn:
         project = (await reads.rows_by_ids(conn, projects, [project_id], actor.company_id) or [None])[0]
         if project is None:
@@ -457,7 +458,7 @@ async def unlock_budget(ctx: Context, budget_id: str, expected: int | None, key:
 
 async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: str | None) -> Outcome:
     actor = ctx.actor
-    connector = _connector(ctx, ctx.viewer.erp_connector)
+    connector = _connector(ctx)
 
     async def body(uow: Any) -> Result:
         conn = uow.conn
@@ -504,33 +505,6 @@ async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: s
     return await run_mutation(ctx, "sendToERP", body, idempotency_key=key, fingerprint_of=[budget_id, expected])
 
 
-async def apply_request_action(
-    ctx: Context | None,
-    conn: AsyncConnection,
-    budget: Row,
-    request: Row,
-    action: RequestAction,
-    *,
-    actor_id: str | None,
-    at: Any,
-    reason: str | None = None,
-    **values: Any,
-) -> ExportStatus:
-    """Move a request (and its budget's export status) through TRANSITIONS, with its event."""
-    previous = ExportStatus(request.status)
-    status = wf.transition(previous, action)
-    await writes.update_row(conn, erp_requests, request.id, status=status.value, **values)
-    budget_values: dict[str, Any] = {}
-    if budget.last_request_id == request.id:
-        budget_values["export_status"] = status.value
-    await writes.bump_budget(conn, budget, **budget_values)
-    await event_log.append(conn, budget.company_id, BudgetEvent(
-        type=wf.EVENT_NAMES[action], project_id=budget.project_id, budget_id=budget.id, erp_request_id=request.id,
-        previous_status=previous, status=status, actor_id=actor_id, reason=reason,
-    ), at)
-    return status
-
-
 async def _request_for_change(ctx: Context, conn: AsyncConnection, request_id: str) -> tuple[Row, Row]:
     request = (await reads.rows_by_ids(conn, erp_requests, [request_id], ctx.actor.company_id) or [None])[0]
     if request is None:
@@ -550,7 +524,7 @@ async def retrieve_budget(ctx: Context, budget_id: str, expected: int | None, ke
         wf.require_none(wf.retrieve_blockers(budget_state(budget), access))
         request = (await reads.rows_by_ids(conn, erp_requests, [budget.last_request_id], actor.company_id))[0]
         now = ctx.services.clock()
-        await apply_request_action(ctx, conn, budget, request, RequestAction.RETRIEVE, actor_id=actor.user_id,
+        await apply_request_action(conn, budget, request, RequestAction.RETRIEVE, actor_id=actor.user_id,
                                    at=now, retrieved_at=now, retrieved_by_id=actor.user_id)
         return {"erpRequest": request.id, "budget": budget.id}
 
@@ -568,10 +542,12 @@ async def decide_export(ctx: Context, request_id: str, decision: str, reason: st
         wf.require_none(wf.decide_blockers(actor, ExportStatus(request.status), action, clean_reason))
         now = ctx.services.clock()
         await apply_request_action(
-            ctx, conn, budget, request, action, actor_id=actor.user_id, at=now, reason=clean_reason,
+            conn, budget, request, action, actor_id=actor.user_id, at=now, reason=clean_reason,
             decided_at=now, decided_by_id=actor.user_id,
             rejection_reason=clean_reason if action is RequestAction.REJECT else None,
         )
+        if action is RequestAction.ACCEPT:
+            await enqueue(conn, actor.company_id, request.id, now)
         return {"erpRequest": request.id, "budget": budget.id}
 
     kick = (lambda _result: ctx.services.kick_exports()) if action is RequestAction.ACCEPT else None
@@ -587,8 +563,10 @@ async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcom
         budget, request = await _request_for_change(ctx, conn, request_id)
         errors = [e for e in [permissions.decide_refusal(actor)] if e]
         wf.require_none(errors)
-        await apply_request_action(ctx, conn, budget, request, RequestAction.RETRY, actor_id=actor.user_id,
-                                   at=ctx.services.clock(), failure_message=None)
+        now = ctx.services.clock()
+        await apply_request_action(conn, budget, request, RequestAction.RETRY, actor_id=actor.user_id,
+                                   at=now, failure_message=None)
+        await enqueue(conn, actor.company_id, request.id, now)
         return {"erpRequest": request.id, "budget": budget.id}
 
     return await run_mutation(ctx, "retryExport", body, idempotency_key=key, fingerprint_of=[request_id],
@@ -597,7 +575,7 @@ async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcom
 
 async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | None, key: str | None) -> Outcome:
     actor = ctx.actor
-    connector = _connector(ctx, ctx.viewer.erp_connector)
+    connector = _connector(ctx)
     async with ctx.db.read() as conn:
         request = (await reads.rows_by_ids(conn, erp_requests, [request_id], actor.company_id) or [None])[0]
     if request is not None and request.status == ExportStatus.AWAITING_POSTING.value and connector is not None \
@@ -613,67 +591,9 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
         reference = _text(erp_reference, ["input", "erpReference"], max_len=200)
         if reference:
             values["erp_reference"] = reference
-        await apply_request_action(ctx, conn, budget, req, RequestAction.CONFIRM_POSTING, actor_id=actor.user_id,
+        await apply_request_action(conn, budget, req, RequestAction.CONFIRM_POSTING, actor_id=actor.user_id,
                                    at=values["posted_at"], **values)
         return {"erpRequest": req.id, "budget": budget.id}
 
     return await run_mutation(ctx, "confirmJobCostPosting", body, idempotency_key=key,
                               fingerprint_of=[request_id, erp_reference])
-
-
-# --- the export itself (run by the worker, not by a user) -----------------------------------------------
-
-
-async def exporting_request_ids(conn: AsyncConnection) -> list[str]:
-    stmt = select(erp_requests.c.id).where(erp_requests.c.status == ExportStatus.EXPORTING.value) \
-        .order_by(erp_requests.c.decided_at)
-    return list((await conn.execute(stmt)).scalars())
-
-
-async def export_batch(conn: AsyncConnection, request_id: str) -> tuple[Row, Row, ExportBatch] | None:
-    request = (await reads.rows_by_ids(conn, erp_requests, [request_id], None) or [None])[0]
-    if request is None or request.status != ExportStatus.EXPORTING.value:
-        return None
-    company = (await conn.execute(select(budgets.c.company_id).where(budgets.c.id == request.budget_id))).scalar_one()
-    company_row = (await reads.rows_by_ids(conn, companies, [company], None))[0]
-    project = (await reads.rows_by_ids(conn, projects, [request.project_id], None))[0]
-    stmt = (
-        select(export_entries, line_items.c.quantity, line_items.c.unit_of_measure, line_items.c.unit_cost,
-               line_items.c.sub_job, line_items.c.description,
-               cost_codes.c.code.label("cost_code"), cost_types.c.code.label("cost_type"))
-        .join(line_items, line_items.c.id == export_entries.c.line_item_id)
-        .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
-        .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
-        .where(export_entries.c.request_id == request.id)
-        .order_by(line_items.c.position, export_entries.c.kind, export_entries.c.id)
-    )
-    items = tuple(
-        ExportItem(entry_id=r.id, cost_code=r.cost_code, cost_type=r.cost_type, sub_job=r.sub_job or None,
-                   description=r.description, kind=r.kind, amount=r.amount, quantity=r.quantity,
-                   unit_of_measure=r.unit_of_measure, unit_cost=r.unit_cost)
-        for r in (await conn.execute(stmt)).all()
-    )
-    batch = ExportBatch(export_id=request.export_id, company_id=company, request_id=request.id,
-                        request_kind=request.kind, erp_job_id=project.erp_job_id or "", job_number=project.number,
-                        items=items)
-    return request, company_row, batch
-
-
-async def record_export_result(
-    conn: AsyncConnection, request_id: str, *, at: Any, erp_reference: str | None = None,
-    failure: str | None = None, requires_posting: bool = True,
-) -> ExportStatus | None:
-    request = (await reads.rows_by_ids(conn, erp_requests, [request_id], None))[0]
-    if request.status != ExportStatus.EXPORTING.value:
-        return None  # another worker recorded it first
-    budget = (await conn.execute(select(budgets).where(budgets.c.id == request.budget_id).with_for_update())).first()
-    attempts = request.export_attempts + 1
-    if failure is not None:
-        return await apply_request_action(None, conn, budget, request, RequestAction.EXPORT_FAILED, actor_id=None,
-                                          at=at, reason=failure, failure_message=failure, export_attempts=attempts)
-    action = RequestAction.EXPORT_WRITTEN if requires_posting else RequestAction.EXPORT_POSTED
-    extra = {} if requires_posting else {"posted_at": at}
-    return await apply_request_action(None, conn, budget, request, action, actor_id=None, at=at,
-                                      exported_at=at, erp_reference=erp_reference, export_attempts=attempts,
-                                      failure_message=None, **extra)
-

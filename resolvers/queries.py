@@ -88,7 +88,7 @@ async def _project_access(ctx: Context, row: Row) -> permissions.ProjectAccess:
 
 
 async def send_blockers(ctx: Context, budget_row: Row) -> list[DomainError]:
-    connector = ctx.services.connectors.get(ctx.viewer.erp_connector)
+    connector = ctx.services.connectors.get(ctx.viewer.erp_connector, ctx.viewer.erp_settings)
     access = await _project_access(ctx, budget_row)
     project = await ctx.loaders.project.load(budget_row.project_id)
     async with ctx.db.read() as conn:

@@ -109,7 +109,7 @@ class Query:
 
     @strawberry.field
     async def erp_connection(self, info: Ctx) -> Optional[ErpConnection]:
-        connector = info.context.services.connectors.get(info.context.viewer.erp_connector)
+        connector = info.context.services.connectors.get(info.context.viewer.erp_connector, info.context.viewer.erp_settings)
         if connector is None:
             return None
         caps = connector.capabilities

@@ -1,0 +1,296 @@
+"""The integrator webhook: BudgetBridge POSTs a signed JSON event to an integration platform (hh2, Ryvit,
+Agave-style middleware, or a company's own service), which writes it to the ERP.
+
+Events: `create_budget` / `update_budget` for an export, `sync_job` to create or link the job. Every request
+carries `X-BudgetBridge-Delivery`: for an export it is the export id, identical on every retry, so the
+integrator de-duplicates on it. The integrator answers at once with success or failure, or with `accepted`
+and reports the outcome later to `POST /erp/callbacks/webhook` (see docs/webhook.md).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+
+from domain.export import Capabilities
+from domain.money import format_decimal, to_amount
+from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, ExportItem, ExportReceipt, JobSpec, option
+from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+MIN_SECRET_LENGTH = 16
+DEFAULT_TIMEOUT_SECONDS = 10.0
+MAX_TIMEOUT_SECONDS = 300.0
+MAX_MESSAGE_LENGTH = 1000
+USER_AGENT = "BudgetBridge-Webhook/1"
+
+EVENTS = {"CREATE_BUDGET": "create_budget", "UPDATE_BUDGET": "update_budget"}
+# Statuses that mean "try again later" although they are 4xx.
+RETRYABLE_CLIENT_STATUSES = {408, 425, 429}
+
+
+def _flag(settings: dict[str, Any], name: str, default: bool) -> bool:
+    value = settings.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "1", "false", "no", "0"}:
+        return value.strip().lower() in {"true", "yes", "1"}
+    raise ConnectorConfigError(f"the option {name!r} must be true or false")
+
+
+def _timeout(settings: dict[str, Any]) -> float:
+    value = settings.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConnectorConfigError("the option 'timeout_seconds' must be a number of seconds") from None
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:
+        raise ConnectorConfigError(f"the option 'timeout_seconds' must be above 0 and at most {MAX_TIMEOUT_SECONDS:g}")
+    return seconds
+
+
+def _url(settings: dict[str, Any]) -> str:
+    value = option(settings, "url")
+    if not isinstance(value, str):
+        raise ConnectorConfigError("the option 'url' must be an http(s) URL")
+    try:
+        url = httpx.URL(value.strip())
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise ConnectorConfigError(f"the option 'url' is not a valid URL: {value!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConnectorConfigError(f"the option 'url' must be an http:// or https:// URL, not {value!r}")
+    return str(url)
+
+
+def _secret(settings: dict[str, Any]) -> str:
+    value = option(settings, "secret")
+    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
+        raise ConnectorConfigError(f"the option 'secret' must be a string of at least {MIN_SECRET_LENGTH} characters")
+    return value
+
+
+def _decimal(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    return format_decimal(value.copy_abs() if value.is_zero() else value)  # never "-0.00"
+
+
+def _amount(value: Decimal) -> str:
+    return _decimal(to_amount(value)) or "0.00"
+
+
+def _transaction(item: ExportItem) -> dict[str, Any]:
+    return {
+        "entryId": item.entry_id,
+        "kind": item.kind,
+        "costCode": item.cost_code,
+        "costType": item.cost_type,
+        "subJob": item.sub_job,
+        "amount": _amount(item.amount),
+        "quantity": _decimal(item.quantity),
+        "unitOfMeasure": item.unit_of_measure,
+        "unitCost": _decimal(item.unit_cost),
+        "modificationNumber": item.modification_number,
+        "notes": item.modification_notes,
+    }
+
+
+def _job_cost_rows(items: tuple[ExportItem, ...]) -> list[dict[str, Any]]:
+    """One row per budget line in this request, with the total of its amounts in this request (original
+    amount or its change, plus modifications in, minus modifications out), in the batch's order."""
+    rows: dict[str, dict[str, Any]] = {}
+    totals: dict[str, Decimal] = {}
+    for item in items:
+        if item.line_item_id not in rows:
+            rows[item.line_item_id] = {
+                "costCode": item.cost_code,
+                "costType": item.cost_type,
+                "subJob": item.sub_job,
+                "description": item.description or item.cost_code_description or None,
+            }
+            totals[item.line_item_id] = Decimal(0)
+        totals[item.line_item_id] += item.amount
+    return [{**row, "amount": _amount(totals[line_id])} for line_id, row in rows.items()]
+
+
+def export_payload(batch: ExportBatch) -> dict[str, Any]:
+    """The JSON document of a create_budget / update_budget event (documented in docs/webhook.md)."""
+    try:
+        event = EVENTS[batch.request_kind]
+    except KeyError:
+        raise ConnectorError(f"unknown request kind {batch.request_kind!r}") from None
+    return {
+        "event": event,
+        "deliveryId": batch.export_id,
+        "exportId": batch.export_id,
+        "requestId": batch.request_id,
+        "requestSequence": batch.request_sequence,
+        "exportDate": batch.export_date.isoformat(),
+        "job": {"erpJobId": batch.erp_job_id or None, "number": batch.job_number, "name": batch.job_name},
+        "jobCostRows": _job_cost_rows(batch.items),
+        "transactions": [_transaction(item) for item in batch.items],
+    }
+
+
+def sync_job_payload(job: JobSpec, delivery_id: str) -> dict[str, Any]:
+    return {
+        "event": "sync_job",
+        "deliveryId": delivery_id,
+        "job": {"projectId": job.project_id, "number": job.number, "name": job.name},
+        "costCodes": [{"code": code, "description": description} for code, description in job.cost_codes],
+        "costTypes": [{"code": code, "name": name} for code, name in job.cost_types],
+        "pairs": [{"costCode": code, "costType": ctype} for code, ctype in job.pairs],
+    }
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 3] + "..."
+
+
+def _messages(body: Any) -> str | None:
+    """The integrator's explanation in an answer body: `messages` (list), `message` or `error`."""
+    if not isinstance(body, dict):
+        return None
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        texts = [str(m).strip() for m in messages if isinstance(m, str | int | float) and str(m).strip()]
+        if texts:
+            return _clip("; ".join(texts))
+    for key in ("message", "error"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            return _clip(value)
+    return None
+
+
+class _Answer:
+    def __init__(self, status_code: int, body: Any, text: str) -> None:
+        self.status_code = status_code
+        self.body = body  # the decoded JSON, or None when empty / not JSON
+        self.text = text
+
+
+class WebhookConnector:
+    name = "webhook"
+    display_name = "Integrator webhook"
+
+    def __init__(self, options: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        settings = dict(options or {})
+        self.url = _url(settings)
+        self._secret = _secret(settings)
+        self.timeout_seconds = _timeout(settings)
+        self.capabilities = Capabilities(
+            exports_budget=True,
+            exports_modifications=True,
+            supports_sub_jobs=_flag(settings, "supports_sub_jobs", True),
+            requires_posting=_flag(settings, "requires_posting", True),
+            exports_quantities=True,
+        )
+        self._clock = clock
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_seconds), follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- the Connector protocol ----------------------------------------------------------------------
+
+    async def export(self, batch: ExportBatch) -> ExportReceipt:
+        payload = export_payload(batch)
+        answer = await self._post(payload["event"], batch.export_id, payload)
+        body = answer.body
+        if body is None:
+            if answer.text.strip():
+                raise ConnectorError(
+                    f"the integrator answered HTTP {answer.status_code} with a body that is not JSON: "
+                    f"{_clip(answer.text)[:200]}"
+                )
+            return ExportReceipt(erp_reference=None, deferred=True)  # accepted; the callback tells the outcome
+        if not isinstance(body, dict):
+            raise ConnectorError(f"the integrator answered HTTP {answer.status_code} with JSON that is not an object")
+        status = body.get("status")
+        reference = body.get("erpReference")
+        reference = (reference.strip() or None) if isinstance(reference, str) else None
+        if status == "success":
+            return ExportReceipt(erp_reference=reference)
+        if status == "accepted" or (status is None and answer.status_code == 202):
+            return ExportReceipt(erp_reference=reference, deferred=True)
+        if status == "failure":
+            raise ConnectorError(_messages(body) or "the integrator reported a failure without a message")
+        raise ConnectorError(
+            f"the integrator answered with an unknown status {status!r} (expected success, accepted or failure)"
+        )
+
+    async def sync_job(self, job: JobSpec) -> str:
+        delivery_id = f"sync-{uuid.uuid4().hex}"
+        answer = await self._post("sync_job", delivery_id, sync_job_payload(job, delivery_id))
+        body = answer.body
+        if isinstance(body, dict):
+            if body.get("status") == "failure":
+                raise ConnectorError(_messages(body) or "the integrator could not sync the job")
+            erp_job_id = body.get("erpJobId")
+            if isinstance(erp_job_id, str | int) and not isinstance(erp_job_id, bool) and str(erp_job_id).strip():
+                return str(erp_job_id).strip()
+        return job.number
+
+    async def posted(self, export_id: str) -> bool | None:
+        return None  # the integrator reports posting by callback ("posted") or an admin confirms it
+
+    async def mark_posted(self, export_id: str) -> None:
+        return None
+
+    # --- HTTP ------------------------------------------------------------------------------------------
+
+    async def _post(self, event: str, delivery_id: str, payload: dict[str, Any]) -> _Answer:
+        """Sign and send one event; 2xx comes back as an _Answer, everything else as ConnectorError."""
+        body = orjson.dumps(payload)
+        timestamp = int(self._clock())
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+            DELIVERY_HEADER: delivery_id,
+            EVENT_HEADER: event,
+        }
+        try:
+            response = await self._client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise ConnectorError(
+                f"the integrator did not answer within {self.timeout_seconds:g} s", retryable=True
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ConnectorError(f"could not reach the integrator ({type(exc).__name__})", retryable=True) from None
+        text = response.text
+        decoded: Any = None
+        if text.strip():
+            try:
+                decoded = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                decoded = None
+        status_code = response.status_code
+        if 200 <= status_code < 300:
+            return _Answer(status_code, decoded, text if decoded is None else "")
+        explanation = _messages(decoded) or (_clip(text)[:200] if text.strip() and decoded is None else None)
+        detail = f": {explanation}" if explanation else ""
+        if status_code >= 500:
+            raise ConnectorError(f"the integrator failed (HTTP {status_code}){detail}", retryable=True)
+        if status_code in RETRYABLE_CLIENT_STATUSES:
+            raise ConnectorError(f"the integrator asked to try again later (HTTP {status_code}){detail}",
+                                 retryable=True)
+        if 300 <= status_code < 400:
+            raise ConnectorError(f"the integrator answered with a redirect (HTTP {status_code}); "
+                                 "configure its final URL")
+        raise ConnectorError(f"the integrator refused the {event.replace('_', ' ')} (HTTP {status_code}){detail}")
+
+
+__all__ = ["WebhookConnector", "export_payload", "sync_job_payload"]
