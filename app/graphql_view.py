@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -11,12 +13,40 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
 from app import auth
 from resolvers.context import Context, Services, Viewer
 
 
+class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with keep-alive pings once acknowledged. strawberry keeps only the legacy protocol
+    alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts."""
+
+    _pinger: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._pinger is None and self.view.keep_alive:
+            self._pinger = asyncio.create_task(self._ping(float(self.view.keep_alive_interval or 15.0)))
+
+    async def _ping(self, interval: float) -> None:
+        with contextlib.suppress(Exception):  # the socket is gone: shutdown() is on its way
+            while True:
+                await asyncio.sleep(interval)
+                await self.send_message({"type": "ping"})
+
+    async def shutdown(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+        await super().shutdown()
+
+
 class GraphQLView(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
+
     def __init__(
         self, schema: Any, services: Services, jwt_secret: str, allowed_origins: tuple[str, ...] = ("*",),
         **kwargs: Any,

@@ -4,6 +4,7 @@ lifetimes through the Starlette lifespan."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -109,6 +110,10 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         view.services = runtime.services
         view.jwt_secret = runtime.jwt_secret
         await runtime.live.start()
+        # Everything built so far lives as long as the process: keep it out of the garbage collector's
+        # generations, so full collections during large responses scan only per-request objects.
+        gc.collect()
+        gc.freeze()
         if run_worker:
             runtime.worker.start()
         try:

@@ -4,6 +4,7 @@ DataLoaders built on them keep a nested GraphQL query at a fixed number of state
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Select, and_, func, select, true
 from sqlalchemy.engine import Row
@@ -25,16 +26,34 @@ from persistence.tables import (
 )
 
 
+# PostgreSQL (asyncpg) takes at most 32767 bind parameters per statement; id lists are sent in chunks.
+# A page of up to 2000 ids is still one statement, so nested reads stay at a fixed statement count.
+CHUNK = 2000
+
+
 async def _all(conn: AsyncConnection, stmt: Select) -> list[Row]:  # type: ignore[type-arg]
     return list((await conn.execute(stmt)).all())
 
 
+async def _chunked(conn: AsyncConnection, ids: Sequence[str], build: Any) -> list[Row]:
+    """Run `build(chunk)` for each chunk of ids and concatenate the rows."""
+    unique = list(dict.fromkeys(ids))
+    rows: list[Row] = []
+    for start in range(0, len(unique), CHUNK):
+        rows += await _all(conn, build(unique[start : start + CHUNK]))
+    return rows
+
+
 async def rows_by_ids(conn: AsyncConnection, table, ids: Sequence[str], company_id: str | None) -> list[Row]:  # type: ignore[no-untyped-def]
     """Rows of `table` with these ids; restricted to one company when the table has one."""
-    stmt = select(table).where(table.c.id.in_(list(ids)))
-    if company_id is not None and "company_id" in table.c:
-        stmt = stmt.where(table.c.company_id == company_id)
-    return await _all(conn, stmt)
+
+    def build(chunk: list[str]) -> Select:  # type: ignore[type-arg]
+        stmt = select(table).where(table.c.id.in_(chunk))
+        if company_id is not None and "company_id" in table.c:
+            stmt = stmt.where(table.c.company_id == company_id)
+        return stmt
+
+    return await _chunked(conn, ids, build)
 
 
 async def user_with_company(conn: AsyncConnection, user_id: str) -> Row | None:
@@ -96,14 +115,31 @@ async def budget_totals(conn: AsyncConnection, budget_ids: Sequence[str]) -> lis
     return await _all(conn, stmt)
 
 
+def _lines_with_codes(*extra: Any) -> Select:  # type: ignore[type-arg]
+    """Lines joined with their cost code and cost type: every line read carries them, so a line's
+    costCode / costType are plain fields, not one loader call per line."""
+    return (
+        select(
+            line_items,
+            cost_codes.c.code.label("cost_code"),
+            cost_codes.c.description.label("cost_code_description"),
+            cost_codes.c.erp_synced.label("cost_code_synced"),
+            cost_types.c.code.label("cost_type"),
+            cost_types.c.name.label("cost_type_name"),
+            cost_types.c.erp_synced.label("cost_type_synced"),
+            *extra,
+        )
+        .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
+        .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
+    )
+
+
 async def line_item_pages(
     conn: AsyncConnection, budget_ids: Sequence[str], *, after_position: int | None, limit: int
 ) -> list[Row]:
     """The first `limit` lines of each budget after a position, in one windowed statement."""
-    filtered = select(
-        line_items,
-        func.row_number().over(partition_by=line_items.c.budget_id, order_by=line_items.c.position).label("rn"),
-    ).where(line_items.c.budget_id.in_(list(budget_ids)))
+    rank = func.row_number().over(partition_by=line_items.c.budget_id, order_by=line_items.c.position).label("rn")
+    filtered = _lines_with_codes(rank).where(line_items.c.budget_id.in_(list(budget_ids)))
     if after_position is not None:
         filtered = filtered.where(line_items.c.position > after_position)
     ranked = filtered.subquery()
@@ -111,21 +147,17 @@ async def line_item_pages(
     return await _all(conn, stmt)
 
 
+async def line_items_by_ids(conn: AsyncConnection, ids: Sequence[str], company_id: str | None) -> list[Row]:
+    def build(chunk: list[str]) -> Select:  # type: ignore[type-arg]
+        stmt = _lines_with_codes().where(line_items.c.id.in_(chunk))
+        return stmt if company_id is None else stmt.where(line_items.c.company_id == company_id)
+
+    return await _chunked(conn, ids, build)
+
+
 async def lines_of_budget(conn: AsyncConnection, budget_id: str) -> list[Row]:
     """Every line with its cost code and cost type, for computing what a send contains."""
-    stmt = (
-        select(
-            line_items,
-            cost_codes.c.code.label("cost_code"),
-            cost_codes.c.erp_synced.label("cost_code_synced"),
-            cost_types.c.code.label("cost_type"),
-            cost_types.c.erp_synced.label("cost_type_synced"),
-        )
-        .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
-        .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
-        .where(line_items.c.budget_id == budget_id)
-        .order_by(line_items.c.position)
-    )
+    stmt = _lines_with_codes().where(line_items.c.budget_id == budget_id).order_by(line_items.c.position)
     return await _all(conn, stmt)
 
 
@@ -149,15 +181,14 @@ async def entries_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -
 
 
 async def entries_of_lines(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
-    return await _all(conn, _entries_with_status().where(export_entries.c.line_item_id.in_(list(line_ids))))
+    return await _chunked(conn, line_ids, lambda chunk: _entries_with_status().where(
+        export_entries.c.line_item_id.in_(chunk)))
 
 
 async def modifications_touching(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
-    ids = list(line_ids)
-    stmt = select(modifications).where(
-        modifications.c.from_line_item_id.in_(ids) | modifications.c.to_line_item_id.in_(ids)
-    )
-    return await _all(conn, stmt)
+    rows = await _chunked(conn, line_ids, lambda chunk: select(modifications).where(
+        modifications.c.from_line_item_id.in_(chunk) | modifications.c.to_line_item_id.in_(chunk)))
+    return list({row.id: row for row in rows}.values())  # a modification between two chunks comes twice
 
 
 async def requests_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:

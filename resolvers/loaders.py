@@ -20,7 +20,6 @@ from persistence.tables import (
     cost_codes,
     cost_types,
     erp_requests,
-    line_items,
     modifications,
     projects,
     users,
@@ -109,18 +108,20 @@ class Loaders:
         groups: dict[tuple[int | None, int], list[str]] = defaultdict(list)
         for budget_id, after, limit in keys:
             groups[(after, limit)].append(budget_id)
-        rows: list[Row] = []
+        group_of: list[tuple[int | None, int]] = []
+        rows = []
         for (after, limit), budget_ids in groups.items():
-            rows += await self._read(reads.line_item_pages, budget_ids, after_position=after, limit=limit)
+            group_rows = await self._read(reads.line_item_pages, budget_ids, after_position=after, limit=limit)
+            rows += group_rows
+            group_of += [(after, limit)] * len(group_rows)
         views = await self._views(rows)
         pages: dict[LinePageKey, list[LineItemView]] = defaultdict(list)
-        for row, view in zip(rows, views, strict=True):
-            pages[(row.budget_id, None, 0)].append(view)
-        # Each key gets its own budget's lines, cut to its own limit.
-        return [[v for v in pages[(b, None, 0)]][:limit] for b, _after, limit in keys]
+        for (after, limit), view in zip(group_of, views, strict=True):
+            pages[(view.budget_id, after, limit)].append(view)
+        return [pages.get(key, []) for key in keys]
 
     async def _load_line_items(self, ids: Sequence[str]) -> list[LineItemView | None]:
-        rows = await self._read(reads.rows_by_ids, line_items, ids, self._company)
+        rows = await self._read(reads.line_items_by_ids, ids, self._company)
         found = {v.id: v for v in await self._views(rows)}
         return [found.get(i) for i in ids]
 

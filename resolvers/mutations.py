@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -192,7 +192,22 @@ class LineFields:
     unit_cost: Decimal | None = None
 
 
-async def _validated_line(conn: AsyncConnection, actor: Actor, item: LineFields, path: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class KnownCodes:
+    """The company's cost code / cost type ids among those an input names (one statement each)."""
+
+    cost_codes: frozenset[str]
+    cost_types: frozenset[str]
+
+    @classmethod
+    async def load(cls, conn: AsyncConnection, actor: Actor, items: list[LineFields]) -> KnownCodes:
+        codes = await reads.rows_by_ids(conn, cost_codes, [i.cost_code_id for i in items], actor.company_id)
+        types = await reads.rows_by_ids(conn, cost_types, [i.cost_type_id for i in items], actor.company_id)
+        return cls(frozenset(r.id for r in codes), frozenset(r.id for r in types))
+
+
+def _validated_line(item: LineFields, path: list[str], known: KnownCodes) -> dict[str, Any]:
+    """The row values of one input line, or every reason it is invalid at once."""
     errors: list[DomainError] = []
 
     def check(fn: Any) -> Any:
@@ -208,9 +223,9 @@ async def _validated_line(conn: AsyncConnection, actor: Actor, item: LineFields,
     sub_job = check(lambda: _text(item.sub_job, [*path, "subJob"], max_len=60)) or ""
     description = check(lambda: _text(item.description, [*path, "description"], max_len=500))
     uom = check(lambda: _text(item.unit_of_measure, [*path, "unitOfMeasure"], max_len=20))
-    if not await reads.rows_by_ids(conn, cost_codes, [item.cost_code_id], actor.company_id):
+    if item.cost_code_id not in known.cost_codes:
         errors.append(not_found("cost code", [*path, "costCodeId"]))
-    if not await reads.rows_by_ids(conn, cost_types, [item.cost_type_id], actor.company_id):
+    if item.cost_type_id not in known.cost_types:
         errors.append(not_found("cost type", [*path, "costTypeId"]))
     if errors:
         raise DomainErrors(errors)
@@ -229,6 +244,9 @@ async def _existing_line(conn: AsyncConnection, budget_id: str, values: dict[str
         line_items.c.sub_job == values["sub_job"],
     )
     return (await conn.execute(stmt)).first()
+
+
+_UPDATABLE = ("description", "original_amount", "quantity", "unit_of_measure", "unit_cost")
 
 
 def _duplicate(path: list[str]) -> DomainError:
@@ -258,7 +276,7 @@ async def create_line_item(ctx: Context, budget_id: str, item: LineFields, expec
     async def body(uow: Any) -> Result:
         conn = uow.conn
         budget, access = await _budget_for_change(ctx, conn, budget_id, expected)
-        values = await _validated_line(conn, actor, item, ["input", "item"])
+        values = _validated_line(item, ["input", "item"], await KnownCodes.load(conn, actor, [item]))
         wf.require_none(wf.line_edit_blockers(budget_state(budget), access, new_line_amount=values["original_amount"]))
         if await _existing_line(conn, budget.id, values) is not None:
             raise _duplicate(["input", "item"])
@@ -339,13 +357,22 @@ async def import_line_items(ctx: Context, budget_id: str, items: list[LineFields
                         if budget.locked else wf.line_edit_blockers(budget_state(budget), access))
         if not items:
             raise invalid("no items to import", ["input", "items"])
+        known = await KnownCodes.load(conn, actor, items)
+        existing = {
+            (r.cost_code_id, r.cost_type_id, r.sub_job): r.id
+            for r in (await conn.execute(select(line_items.c.id, line_items.c.cost_code_id, line_items.c.cost_type_id,
+                                                line_items.c.sub_job).where(line_items.c.budget_id == budget.id)))
+        }
         errors: list[DomainError] = []
-        validated: list[tuple[int, dict[str, Any]]] = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         seen: set[tuple[str, str, str]] = set()
+        position = await writes.next_line_position(conn, budget.id)
+        now = ctx.services.clock()
         for index, item in enumerate(items):
             path = ["input", "items", str(index)]
             try:
-                values = await _validated_line(conn, actor, item, path)
+                values = _validated_line(item, path, known)
             except DomainErrors as exc:
                 errors += exc.errors
                 continue
@@ -354,31 +381,33 @@ async def import_line_items(ctx: Context, budget_id: str, items: list[LineFields
                 errors.append(_duplicate(path))
                 continue
             seen.add(key)
-            validated.append((index, values))
-        position = await writes.next_line_position(conn, budget.id)
-        created = updated = 0
-        now = ctx.services.clock()
-        for index, values in validated:
-            existing = await _existing_line(conn, budget.id, values)
-            path = ["input", "items", str(index)]
-            if existing is None:
+            line_id = existing.get(key)
+            if line_id is None:
                 if budget.locked and values["original_amount"] != 0:
                     errors.append(DomainError("BUDGET_LOCKED", "a locked budget only takes new lines of amount 0",
                                               (*path, "originalAmount")))
                     continue
-                await writes.insert_row(conn, line_items, id=new_id("BudgetLineItem"), company_id=actor.company_id,
-                                        budget_id=budget.id, modifications_amount=Decimal("0.00"),
-                                        position=position, created_at=now, **values)
+                inserts.append({"id": new_id("BudgetLineItem"), "company_id": actor.company_id,
+                                "budget_id": budget.id, "modifications_amount": Decimal("0.00"),
+                                "position": position, "created_at": now, **values})
                 position += 1
-                created += 1
+            elif budget.locked:
+                errors.append(DomainError("BUDGET_LOCKED", "the budget is locked: existing lines are read-only",
+                                          tuple(path)))
             else:
-                if budget.locked:
-                    errors.append(DomainError("BUDGET_LOCKED", "the budget is locked: existing lines are read-only",
-                                              tuple(path)))
-                    continue
-                changes = {k: v for k, v in values.items() if k not in ("cost_code_id", "cost_type_id", "sub_job")}
-                await writes.update_row(conn, line_items, existing.id, **changes)
-                updated += 1
+                updates.append({"line_id": line_id, **{k: v for k, v in values.items() if k in _UPDATABLE}})
+        if errors:
+            raise DomainErrors(errors)
+        if inserts:
+            await conn.execute(insert(line_items), inserts)
+        if updates:
+            await conn.execute(
+                update(line_items).where(line_items.c.id == bindparam("line_id")).values(
+                    {name: bindparam(name) for name in _UPDATABLE}
+                ),
+                updates,
+            )
+        created, updated = len(inserts), len(updates)
         if errors:
             raise DomainErrors(errors)
         await writes.bump_budget(conn, budget)

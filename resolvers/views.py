@@ -28,6 +28,12 @@ class LineItemView:
     unit_cost: Decimal | None
     position: int
     erp_synced: bool
+    cost_code: str
+    cost_code_description: str
+    cost_code_synced: bool
+    cost_type: str
+    cost_type_name: str
+    cost_type_synced: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,12 @@ def line_item_views(rows: list[Row], mod_rows: list[Row], entry_rows: list[Row])
             erp_synced=export.line_synced(
                 domain_line(row), mods_by_line.get(row.id, []), entries_by_line.get(row.id, [])
             ),
+            cost_code=row.cost_code,
+            cost_code_description=row.cost_code_description,
+            cost_code_synced=row.cost_code_synced,
+            cost_type=row.cost_type,
+            cost_type_name=row.cost_type_name,
+            cost_type_synced=row.cost_type_synced,
         )
         for row in rows
     ]

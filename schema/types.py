@@ -158,17 +158,10 @@ class BudgetLineItem(Node):
     unit_of_measure: Optional[str]
     unit_cost: Optional[Decimal]
     erp_synced: bool = strawberry.field(description="Everything on this line has been exported and posted.")
-    cost_code_id: strawberry.Private[str]
-    cost_type_id: strawberry.Private[str]
+    # Plain fields, read with the line in the same statement: no resolver call per line.
+    cost_code: CostCode
+    cost_type: CostType
     budget_id: strawberry.Private[str]
-
-    @strawberry.field
-    async def cost_code(self, info: Ctx) -> CostCode:
-        return CostCode.from_row(await info.context.loaders.cost_code.load(self.cost_code_id))
-
-    @strawberry.field
-    async def cost_type(self, info: Ctx) -> CostType:
-        return CostType.from_row(await info.context.loaders.cost_type.load(self.cost_type_id))
 
     @classmethod
     def from_view(cls, v: LineItemView) -> BudgetLineItem:
@@ -176,8 +169,11 @@ class BudgetLineItem(Node):
             id=strawberry.ID(v.id), sub_job=v.sub_job, description=v.description,
             original_amount=v.original_amount, modifications_amount=v.modifications_amount,
             revised_amount=v.revised_amount, quantity=v.quantity, unit_of_measure=v.unit_of_measure,
-            unit_cost=v.unit_cost, erp_synced=v.erp_synced, cost_code_id=v.cost_code_id,
-            cost_type_id=v.cost_type_id, budget_id=v.budget_id,
+            unit_cost=v.unit_cost, erp_synced=v.erp_synced, budget_id=v.budget_id,
+            cost_code=CostCode(id=strawberry.ID(v.cost_code_id), code=v.cost_code,
+                               description=v.cost_code_description, erp_synced=v.cost_code_synced),
+            cost_type=CostType(id=strawberry.ID(v.cost_type_id), code=v.cost_type, name=v.cost_type_name,
+                               erp_synced=v.cost_type_synced),
         )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from app.main import create_app
 from app.settings import Settings
@@ -22,15 +22,15 @@ LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy")
 
 
 @pytest.fixture
-async def app(db: Database) -> AsyncIterator[Starlette]:
+async def app(db: Database) -> AsyncIterator[ASGIApp]:
     settings = Settings(database_url=db.url, jwt_secret=JWT_SECRET, export_poll_seconds=0.05)
     application = create_app(settings, run_worker=True)
     async with LifespanManager(application) as manager:
-        yield manager.app  # type: ignore[misc]
+        yield manager.app
 
 
 @pytest.fixture
-async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         yield http
 

@@ -67,7 +67,7 @@ async def statements_for_nested_query(services: Services, lines_per_budget: int)
 
 
 async def test_nested_projects_budget_lines_query_runs_a_fixed_number_of_statements(services: Services) -> None:
-    few, few_data = await statements_for_nested_query(services, 3)
+    few, _ = await statements_for_nested_query(services, 3)
     many, many_data = await statements_for_nested_query(services, 120)
     edges = many_data["projects"]["edges"]
     assert len(edges) == 2
@@ -84,3 +84,24 @@ async def test_line_page_amounts_are_exact_strings(services: Services) -> None:
     lines = data["projects"]["edges"][0]["node"]["budget"]["lineItems"]["edges"]
     assert [edge["node"]["originalAmount"] for edge in lines] == ["1000.25", "1001.25"]
     assert data["projects"]["edges"][0]["node"]["budget"]["originalBudgetTotal"] == "2001.50"
+
+
+async def test_two_pages_of_one_budget_in_one_query_each_get_their_own_rows(services: Services) -> None:
+    tenant = await make_tenant(services)
+    await add_lines(tenant, 8)
+    first = await tenant.ok("admin", "query($b: ID!) { budget(id: $b) { lineItems(first: 3) { pageInfo { endCursor } } } }",
+                            b=tenant.budget_id)
+    cursor = first["budget"]["lineItems"]["pageInfo"]["endCursor"]
+    data = await tenant.ok("admin", """query($b: ID!, $c: String) { budget(id: $b) {
+        a: lineItems(first: 3) { edges { node { subJob } } }
+        b: lineItems(first: 3, after: $c) { edges { node { subJob } } pageInfo { hasNextPage } }
+        c: lineItems(first: 6) { edges { node { subJob } } } } }""", b=tenant.budget_id, c=cursor)
+    page = data["budget"]
+
+    def subjobs(key: str) -> list[str]:
+        return [e["node"]["subJob"] for e in page[key]["edges"]]
+
+    assert subjobs("a") == ["SJ-0", "SJ-1", "SJ-2"]
+    assert subjobs("b") == ["SJ-3", "SJ-4", "SJ-5"]
+    assert page["b"]["pageInfo"]["hasNextPage"] is True
+    assert subjobs("c") == ["SJ-0", "SJ-1", "SJ-2", "SJ-3", "SJ-4", "SJ-5"]

@@ -1,0 +1,120 @@
+"""`POST /erp/callbacks/webhook`: an integrator reports the outcome of an export it accepted earlier
+(`success` with the ERP's reference, `failure` with its messages) and, later, that the entries were posted
+in Job Cost (`posted`).
+
+The request is signed like the webhook events we send (erp/signing.py) with the company's webhook secret.
+The secret is found through the export id in the body, so the body is parsed before the signature is
+checked, but nothing is changed, and nothing about the export is revealed, until the signature holds:
+an unknown export and a bad signature get the same 401.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+from erp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from resolvers import exports
+
+log = logging.getLogger("budgetbridge.webhook")
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_ID_LENGTH = 200
+MAX_MESSAGES = 50
+MAX_MESSAGE_LENGTH = 2000
+STATUSES = ("success", "failure", "posted")
+UNAUTHORIZED = "the signature is missing, invalid or stale"
+
+
+class BadCallbackError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Callback:
+    export_id: str
+    status: str
+    erp_reference: str | None
+    message: str | None
+
+
+def _error(message: str, status_code: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadCallbackError("too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadCallbackError("too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_callback(body: bytes) -> Callback:
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadCallbackError("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadCallbackError("the body must be a JSON object")
+    export_id = data.get("exportId")
+    if not isinstance(export_id, str) or not export_id.strip() or len(export_id) > MAX_ID_LENGTH:
+        raise BadCallbackError("exportId is required (the exportId of the webhook event)")
+    status = data.get("status")
+    if status not in STATUSES:
+        raise BadCallbackError(f"status must be one of {', '.join(STATUSES)}")
+    reference = data.get("erpReference")
+    if reference is not None and (not isinstance(reference, str) or len(reference) > MAX_ID_LENGTH):
+        raise BadCallbackError(f"erpReference must be a string of at most {MAX_ID_LENGTH} characters")
+    messages = data.get("messages")
+    if messages is None:
+        messages = []
+    if (not isinstance(messages, list) or len(messages) > MAX_MESSAGES
+            or not all(isinstance(m, str) and len(m) <= MAX_MESSAGE_LENGTH for m in messages)):
+        raise BadCallbackError(f"messages must be a list of at most {MAX_MESSAGES} strings")
+    texts = [" ".join(m.split()) for m in messages]
+    message = "; ".join(t for t in texts if t) or None
+    return Callback(export_id=export_id.strip(), status=status, erp_reference=(reference or "").strip() or None,
+                    message=message)
+
+
+async def webhook_callback(request: Request) -> JSONResponse:
+    try:
+        body = await _read_body(request)
+    except BadCallbackError:
+        return _error(f"the body must be at most {MAX_BODY_BYTES} bytes", 413)
+    except ClientDisconnect:
+        return _error("the request body was not received", 400)
+    try:
+        callback = parse_callback(body)
+    except BadCallbackError as exc:
+        return _error(str(exc), 400)
+
+    services = request.app.state.runtime.services
+    secret = await exports.webhook_secret_for_export(services, callback.export_id)
+    if secret is None or not verify(secret, request.headers.get(TIMESTAMP_HEADER),
+                                    request.headers.get(SIGNATURE_HEADER), body, now=int(time.time())):
+        return _error(UNAUTHORIZED, 401)
+
+    try:
+        status = await exports.apply_callback(services, callback.export_id, callback.status,
+                                              erp_reference=callback.erp_reference, message=callback.message)
+    except exports.CallbackRejectedError as exc:
+        return _error(str(exc) or "the callback does not fit the export's current status", 409)
+    except Exception:
+        log.exception("webhook callback for %s failed", callback.export_id)
+        return _error("the callback could not be applied; try again later", 500)
+    log.info("webhook callback %s for %s -> %s", callback.status, callback.export_id, status)
+    return JSONResponse({"status": status})

@@ -1,0 +1,237 @@
+"""Shared helpers for file-drop connectors (Sage 300 CRE estimate import, Vista JC import files).
+
+A file-drop connector "exports" by leaving import files in a folder that the ERP (or an accountant running
+the ERP's import) picks up. Two promises matter:
+
+* **Atomic**: an importer never sees half a file. Each file is written to a hidden temp file in the same
+  folder (`.<name>.<random>.tmp`, which importers looking for `*.csv` ignore), flushed and fsync'ed, then
+  published under its final name in one step and the folder entry fsync'ed. Publishing uses `os.link`
+  (fails if the name exists, so a finished file is never replaced); on filesystems without hard links (some
+  SMB shares, FAT) it falls back to `os.replace` after checking the name is free.
+* **Exactly once**: a retried export (same export id, after a crash or a timeout) writes nothing new and
+  returns the same reference. Two guards:
+  1. a file that already exists under its final name is never written again;
+  2. after all files of an export are published, a small ledger file `.budgetbridge/<export id>.sent`
+     (one file name a line) is written. A retry that finds it returns those names at once, even if the
+     importer has since moved or archived the files (otherwise a moved file would be dropped again and
+     imported twice). Remaining gap: a crash after a data file is published and before the ledger is
+     written, followed by someone moving that file away before the retry, would drop it again.
+
+Failures of the folder itself (missing and not creatable, a file in its place, no permission, disk full,
+share unavailable) raise ConnectorError(retryable=True): the export is retried with backoff and the
+message is shown to the approver.
+
+Note: a missing drop folder is created (with its parents). If the folder is meant to live on a network share
+that is not mounted, it would be created on the local disk instead; point `drop_folder` at a folder that
+exists on the share to notice that case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, option
+
+LEDGER_DIR = ".budgetbridge"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+# ---------------------------------------------------------------- options
+
+
+def folder_option(settings: dict[str, Any], name: str = "drop_folder") -> Path:
+    value = option(settings, name)
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConnectorConfigError(f"the option {name!r} must be a folder path (text), not {type(value).__name__}")
+    path = Path(value).expanduser()
+    if not str(path).strip():
+        raise ConnectorConfigError(f"the option {name!r} must not be blank")
+    return path
+
+
+def encoding_option(settings: dict[str, Any], name: str = "encoding", default: str = "utf-8") -> str:
+    import codecs
+
+    value = option(settings, name, required=False, default=default)
+    if value in (None, ""):
+        return default
+    if not isinstance(value, str):
+        raise ConnectorConfigError(f"the option {name!r} must be an encoding name such as \"utf-8\" or \"cp1252\"")
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        raise ConnectorConfigError(f"the option {name!r} names an unknown encoding: {value!r}") from None
+
+
+# ---------------------------------------------------------------- values
+
+
+def safe_name(text: str, *, limit: int = 40, fallback: str = "job") -> str:
+    """A file-name component: letters, digits, dot, dash and underscore only."""
+    cleaned = _UNSAFE.sub("_", text).strip("._")[:limit].strip("._")
+    return cleaned or fallback
+
+
+def amount_text(value: Decimal) -> str:
+    """Money as a plain decimal with exactly 2 places, a leading minus when negative, never "-0.00".
+    An amount that would need rounding is refused: money is never changed on the way out."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ConnectorError(f"amount {value!r} is not an exact decimal")
+    quantized = value.quantize(Decimal("0.01"))
+    if quantized != value:
+        raise ConnectorError(f"amount {value} has more than 2 decimal places")
+    return _plain(quantized)
+
+
+def decimal_text(value: Decimal | None, places: int) -> str:
+    """A quantity, hours or unit cost with a fixed number of places (rounded half up); None is zero."""
+    if value is None:
+        value = Decimal(0)
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ConnectorError(f"value {value!r} is not an exact decimal")
+    return _plain(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def _plain(value: Decimal) -> str:
+    if value.is_zero():
+        value = value.copy_abs()
+    return format(value, "f")
+
+
+def clip(text: str | None, size: int) -> str:
+    """Free text cut to the target's documented field size (codes are never cut)."""
+    return (text or "").replace("\r", " ").replace("\n", " ").strip()[:size]
+
+
+def refuse_sub_jobs(batch: ExportBatch, target: str) -> None:
+    """Defence in depth: the workflow already blocks sub jobs for connectors whose capabilities say so."""
+    with_sub_job = [item for item in batch.items if item.sub_job]
+    if with_sub_job:
+        first = with_sub_job[0]
+        raise ConnectorError(
+            f"{target} does not support sub jobs (line {first.cost_code}/{first.cost_type} has sub job "
+            f"{first.sub_job!r})",
+            retryable=False,
+        )
+
+
+# ---------------------------------------------------------------- the folder
+
+
+@dataclass(frozen=True)
+class DropFile:
+    name: str
+    content: str
+
+
+class DropFolder:
+    def __init__(self, path: Path, *, encoding: str = "utf-8") -> None:
+        self.path = path
+        self.encoding = encoding
+
+    def drop(self, export_id: str, files: Sequence[DropFile]) -> list[str]:
+        """Publish the files of one export exactly once; returns their names (from the ledger on a retry)."""
+        try:
+            self._ensure()
+            sent = self._ledger_names(export_id)
+            if sent is not None:
+                return sent
+            for file in files:
+                self._write_once(file.name, file.content.encode(self.encoding, errors="replace"))
+            self._record(export_id, [file.name for file in files])
+        except ConnectorError:
+            raise
+        except OSError as exc:
+            raise ConnectorError(
+                f"cannot write to the drop folder {self.path}: {exc.strerror or exc}", retryable=True
+            ) from exc
+        return [file.name for file in files]
+
+    def ensure(self) -> None:
+        try:
+            self._ensure()
+        except OSError as exc:
+            raise ConnectorError(
+                f"cannot use the drop folder {self.path}: {exc.strerror or exc}", retryable=True
+            ) from exc
+
+    def _ensure(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise ConnectorError(f"the drop folder {self.path} is a file, not a folder", retryable=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise ConnectorError(f"the drop folder {self.path} is not writable", retryable=True)
+
+    # -- ledger
+
+    def _ledger_file(self, export_id: str) -> Path:
+        return self.path / LEDGER_DIR / f"{safe_name(export_id, limit=100, fallback='export')}.sent"
+
+    def _ledger_names(self, export_id: str) -> list[str] | None:
+        try:
+            text = self._ledger_file(export_id).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        return [line for line in text.splitlines() if line]
+
+    def _record(self, export_id: str, names: list[str]) -> None:
+        ledger = self.path / LEDGER_DIR
+        ledger.mkdir(exist_ok=True)
+        content = "".join(f"{name}\n" for name in names).encode("utf-8")
+        _publish(ledger, self._ledger_file(export_id).name, content)
+
+    # -- data files
+
+    def _write_once(self, name: str, data: bytes) -> bool:
+        """True when written now, False when a file of that name was already there."""
+        if (self.path / name).exists():
+            return False
+        return _publish(self.path, name, data)
+
+
+def _publish(directory: Path, name: str, data: bytes) -> bool:
+    target = directory / name
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    tmp: Path | None = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(OSError):  # mkstemp makes 0600; the ERP's importer must be able to read it
+            os.chmod(tmp_name, 0o644)
+        try:
+            os.link(tmp_name, target)  # atomic and never replaces an existing file
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this filesystem
+            if target.exists():
+                return False
+            os.replace(tmp_name, target)
+            tmp = None
+        _fsync_directory(directory)
+        return True
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,357 @@
+"""The webhook signature scheme, and the integrator's callback endpoint through the real app: a budget is sent,
+accepted, exported to a real integrator server that answers "accepted", and the integrator's signed
+callback decides what happens next."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import select, update
+from starlette.applications import Starlette
+
+from app.main import create_app
+from app.settings import Settings
+from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from persistence.database import Database
+from persistence.tables import companies, export_jobs
+from resolvers.context import Services
+from tests.e2e.conftest import DECIDE, ERP_REQUEST, SEND, assert_no_leak, ok, ready_to_send, wait_for
+from tests.erp.webhook_server import Integrator, Reply, running_integrator
+from tests.support import JWT_SECRET, Tenant, make_tenant, snapshot
+
+CALLBACK_PATH = "/erp/callbacks/webhook"
+SECRET = "whsec_callback-test-0123456789"
+OTHER_SECRET = "whsec_someone-else-0123456789"
+
+# --- the signature scheme -------------------------------------------------------------------------------
+
+VECTOR_SECRET = "whsec_0123456789abcdef"
+VECTOR_BODY = b'{"exportId":"exp_1","status":"success"}'
+VECTOR_TS = 1_718_000_000
+# printf '1718000000.{"exportId":"exp_1","status":"success"}' | openssl dgst -sha256 -hmac whsec_0123456789abcdef
+VECTOR_SIGNATURE = "sha256=3a73ede22e57dd078734a9b8266ab1ee7e80506a0bad924f1c65970d7c73794f"
+
+
+def test_header_names() -> None:
+    assert (TIMESTAMP_HEADER, SIGNATURE_HEADER, DELIVERY_HEADER, EVENT_HEADER) == (
+        "X-BudgetBridge-Timestamp", "X-BudgetBridge-Signature", "X-BudgetBridge-Delivery", "X-BudgetBridge-Event",
+    )
+
+
+def test_sign_matches_an_independent_hmac() -> None:
+    assert sign(VECTOR_SECRET, VECTOR_TS, VECTOR_BODY) == VECTOR_SIGNATURE
+
+
+def test_a_good_signature_verifies() -> None:
+    assert verify(VECTOR_SECRET, str(VECTOR_TS), VECTOR_SIGNATURE, VECTOR_BODY, now=VECTOR_TS)
+    assert verify(VECTOR_SECRET, str(VECTOR_TS), VECTOR_SIGNATURE.upper().replace("SHA256=", "sha256="),
+                  VECTOR_BODY, now=VECTOR_TS)  # hex digits in either case
+
+
+def test_a_wrong_secret_does_not_verify() -> None:
+    assert not verify("whsec_0123456789abcdeF", str(VECTOR_TS), VECTOR_SIGNATURE, VECTOR_BODY, now=VECTOR_TS)
+    assert not verify("", str(VECTOR_TS), VECTOR_SIGNATURE, VECTOR_BODY, now=VECTOR_TS)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"exportId":"exp_1","status":"failure"}',
+        b'{"exportId":"exp_1","status":"success"} ',
+        b'{"exportId": "exp_1", "status": "success"}',  # the same JSON, other bytes: the raw body is signed
+        b"",
+    ],
+)
+def test_a_tampered_body_does_not_verify(body: bytes) -> None:
+    assert not verify(VECTOR_SECRET, str(VECTOR_TS), VECTOR_SIGNATURE, body, now=VECTOR_TS)
+
+
+def test_a_timestamp_moved_after_signing_does_not_verify() -> None:
+    assert not verify(VECTOR_SECRET, str(VECTOR_TS + 1), VECTOR_SIGNATURE, VECTOR_BODY, now=VECTOR_TS)
+
+
+@pytest.mark.parametrize(("offset", "valid"), [(-301, False), (-300, True), (0, True), (300, True), (301, False),
+                                               (-86_400, False)])
+def test_stale_and_future_timestamps(offset: int, valid: bool) -> None:
+    """`now` is the receiver's clock: a signature from more than 5 minutes ago, or from more than 5 minutes
+    in the future, is refused even though it is correct."""
+    now = VECTOR_TS - offset
+    assert verify(VECTOR_SECRET, str(VECTOR_TS), VECTOR_SIGNATURE, VECTOR_BODY, now=now) is valid
+
+
+def test_the_tolerance_is_configurable() -> None:
+    assert not verify(VECTOR_SECRET, str(VECTOR_TS), VECTOR_SIGNATURE, VECTOR_BODY, now=VECTOR_TS + 61, tolerance=60)
+    assert verify(VECTOR_SECRET, str(VECTOR_TS), VECTOR_SIGNATURE, VECTOR_BODY, now=VECTOR_TS + 60, tolerance=60)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signature"),
+    [
+        (None, VECTOR_SIGNATURE),
+        (str(VECTOR_TS), None),
+        ("", VECTOR_SIGNATURE),
+        (str(VECTOR_TS), ""),
+        ("abc", VECTOR_SIGNATURE),
+        ("-1718000000", VECTOR_SIGNATURE),
+        ("+1718000000", VECTOR_SIGNATURE),
+        (" 1718000000", VECTOR_SIGNATURE),
+        ("1718000000.0", VECTOR_SIGNATURE),
+        ("1.718e9", VECTOR_SIGNATURE),
+        ("١٧١٨٠٠٠٠٠٠", VECTOR_SIGNATURE),  # Arabic-Indic digits: isdigit() but not ASCII
+        ("9" * 400, VECTOR_SIGNATURE),
+        (str(VECTOR_TS), VECTOR_SIGNATURE.removeprefix("sha256=")),
+        (str(VECTOR_TS), VECTOR_SIGNATURE.replace("sha256=", "sha1=")),
+        (str(VECTOR_TS), VECTOR_SIGNATURE[:-2]),
+        (str(VECTOR_TS), VECTOR_SIGNATURE + "00"),
+        (str(VECTOR_TS), VECTOR_SIGNATURE[:-1] + "g"),
+        (str(VECTOR_TS), "sha256=" + "é" * 64),
+        (str(VECTOR_TS), f"{VECTOR_SIGNATURE},{VECTOR_SIGNATURE}"),
+    ],
+)
+def test_malformed_headers_do_not_verify(timestamp: str | None, signature: str | None) -> None:
+    assert not verify(VECTOR_SECRET, timestamp, signature, VECTOR_BODY, now=VECTOR_TS)
+
+
+# --- the endpoint through the real app ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def integrator() -> AsyncIterator[Integrator]:
+    async with running_integrator() as server:
+        server.defaults["sync_job"] = Reply(200, {"erpJobId": "INT-JOB-7"})
+        server.defaults["create_budget"] = Reply(202, {"status": "accepted"})
+        yield server
+
+
+@pytest.fixture
+async def callback_app(db: Database) -> AsyncIterator[Starlette]:
+    settings = Settings(database_url=db.url, jwt_secret=JWT_SECRET, export_poll_seconds=0.05)
+    application = create_app(settings, run_worker=True)
+    assert any(getattr(route, "path", None) == CALLBACK_PATH for route in application.routes), (
+        f"create_app does not route POST {CALLBACK_PATH} to app.webhook_callbacks.webhook_callback"
+    )
+    async with LifespanManager(application) as manager:
+        yield manager.app  # type: ignore[misc]
+
+
+@pytest.fixture
+async def http(callback_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=callback_app), base_url="http://test") as client:
+        yield client
+
+
+async def webhook_tenant(services: Services, integrator: Integrator, secret: str = SECRET) -> Tenant:
+    tenant = await make_tenant(services, connector=None)
+    async with services.db.unit_of_work() as uow:
+        await uow.conn.execute(
+            update(companies).where(companies.c.id == tenant.company_id)
+            .values(erp_connector="webhook", erp_settings={"url": integrator.url, "secret": secret})
+        )
+        await uow.commit()
+    return tenant
+
+
+async def request_of(http: httpx.AsyncClient, tenant: Tenant, request_id: str) -> dict[str, Any]:
+    data = await ok(http, tenant.token("approver"), ERP_REQUEST, id=request_id)
+    request: dict[str, Any] = data["erpRequest"]
+    return request
+
+
+async def job_status(db: Database, request_id: str) -> str | None:
+    async with db.read() as conn:
+        status = (await conn.execute(select(export_jobs.c.status).where(export_jobs.c.request_id == request_id)
+                                     .order_by(export_jobs.c.created_at.desc()))).scalars().first()
+    return status
+
+
+async def exported_and_waiting(http: httpx.AsyncClient, tenant: Tenant, integrator: Integrator) -> tuple[str, str]:
+    """Send and accept the budget; the integrator answers "accepted", so the request waits in EXPORTING for
+    its callback. Returns (request id, export id)."""
+    await ready_to_send(http, tenant)
+    sent = await ok(http, tenant.token("admin"), SEND, i={"budgetId": tenant.budget_id})
+    request_id: str = sent["sendToERP"]["erpRequest"]["id"]
+    await ok(http, tenant.token("approver"), DECIDE, i={"erpRequestId": request_id, "decision": "ACCEPT"})
+
+    async def exports_received() -> list[Any]:
+        return [r for r in integrator.received if r.event == "create_budget"]
+
+    (delivery,) = await wait_for(exports_received, lambda found: len(found) == 1)
+    export_id: str = delivery.json["exportId"]
+    assert delivery.delivery_id == export_id
+    await wait_for(lambda: job_status(tenant.services.db, request_id), lambda status: status == "AWAITING_CALLBACK")
+    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+    return request_id, export_id
+
+
+def signed(body: dict[str, Any] | bytes, secret: str = SECRET, timestamp: int | None = None) -> dict[str, Any]:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {"content": content, "headers": {"Content-Type": "application/json", TIMESTAMP_HEADER: str(ts),
+                                            SIGNATURE_HEADER: sign(secret, ts, content)}}
+
+
+async def callback(http: httpx.AsyncClient, body: dict[str, Any] | bytes, **signing: Any) -> httpx.Response:
+    response = await http.post(CALLBACK_PATH, **signed(body, **signing))
+    assert_no_leak(response.text)
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    return response
+
+
+async def test_forged_or_unsigned_callbacks_are_refused_and_change_nothing(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    before = await snapshot(db, tenant.company_id)
+    success = {"exportId": export_id, "status": "success", "erpReference": "FORGED-1"}
+
+    forged = await callback(http, success, secret=OTHER_SECRET)
+    unsigned = await http.post(CALLBACK_PATH, content=orjson.dumps(success))
+    # A correct signature over other bytes than those sent.
+    swapped = signed({"exportId": export_id, "status": "failure"})
+    swapped["content"] = orjson.dumps(success)
+    tampered = await http.post(CALLBACK_PATH, **swapped)
+    # An export nobody knows gets exactly the same answer as a bad signature.
+    unknown = await callback(http, {"exportId": "exp_does_not_exist", "status": "success"})
+
+    for response in (forged, unsigned, tampered, unknown):
+        assert response.status_code == 401, response.text
+        assert response.json() == forged.json()
+        assert set(forged.json()) == {"error"}
+    assert await snapshot(db, tenant.company_id) == before
+    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+
+
+async def test_a_callback_signed_with_another_companys_secret_is_refused(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    _request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    other = await webhook_tenant(services, integrator, secret=OTHER_SECRET)  # another company, its own secret
+    assert other.company_id != tenant.company_id
+    before = await snapshot(db, tenant.company_id)
+
+    response = await callback(http, {"exportId": export_id, "status": "posted"}, secret=OTHER_SECRET)
+
+    assert response.status_code == 401
+    assert await snapshot(db, tenant.company_id) == before
+
+
+@pytest.mark.parametrize("age", [301, 3600, -301], ids=["5min-old", "1h-old", "from-the-future"])
+async def test_a_stale_timestamp_is_refused(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator, age: int
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    before = await snapshot(db, tenant.company_id)
+
+    response = await callback(http, {"exportId": export_id, "status": "success", "erpReference": "LATE"},
+                              timestamp=int(time.time()) - age)
+
+    assert response.status_code == 401
+    assert await snapshot(db, tenant.company_id) == before
+    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b'"exp_1"',
+        b'{"status": "success"}',
+        b'{"exportId": "", "status": "success"}',
+        b'{"exportId": 17, "status": "success"}',
+        b'{"exportId": "exp_1"}',
+        b'{"exportId": "exp_1", "status": "SUCCESS"}',
+        b'{"exportId": "exp_1", "status": "success", "erpReference": 5}',
+        b'{"exportId": "exp_1", "status": "failure", "messages": "one message"}',
+        b'{"exportId": "exp_1", "status": "failure", "messages": [1, 2]}',
+        b"\xff\xfe\x00",
+    ],
+)
+async def test_a_malformed_callback_is_a_400_with_a_json_error(http: httpx.AsyncClient, body: bytes) -> None:
+    response = await callback(http, body)
+
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert set(error) == {"error"} and isinstance(error["error"], str) and error["error"]
+
+
+async def test_an_oversized_callback_is_refused(http: httpx.AsyncClient) -> None:
+    response = await callback(http, {"exportId": "exp_1", "status": "failure", "messages": ["x" * 1000] * 70})
+    assert response.status_code == 413
+
+
+async def test_a_success_callback_moves_the_request_on_and_posted_syncs_it(
+    http: httpx.AsyncClient, services: Services, integrator: Integrator
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+
+    response = await callback(http, {"exportId": export_id, "status": "success", "erpReference": "VISTA-JC-4411"})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "AWAITING_POSTING"}
+    request = await request_of(http, tenant, request_id)
+    assert request["status"] == "AWAITING_POSTING"
+    assert request["erpReference"] == "VISTA-JC-4411" and request["exportedAt"] and request["postedAt"] is None
+    assert request["budget"]["exportStatus"] == "AWAITING_POSTING"
+
+    # The integrator's retry of the same callback is harmless.
+    again = await callback(http, {"exportId": export_id, "status": "success", "erpReference": "VISTA-JC-4411"})
+    assert again.status_code == 200 and again.json() == {"status": "AWAITING_POSTING"}
+
+    posted = await callback(http, {"exportId": export_id, "status": "posted"})
+
+    assert posted.status_code == 200, posted.text
+    assert posted.json() == {"status": "SYNCED"}
+    request = await request_of(http, tenant, request_id)
+    assert request["status"] == "SYNCED" and request["postedAt"]
+    assert request["erpReference"] == "VISTA-JC-4411"
+    assert request["budget"]["exportStatus"] == "SYNCED"
+
+
+async def test_a_posted_callback_syncs_an_exporting_request_directly(
+    http: httpx.AsyncClient, services: Services, integrator: Integrator
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+
+    response = await callback(http, {"exportId": export_id, "status": "posted", "erpReference": "SAGE-881"})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "SYNCED"}
+    request = await request_of(http, tenant, request_id)
+    assert request["status"] == "SYNCED" and request["erpReference"] == "SAGE-881"
+    assert request["exportedAt"] and request["postedAt"]
+
+
+async def test_a_failure_callback_fails_the_export_with_the_integrators_messages(
+    http: httpx.AsyncClient, services: Services, integrator: Integrator
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+
+    response = await callback(http, {"exportId": export_id, "status": "failure",
+                                     "messages": ["Job P-100 is closed in Vista", "Phase 09-900 is not set up"]})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "EXPORT_FAILED"}
+    request = await request_of(http, tenant, request_id)
+    assert request["status"] == "EXPORT_FAILED"
+    assert request["failureMessage"] == "Job P-100 is closed in Vista; Phase 09-900 is not set up"
+    assert request["budget"]["exportStatus"] == "EXPORT_FAILED"
+
+    # Posting cannot be reported for an export that failed: the callback is authentic but out of place.
+    refused = await callback(http, {"exportId": export_id, "status": "posted"})
+    assert refused.status_code == 409, refused.text
+    assert set(refused.json()) == {"error"} and refused.json()["error"]
+    assert (await request_of(http, tenant, request_id))["status"] == "EXPORT_FAILED"

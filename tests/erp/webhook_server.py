@@ -1,0 +1,144 @@
+"""A tiny integrator for the webhook tests: a real Starlette app served by uvicorn on a free loopback port,
+in the test's event loop. It records every request it receives and answers with what the test configured
+(status code, JSON or raw body, delay)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+NO_BODY = object()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer. `json` is serialised; `body` is sent as is; neither means an empty body."""
+
+    status: int = 200
+    json: Any = NO_BODY
+    body: bytes | None = None
+    delay: float = 0.0
+
+    def content(self) -> bytes:
+        if self.body is not None:
+            return self.body
+        if self.json is NO_BODY:
+            return b""
+        return orjson.dumps(self.json)
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    @property
+    def event(self) -> str | None:
+        return self.headers.get("x-budgetbridge-event")
+
+    @property
+    def delivery_id(self) -> str | None:
+        return self.headers.get("x-budgetbridge-delivery")
+
+
+@dataclass
+class Integrator:
+    """The integrator's side. Replies come from `queue` first (in order), then from `defaults[event]`,
+    then from `default`."""
+
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    queue: deque[Reply] = field(default_factory=deque)
+    defaults: dict[str, Reply] = field(default_factory=dict)
+    default: Reply = field(default_factory=lambda: Reply(200, {"status": "success", "erpReference": "ERP-1"}))
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/budgetbridge/hook"
+
+    def reply(self, *replies: Reply) -> None:
+        self.queue.extend(replies)
+
+    def release(self) -> None:
+        """Wake every delayed reply now (used at shutdown so no handler outlives the server)."""
+        self._release.set()
+
+    async def wait_for_requests(self, count: int, *, timeout: float = 5.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the integrator received {len(self.received)} requests, expected {count}")
+            await asyncio.sleep(0.01)
+        return self.received
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        received = Received(method=request.method, path=request.url.path,
+                            headers={k.lower(): v for k, v in request.headers.items()}, body=body)
+        self.received.append(received)
+        reply = self.queue.popleft() if self.queue else self.defaults.get(received.event or "", self.default)
+        if reply.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), reply.delay)
+        content = reply.content()
+        media_type = "application/json" if reply.json is not NO_BODY and reply.body is None else "text/plain"
+        return Response(content, status_code=reply.status, media_type=media_type if content else None)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
+
+
+def bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_integrator() -> AsyncIterator[Integrator]:
+    """Serve a fresh Integrator until the block ends; every wait is bounded."""
+    integrator = Integrator()
+    sock = bound_socket()
+    integrator.port = int(sock.getsockname()[1])
+    config = uvicorn.Config(integrator.app(), log_level="warning", lifespan="off", ws="websockets-sansio",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="integrator-server")
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if task.done():
+                task.result()
+                raise AssertionError("the integrator server stopped before it started")
+            if time.monotonic() > deadline:
+                raise AssertionError("the integrator server did not start within 10 s")
+            await asyncio.sleep(0.01)
+        yield integrator
+    finally:
+        integrator.release()
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            sock.close()
