@@ -4,14 +4,18 @@ create the very users and permissions GraphQL authenticates."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import Grant, PermissionLevel
+from erp.base import ConnectorConfigError
+from erp.registry import UnknownConnectorError, validate_options
 from persistence import writes
 from persistence.ids import new_id
-from persistence.tables import companies, project_permissions, projects, users
+from erp.embedded import EmbeddedConnector
+from persistence.tables import companies, erp_job_cost_entries, erp_requests, project_permissions, projects, users
 
 
 class AdminError(ValueError):
@@ -31,8 +35,20 @@ async def create_company(conn: AsyncConnection, name: str, currency: str, connec
     return company_id
 
 
-async def set_company_connector(conn: AsyncConnection, company_id: str, connector: str | None) -> None:
-    result = await conn.execute(update(companies).where(companies.c.id == company_id).values(erp_connector=connector))
+async def set_company_connector(
+    conn: AsyncConnection, company_id: str, connector: str | None, options: dict[str, Any] | None = None
+) -> None:
+    """Connect a company to an ERP (or disconnect it with None). The options are checked by building the
+    connector once, so a bad drop folder or URL is refused here rather than at the first export."""
+    options = dict(options or {})
+    if connector is not None:
+        try:
+            await validate_options(connector, options)
+        except (ConnectorConfigError, UnknownConnectorError) as exc:
+            raise AdminError(str(exc)) from None
+    result = await conn.execute(
+        update(companies).where(companies.c.id == company_id).values(erp_connector=connector, erp_settings=options)
+    )
     if result.rowcount != 1:
         raise AdminError(f"no company {company_id}")
 
@@ -79,3 +95,24 @@ async def user_company(conn: AsyncConnection, user_id: str) -> str:
     if company is None:
         raise AdminError(f"no user {user_id}")
     return str(company)
+
+
+async def post_embedded_entries(conn: AsyncConnection, request_id: str) -> int:
+    """Post a request's entries in the embedded ledger, as an accountant posts in Job Cost. The worker's
+    posting detection then moves the request to SYNCED."""
+    request = (await conn.execute(select(erp_requests.c.export_id, erp_requests.c.status, companies.c.erp_connector)
+                                  .join(companies, companies.c.id == erp_requests.c.company_id)
+                                  .where(erp_requests.c.id == request_id))).first()
+    if request is None:
+        raise AdminError(f"no ERP request {request_id}")
+    if request.erp_connector != "embedded":
+        raise AdminError("only the embedded ERP keeps a ledger to post in; post in your ERP instead")
+    result = await conn.execute(
+        update(erp_job_cost_entries)
+        .where(erp_job_cost_entries.c.batch == EmbeddedConnector.reference(request.export_id),
+               erp_job_cost_entries.c.posted.is_(False))
+        .values(posted=True, posted_at=datetime.now(UTC))
+    )
+    if result.rowcount == 0 and request.status != "AWAITING_POSTING":
+        raise AdminError(f"the request is {request.status}: nothing exported to post")
+    return int(result.rowcount)

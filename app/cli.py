@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ import orjson
 from app import admin, auth
 from app.settings import Settings, SettingsError
 from domain.permissions import Grant, PermissionLevel
-from erp.registry import UnknownConnectorError, check_connector_name
+from erp.registry import CONNECTORS, UnknownConnectorError, check_connector_name
 from persistence.database import Database
 from persistence.migrate import migrate
 
@@ -40,9 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     create = company.add_parser("create")
     create.add_argument("--name", required=True)
     create.add_argument("--currency", default="USD")
-    set_erp = company.add_parser("set-erp", help="choose the company's ERP connector (or none)")
+    set_erp = company.add_parser("set-erp", help="choose the company's ERP connector (or none) and its options")
     set_erp.add_argument("--company", required=True)
-    set_erp.add_argument("--connector", required=True)
+    set_erp.add_argument("--connector", required=True, help="none, " + ", ".join(CONNECTORS))
+    set_erp.add_argument("--drop-folder", help="sage300-file, vista-csv: folder the import files are written to")
+    set_erp.add_argument("--url", help="webhook: the integrator's endpoint")
+    set_erp.add_argument("--secret", help="webhook: shared HMAC secret (at least 16 characters)")
+    set_erp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                         help="any other connector option (repeatable)")
+
+    worker = sub.add_parser("worker", help="run the export worker alone (exports, retries, posting detection)")
+    worker.add_argument("--company", help="only this company's exports (a dedicated worker)")
+
+    erp = sub.add_parser("erp", help="the embedded ERP ledger").add_subparsers(dest="action", required=True)
+    post = erp.add_parser("post", help="post a request's entries in the embedded Job Cost ledger, as an accountant would")
+    post.add_argument("--request", required=True, metavar="ERP_REQUEST_ID")
 
     user = sub.add_parser("user", help="users and permissions").add_subparsers(dest="action", required=True)
     ucreate = user.add_parser("create")
@@ -62,6 +75,41 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--expires-in", type=int, default=int(auth.DEFAULT_TTL.total_seconds()), metavar="SECONDS")
     return parser
+
+
+def _connector_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for flag, key in (("drop_folder", "drop_folder"), ("url", "url"), ("secret", "secret")):
+        if getattr(args, flag):
+            options[key] = getattr(args, flag)
+    for pair in args.option:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise admin.AdminError(f"--option takes KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value
+    return options
+
+
+def _worker(settings: Settings, company_id: str | None) -> None:
+    import logging
+
+    from app.main import start_runtime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> None:
+        runtime = await start_runtime(settings)
+        runtime.worker.company_id = company_id
+        await runtime.live.start()  # so subscribers on the servers hear this worker's status changes
+        try:
+            await runtime.worker.run_forever()
+        finally:
+            await runtime.live.stop()
+            await runtime.services.connectors.aclose()
+            await runtime.db.dispose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
@@ -104,11 +152,18 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
         return result, f"company {result['id']}"
     if args.command == "company" and args.action == "set-erp":
         name = check_connector_name(args.connector)
+        options = _connector_options(args)
 
         async def set_erp(conn: Any) -> dict[str, Any]:
-            await admin.set_company_connector(conn, args.company, None if name == "none" else name)
-            return {"id": args.company, "connector": name}
+            await admin.set_company_connector(conn, args.company, None if name == "none" else name, options)
+            return {"id": args.company, "connector": name, "options": sorted(options)}
         return await _with_db(settings, set_erp), f"company {args.company} uses {name}"
+    if args.command == "erp" and args.action == "post":
+        async def post(conn: Any) -> dict[str, Any]:
+            count = await admin.post_embedded_entries(conn, args.request)
+            return {"request": args.request, "postedEntries": count}
+        result = await _with_db(settings, post)
+        return result, f"posted {result['postedEntries']} entries of {args.request} in the embedded Job Cost ledger"
     if args.command == "user" and args.action == "create":
         async def create_user(conn: Any) -> dict[str, Any]:
             user_id = await admin.create_user(
@@ -176,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             _serve(args, settings)
+            return 0
+        if args.command == "worker":
+            _worker(settings, args.company)
             return 0
         payload, text = asyncio.run(_run(args, settings))
     except (SettingsError, admin.AdminError, UnknownConnectorError) as exc:

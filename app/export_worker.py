@@ -38,8 +38,10 @@ class ExportWorker:
         timeout_seconds: float = 30.0,
         policy: exports.RetryPolicy | None = None,
         events_committed: Callable[[str], None] = lambda company_id: None,
+        company_id: str | None = None,
     ) -> None:
         self._db = db
+        self.company_id = company_id  # None: every company
         self._connectors = connectors
         self._poll = poll_seconds
         self._timeout = timeout_seconds
@@ -80,7 +82,7 @@ class ExportWorker:
 
     async def run_next_job(self) -> bool:
         async with self._db.unit_of_work() as uow:
-            job = await exports.claim(uow.conn, utc_now(), self.policy)
+            job = await exports.claim(uow.conn, utc_now(), self.policy, self.company_id)
             await uow.commit()
         if job is None:
             return False
@@ -121,7 +123,7 @@ class ExportWorker:
 
     async def detect_posting(self) -> None:
         async with self._db.read() as conn:
-            waiting = await exports.awaiting_posting(conn)
+            waiting = await exports.awaiting_posting(conn, self.company_id)
         for row in waiting:
             connector = self._connectors.get(row.erp_connector, row.erp_settings)
             if connector is None:

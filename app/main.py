@@ -23,11 +23,13 @@ from app import auth
 from app.export_worker import ExportWorker
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
+from app.webhook_callbacks import webhook_callback
 from app.settings import Settings, SettingsError
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
 from persistence.migrate import is_current, migrate
 from resolvers.context import Services
+from resolvers.exports import RetryPolicy
 from schema.build import schema
 
 log = logging.getLogger("budgetbridge")
@@ -71,6 +73,8 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
     )
     worker = ExportWorker(
         db, connectors, poll_seconds=settings.export_poll_seconds, timeout_seconds=settings.export_timeout_seconds,
+        policy=RetryPolicy(max_attempts=settings.export_max_attempts, base_seconds=settings.export_backoff_seconds,
+                           lease_seconds=settings.export_lease_seconds),
         events_committed=live.notify,
     )
     services.kick_exports = worker.kick
@@ -114,13 +118,14 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         # generations, so full collections during large responses scan only per-request objects.
         gc.collect()
         gc.freeze()
-        if run_worker:
+        if run_worker and settings.run_export_worker:
             runtime.worker.start()
         try:
             yield
         finally:
             await runtime.worker.stop()
             await runtime.live.stop()
+            await runtime.services.connectors.aclose()
             await runtime.db.dispose()
 
     # The view exists before the lifespan runs (routes are fixed at construction); its services are
@@ -138,6 +143,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
+            Route("/erp/callbacks/webhook", webhook_callback, methods=["POST"]),
             Route("/healthz", health),
         ],
         middleware=middleware,

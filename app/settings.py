@@ -30,6 +30,10 @@ class Settings:
     connection_init_timeout_seconds: float = 10.0
     max_subscriptions_per_connection: int = 20
     max_subscriber_lag: int = 10_000
+    run_export_worker: bool = True
+    export_max_attempts: int = 5
+    export_backoff_seconds: float = 2.0
+    export_lease_seconds: float = 120.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -50,6 +54,10 @@ class Settings:
             connector = check_connector_name(env.get("BUDGETBRIDGE_ERP_CONNECTOR", "embedded"))
         except UnknownConnectorError as exc:
             raise SettingsError(f"BUDGETBRIDGE_ERP_CONNECTOR: {exc}") from None
+        lease = _positive(env, "BUDGETBRIDGE_EXPORT_LEASE_SECONDS", 120.0)
+        if lease <= _positive(env, "BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS", 30.0):
+            raise SettingsError("BUDGETBRIDGE_EXPORT_LEASE_SECONDS must exceed BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS, or a "
+                                "slow export would be claimed twice")
         origins = tuple(o.strip() for o in env.get("BUDGETBRIDGE_ALLOWED_ORIGINS", "*").split(",") if o.strip())
         return cls(
             database_url=database_url, jwt_secret=secret, broadcast_url=broadcast, erp_connector=connector,
@@ -61,6 +69,10 @@ class Settings:
             connection_init_timeout_seconds=_positive(env, "BUDGETBRIDGE_CONNECTION_INIT_TIMEOUT_SECONDS", 10.0),
             max_subscriptions_per_connection=int(_positive(env, "BUDGETBRIDGE_MAX_SUBSCRIPTIONS_PER_CONNECTION", 20)),
             max_subscriber_lag=int(_positive(env, "BUDGETBRIDGE_MAX_SUBSCRIBER_LAG", 10_000)),
+            run_export_worker=_flag(env, "BUDGETBRIDGE_RUN_EXPORT_WORKER", True),
+            export_max_attempts=int(_positive(env, "BUDGETBRIDGE_EXPORT_MAX_ATTEMPTS", 5)),
+            export_backoff_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_BACKOFF_SECONDS", 2.0),
+            export_lease_seconds=lease,
         )
 
     @property
@@ -79,3 +91,14 @@ def _positive(env: dict[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SettingsError(f"{name}: must be greater than 0")
     return value
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: {raw!r} is not true/false")

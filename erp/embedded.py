@@ -29,6 +29,11 @@ class EmbeddedConnector:
         exports_quantities=True,
     )
 
+    @staticmethod
+    def reference(export_id: str) -> str:
+        """The ledger batch (and erpReference) of one export."""
+        return f"JC-{export_id}"
+
     def __init__(self, options: dict[str, Any] | None = None, *, db: Database) -> None:
         self._db = db
 
@@ -65,7 +70,7 @@ class EmbeddedConnector:
         return f"JOB-{job.number}"
 
     async def export(self, batch: ExportBatch) -> ExportReceipt:
-        reference = f"JC-{batch.export_id}"
+        reference = self.reference(batch.export_id)
         async with self._db.unit_of_work() as uow:
             conn = uow.conn
             job_id = (
@@ -97,7 +102,7 @@ class EmbeddedConnector:
             total, unposted = (
                 await conn.execute(
                     select(func.count(), func.count().filter(erp_job_cost_entries.c.posted.is_(False))).where(
-                        erp_job_cost_entries.c.batch == f"JC-{export_id}"
+                        erp_job_cost_entries.c.batch == self.reference(export_id)
                     )
                 )
             ).one()
@@ -107,7 +112,7 @@ class EmbeddedConnector:
         async with self._db.unit_of_work() as uow:
             await uow.conn.execute(
                 update(erp_job_cost_entries)
-                .where(erp_job_cost_entries.c.batch == f"JC-{export_id}", erp_job_cost_entries.c.posted.is_(False))
+                .where(erp_job_cost_entries.c.batch == self.reference(export_id), erp_job_cost_entries.c.posted.is_(False))
                 .values(posted=True, posted_at=datetime.now(UTC))
             )
             await uow.commit()

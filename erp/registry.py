@@ -36,6 +36,20 @@ def connector_class(name: str) -> Callable[..., Connector]:
     return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
 
 
+async def validate_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ConnectorConfigError (or UnknownConnectorError) if a connector cannot be built from these options.
+    The embedded ledger takes no options; the others check theirs in their constructors."""
+    cls = connector_class(name)
+    if name == "embedded":
+        if options:
+            raise ConnectorConfigError("the embedded connector takes no options")
+        return
+    connector = cls(options)
+    close = getattr(connector, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def build_connector(name: str, options: dict[str, Any], db: Database) -> Connector:
     """A configured connector; ConnectorConfigError names a missing or bad option."""
     cls = connector_class(name)
@@ -81,4 +95,4 @@ def check_connector_name(name: str) -> str:
     return name
 
 
-__all__ = ["ConnectorConfigError", "ConnectorRegistry", "UnknownConnectorError", "build_connector"]
+__all__ = ["ConnectorConfigError", "ConnectorRegistry", "UnknownConnectorError", "build_connector", "validate_options"]

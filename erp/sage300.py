@@ -155,9 +155,8 @@ def _lines(batch: ExportBatch, items: Iterable[ExportItem]) -> str:
 
 def _fields(batch: ExportBatch, item: ExportItem, date: str) -> list[tuple[str, bool]]:
     """(text, quoted) per documented field."""
-    travels = quantity_travels(batch, item)
-    quantity = item.quantity if travels else None
-    unit = (item.unit_of_measure or "") if travels else ""
+    quantity = item.quantity if quantity_travels(batch, item) else None
+    unit = (item.unit_of_measure or "").strip() if quantity is not None else ""
     return [
         (RECORD_TYPE, True),
         (item.cost_code, True),

@@ -63,7 +63,9 @@ class ClaimedJob:
     attempts: int
 
 
-async def claim(conn: AsyncConnection, now: datetime, policy: RetryPolicy) -> ClaimedJob | None:
+async def claim(
+    conn: AsyncConnection, now: datetime, policy: RetryPolicy, company_id: str | None = None
+) -> ClaimedJob | None:
     """The next due job, leased to the caller. A RUNNING job whose lease ran out belongs to a worker that
     died mid-export; it is claimed again (the connector's de-duplication keeps that exactly-once)."""
     due = or_(
@@ -71,6 +73,8 @@ async def claim(conn: AsyncConnection, now: datetime, policy: RetryPolicy) -> Cl
         (export_jobs.c.status == RUNNING) & (export_jobs.c.lease_until < now),
     )
     stmt = select(export_jobs).where(due).order_by(export_jobs.c.next_attempt_at).limit(1)
+    if company_id is not None:  # a worker dedicated to one company (`budgetbridge worker --company`)
+        stmt = stmt.where(export_jobs.c.company_id == company_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     job = (await conn.execute(stmt)).first()
@@ -197,7 +201,7 @@ async def _failed(conn: AsyncConnection, request: Row, budget: Row, at: datetime
                                       at=at, reason=message, **values)
 
 
-async def awaiting_posting(conn: AsyncConnection, limit: int = 200) -> list[Row]:
+async def awaiting_posting(conn: AsyncConnection, company_id: str | None = None, limit: int = 200) -> list[Row]:
     stmt = (
         select(erp_requests.c.id, erp_requests.c.export_id, companies.c.id.label("company_id"),
                companies.c.erp_connector, companies.c.erp_settings)
@@ -206,6 +210,8 @@ async def awaiting_posting(conn: AsyncConnection, limit: int = 200) -> list[Row]
         .order_by(erp_requests.c.exported_at)
         .limit(limit)
     )
+    if company_id is not None:
+        stmt = stmt.where(erp_requests.c.company_id == company_id)
     return list((await conn.execute(stmt)).all())
 
 

@@ -1,0 +1,322 @@
+"""Live events across server processes and across a broadcast outage.
+
+Two real `budgetbridge serve` processes share one PostgreSQL database (`budgetbridge_scaleout`, created
+here) and a broadcast channel. Their subscriptions re-read the log only every 30 s, so an event that
+reaches the other process's subscriber within a few seconds proves the broadcast wake-up crossed
+processes. Then a Redis outage: events made while Redis is down and after it comes back all arrive, in
+order, once each, from the event log.
+
+PostgreSQL and Redis are required: unreachable, these tests skip locally and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from persistence.database import Database
+from resolvers.context import Services
+from tests.e2e.conftest import ok
+from tests.e2e.test_subscriptions import RETRIEVE, SEND, Collector, ready_tenant
+from tests.live_server import LiveServer, free_port, live_server, server_settings_for
+from tests.support import JWT_SECRET, in_ci, make_services, postgres_url
+
+ROOT = Path(__file__).resolve().parents[2]
+SCALEOUT_DATABASE = "budgetbridge_scaleout"
+REDIS_URL = os.environ.get("BUDGETBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CROSS_PROCESS_SECONDS = 5.0  # far below the 30 s re-read interval of the server processes
+
+
+def require(available: bool, reason: str) -> None:
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"{reason}; CI=true, so these tests must run")
+    pytest.skip(reason)
+
+
+async def run(*command: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def budgetbridge() -> list[str]:
+    script = Path(sys.executable).with_name("budgetbridge")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+
+
+def server_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUDGETBRIDGE_")}
+    env.update({f"BUDGETBRIDGE_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+# --- Redis ---------------------------------------------------------------------------------------------
+
+def redis_host_port() -> tuple[str, int]:
+    parsed = make_url(REDIS_URL)
+    return parsed.host or "127.0.0.1", parsed.port or 6379
+
+
+async def redis_alive() -> bool:
+    host, port = redis_host_port()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(b"PING\r\n")
+        await writer.drain()
+        return (await asyncio.wait_for(reader.readline(), 2)).startswith(b"+PONG")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def wait_redis(alive: bool, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while await redis_alive() != alive:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Redis did not {'come up' if alive else 'go down'} within {timeout:g} s")
+        await asyncio.sleep(0.05)
+
+
+async def stop_redis() -> None:
+    host, port = redis_host_port()
+    await run("redis-cli", "-h", host, "-p", str(port), "shutdown", "nosave", timeout=15)
+    await wait_redis(alive=False)
+
+
+async def start_redis() -> None:
+    """Idempotent: the rest of the suite (and CI) needs Redis back whatever happened."""
+    if await redis_alive():
+        return
+    host, port = redis_host_port()
+    await run("redis-server", "--daemonize", "yes", "--bind", host, "--port", str(port), "--save", "",
+              "--appendonly", "no", timeout=15)
+    await wait_redis(alive=True)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------------
+
+def scaleout_url(drivername: str) -> str:
+    url: URL = make_url(postgres_url()).set(drivername=drivername, database=SCALEOUT_DATABASE)
+    return url.render_as_string(hide_password=False)
+
+
+async def postgres_alive() -> bool:
+    url = make_url(postgres_url()).set(drivername="postgresql", database="postgres")
+    try:
+        conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=3)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="module")
+async def scaleout_services() -> AsyncIterator[Services]:
+    """A database of its own (the suite's `test` database is dropped and recreated by other tests),
+    migrated by the real `budgetbridge migrate`."""
+    require(await postgres_alive(), f"PostgreSQL at {make_url(postgres_url()).host} is not reachable")
+    admin = create_async_engine(
+        make_url(postgres_url()).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {SCALEOUT_DATABASE} WITH (FORCE)"))
+            await conn.execute(text(f"CREATE DATABASE {SCALEOUT_DATABASE}"))
+        code, out, err = await run(*budgetbridge(), "--json", "migrate",
+                                   env=server_env(database_url=scaleout_url("postgresql")))
+        assert code == 0, (out, err)
+        assert '"migrated":true' in out, out
+        db = Database(scaleout_url("postgresql+asyncpg"))
+        try:
+            yield make_services(db)
+        finally:
+            await db.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {SCALEOUT_DATABASE} WITH (FORCE)"))
+    finally:
+        await admin.dispose()
+
+
+# --- server processes ----------------------------------------------------------------------------------
+
+@dataclass
+class ServerProcess(LiveServer):
+    """A `budgetbridge serve` subprocess; `app` is None (only the URLs of LiveServer are used)."""
+
+    process: asyncio.subprocess.Process | None = None
+    log: Path | None = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log else ""
+
+
+async def wait_healthy(server: ServerProcess, timeout: float = 30) -> None:
+    assert server.process is not None
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while True:
+            if server.process.returncode is not None:
+                raise AssertionError(f"server exited with {server.process.returncode}:\n{server.output()}")
+            with contextlib.suppress(httpx.TransportError):
+                response = await http.get(f"http://127.0.0.1:{server.port}/healthz")
+                if response.status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not healthy within {timeout:g} s:\n{server.output()}")
+            await asyncio.sleep(0.1)
+
+
+async def terminate(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    await asyncio.wait_for(process.wait(), 10)
+
+
+@contextlib.asynccontextmanager
+async def serve_processes(env: dict[str, str], log_dir: Path, count: int) -> AsyncIterator[list[ServerProcess]]:
+    servers: list[ServerProcess] = []
+    try:
+        for index in range(count):
+            port = free_port()
+            log = log_dir / f"server-{index}.log"
+            with log.open("wb") as sink:  # the child holds its own descriptor
+                process = await asyncio.create_subprocess_exec(
+                    *budgetbridge(), "serve", "--host", "127.0.0.1", "--port", str(port),
+                    env=env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink,
+                )
+            servers.append(ServerProcess(app=None, port=port, process=process, log=log))  # type: ignore[arg-type]
+        for server in servers:
+            await wait_healthy(server)
+        yield servers
+    finally:
+        for server in servers:
+            assert server.process is not None
+            await terminate(server.process)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.02)
+
+
+def http_at(server: LiveServer) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=15)
+
+
+# --- the tests -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("broadcast", ["redis", "postgres"])
+async def test_an_event_committed_on_one_process_reaches_subscribers_on_the_other_within_seconds(
+    scaleout_services: Services, tmp_path: Path, broadcast: str
+) -> None:
+    if broadcast == "redis":
+        require(await redis_alive(), f"Redis at {REDIS_URL} is not reachable")
+        broadcast_url = REDIS_URL
+    else:
+        broadcast_url = scaleout_url("postgres")  # broadcaster's LISTEN/NOTIFY backend
+    tenant = await ready_tenant(scaleout_services)
+    env = server_env(database_url=scaleout_url("postgresql"), jwt_secret=JWT_SECRET, broadcast_url=broadcast_url,
+                     subscription_reread_seconds="30", export_poll_seconds="0.2")
+    admin_token = tenant.token("admin")
+    async with (
+        serve_processes(env, tmp_path, 2) as (a, b),
+        http_at(a) as on_a,
+        http_at(b) as on_b,
+        Collector(b, tenant.token("approver")) as watcher_on_b,
+        Collector(a, tenant.token("reader"), projectId=tenant.project_id) as watcher_on_a,
+    ):
+        await ok(on_a, admin_token, SEND, b=tenant.budget_id)
+        await watcher_on_b.wait_for(1, timeout=CROSS_PROCESS_SECONDS)
+        await ok(on_a, admin_token, RETRIEVE, b=tenant.budget_id)
+        await watcher_on_b.wait_for(2, timeout=CROSS_PROCESS_SECONDS)
+        await ok(on_b, admin_token, SEND, b=tenant.budget_id)  # and the other way round
+        await watcher_on_a.wait_for(3, timeout=CROSS_PROCESS_SECONDS)
+        await watcher_on_b.wait_for(3, timeout=CROSS_PROCESS_SECONDS)
+        await asyncio.sleep(0.5)  # anything extra (a duplicate) would arrive now
+    expected = ["PENDING_ACCEPTANCE", "RETRIEVED", "PENDING_ACCEPTANCE"]
+    for watcher in (watcher_on_a, watcher_on_b):
+        assert [e["status"] for e in watcher.events] == expected
+        sequences = [int(e["sequence"]) for e in watcher.events]
+        assert sequences == sorted(set(sequences))
+    assert [e["sequence"] for e in watcher_on_a.events] == [e["sequence"] for e in watcher_on_b.events]
+
+
+async def test_serve_with_several_workers_and_an_in_process_broadcast_refuses_to_start(tmp_path: Path) -> None:
+    env = server_env(database_url=f"sqlite:///{tmp_path / 'bb.db'}", jwt_secret=JWT_SECRET, broadcast_url="memory://")
+    started = time.monotonic()
+    code, out, err = await run(*budgetbridge(), "serve", "--port", str(free_port()), "--workers", "2",
+                               env=env, timeout=30)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "memory://" in lines[0]
+    assert out == ""
+    assert time.monotonic() - started < 20  # refused up front, not after starting anything
+    assert not (tmp_path / "bb.db").exists()
+
+
+async def test_events_made_during_a_redis_outage_are_delivered_once_in_order_after_it(
+    db: Database, services: Services
+) -> None:
+    require(await redis_alive(), f"Redis at {REDIS_URL} is not reachable")
+    tenant = await ready_tenant(services)
+    settings = server_settings_for(db.url, broadcast_url=REDIS_URL, subscription_reread_seconds=1.0)
+    try:
+        async with live_server(settings) as server, http_at(server) as http:
+            live = server.app.state.runtime.live
+            await asyncio.wait_for(live.connected.wait(), 10)
+            async with Collector(server, tenant.token("approver"), projectId=tenant.project_id) as watcher:
+                await stop_redis()
+                await ok(http, tenant.token("admin"), SEND, b=tenant.budget_id)
+                await ok(http, tenant.token("admin"), RETRIEVE, b=tenant.budget_id)
+                await watcher.wait_for(2, timeout=10)  # from the log, on the re-read timer
+                await asyncio.wait_for(until(lambda: not live.connected.is_set()), 15)  # the hub noticed
+                await start_redis()
+                await ok(http, tenant.token("admin"), SEND, b=tenant.budget_id)
+                events = await watcher.wait_for(3, timeout=10)
+                await asyncio.wait_for(live.connected.wait(), 20)  # the hub found Redis again
+                await ok(http, tenant.token("admin"), RETRIEVE, b=tenant.budget_id)
+                events = await watcher.wait_for(4, timeout=10)
+                await asyncio.sleep(1.5)  # a full re-read interval: a duplicate would show now
+    finally:
+        await start_redis()
+    assert [e["status"] for e in events] == ["PENDING_ACCEPTANCE", "RETRIEVED", "PENDING_ACCEPTANCE", "RETRIEVED"]
+    assert len(watcher.events) == 4
+    sequences = [int(e["sequence"]) for e in events]
+    assert sequences == sorted(set(sequences))
+
