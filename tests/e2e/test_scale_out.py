@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -35,7 +37,8 @@ from tests.live_server import LiveServer, free_port, live_server, server_setting
 from tests.support import JWT_SECRET, in_ci, make_services, postgres_url
 
 ROOT = Path(__file__).resolve().parents[2]
-SCALEOUT_DATABASE = "budgetbridge_scaleout"
+# One database per test run: several runs may share this machine's PostgreSQL, and each drops its own.
+SCALEOUT_DATABASE = f"budgetbridge_scaleout_{os.getpid()}"
 REDIS_URL = os.environ.get("BUDGETBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CROSS_PROCESS_SECONDS = 5.0  # far below the 30 s re-read interval of the server processes
 
@@ -75,13 +78,12 @@ def server_env(**settings: str) -> dict[str, str]:
 
 # --- Redis ---------------------------------------------------------------------------------------------
 
-def redis_host_port() -> tuple[str, int]:
-    parsed = make_url(REDIS_URL)
+def host_port(url: str) -> tuple[str, int]:
+    parsed = make_url(url)
     return parsed.host or "127.0.0.1", parsed.port or 6379
 
 
-async def redis_alive() -> bool:
-    host, port = redis_host_port()
+async def redis_alive(host: str, port: int) -> bool:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
     except (OSError, TimeoutError):
@@ -98,28 +100,57 @@ async def redis_alive() -> bool:
             await writer.wait_closed()
 
 
-async def wait_redis(alive: bool, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while await redis_alive() != alive:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Redis did not {'come up' if alive else 'go down'} within {timeout:g} s")
-        await asyncio.sleep(0.05)
+@dataclass
+class RedisServer:
+    """A Redis of this test's own, on a free port: stopping it disturbs nobody else (other test runs on the
+    machine, the shared Redis of REDIS_URL)."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def wait(self, alive: bool, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while await redis_alive("127.0.0.1", self.port) != alive:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Redis did not {'come up' if alive else 'go down'} within {timeout:g} s")
+            await asyncio.sleep(0.05)
+
+    async def start(self) -> None:
+        code, out, err = await run(
+            "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+            "--appendonly", "no", "--dir", str(self.directory), "--pidfile", str(self.directory / "redis.pid"),
+            "--logfile", str(self.directory / "redis.log"), timeout=15,
+        )
+        assert code == 0, (out, err)
+        await self.wait(alive=True)
+
+    async def stop(self) -> None:
+        await run("redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "shutdown", "nosave", timeout=15)
+        await self.wait(alive=False)
+
+    async def ensure_stopped(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop()
+        pidfile = self.directory / "redis.pid"
+        if await redis_alive("127.0.0.1", self.port) and pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
 
 
-async def stop_redis() -> None:
-    host, port = redis_host_port()
-    await run("redis-cli", "-h", host, "-p", str(port), "shutdown", "nosave", timeout=15)
-    await wait_redis(alive=False)
-
-
-async def start_redis() -> None:
-    """Idempotent: the rest of the suite (and CI) needs Redis back whatever happened."""
-    if await redis_alive():
-        return
-    host, port = redis_host_port()
-    await run("redis-server", "--daemonize", "yes", "--bind", host, "--port", str(port), "--save", "",
-              "--appendonly", "no", timeout=15)
-    await wait_redis(alive=True)
+@contextlib.asynccontextmanager
+async def own_redis(directory: Path) -> AsyncIterator[RedisServer]:
+    require(shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None,
+            "redis-server and redis-cli are not installed")
+    redis = RedisServer(directory)
+    try:
+        await redis.start()
+        yield redis
+    finally:
+        await redis.ensure_stopped()
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------
@@ -245,7 +276,7 @@ async def test_an_event_committed_on_one_process_reaches_subscribers_on_the_othe
     scaleout_services: Services, tmp_path: Path, broadcast: str
 ) -> None:
     if broadcast == "redis":
-        require(await redis_alive(), f"Redis at {REDIS_URL} is not reachable")
+        require(await redis_alive(*host_port(REDIS_URL)), f"Redis at {REDIS_URL} is not reachable")
         broadcast_url = REDIS_URL
     else:
         broadcast_url = scaleout_url("postgres")  # broadcaster's LISTEN/NOTIFY backend
@@ -291,32 +322,27 @@ async def test_serve_with_several_workers_and_an_in_process_broadcast_refuses_to
 
 
 async def test_events_made_during_a_redis_outage_are_delivered_once_in_order_after_it(
-    db: Database, services: Services
+    db: Database, services: Services, tmp_path: Path
 ) -> None:
-    require(await redis_alive(), f"Redis at {REDIS_URL} is not reachable")
     tenant = await ready_tenant(services)
-    settings = server_settings_for(db.url, broadcast_url=REDIS_URL, subscription_reread_seconds=1.0)
-    try:
+    async with own_redis(tmp_path) as redis:
+        settings = server_settings_for(db.url, broadcast_url=redis.url, subscription_reread_seconds=1.0)
         async with live_server(settings) as server, http_at(server) as http:
             live = server.app.state.runtime.live
             await asyncio.wait_for(live.connected.wait(), 10)
             async with Collector(server, tenant.token("approver"), projectId=tenant.project_id) as watcher:
-                await stop_redis()
+                await redis.stop()
                 await ok(http, tenant.token("admin"), SEND, b=tenant.budget_id)
                 await ok(http, tenant.token("admin"), RETRIEVE, b=tenant.budget_id)
-                await watcher.wait_for(2, timeout=10)  # from the log, on the re-read timer
                 await asyncio.wait_for(until(lambda: not live.connected.is_set()), 15)  # the hub noticed
-                await start_redis()
+                await redis.start()
                 await ok(http, tenant.token("admin"), SEND, b=tenant.budget_id)
                 events = await watcher.wait_for(3, timeout=10)
-                await asyncio.wait_for(live.connected.wait(), 20)  # the hub found Redis again
+                await asyncio.wait_for(live.connected.wait(), 20)  # and found Redis again
                 await ok(http, tenant.token("admin"), RETRIEVE, b=tenant.budget_id)
                 events = await watcher.wait_for(4, timeout=10)
                 await asyncio.sleep(1.5)  # a full re-read interval: a duplicate would show now
-    finally:
-        await start_redis()
     assert [e["status"] for e in events] == ["PENDING_ACCEPTANCE", "RETRIEVED", "PENDING_ACCEPTANCE", "RETRIEVED"]
     assert len(watcher.events) == 4
     sequences = [int(e["sequence"]) for e in events]
     assert sequences == sorted(set(sequences))
-

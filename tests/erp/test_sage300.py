@@ -255,8 +255,14 @@ async def test_a_folder_below_a_file_is_a_retryable_error(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"drop_folder": ""}, {"drop_folder": None}, {"drop_folder": 42}, {"drop_folder": "/tmp/x", "encoding": "klingon"},
-     {"drop_folder": "/tmp/x", "encoding": 8}],
+    [
+        {},
+        {"drop_folder": ""},
+        {"drop_folder": None},
+        {"drop_folder": 42},
+        {"drop_folder": "/tmp/x", "encoding": "klingon"},
+        {"drop_folder": "/tmp/x", "encoding": 8},
+    ],
 )
 def test_bad_options_are_config_errors(options: dict[str, object]) -> None:
     with pytest.raises(ConnectorConfigError):
