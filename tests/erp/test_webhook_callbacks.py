@@ -12,14 +12,15 @@ import httpx
 import orjson
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import select, update
+from sqlalchemy import select
 from starlette.applications import Starlette
 
+from app import admin
 from app.main import create_app
 from app.settings import Settings
 from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from persistence.database import Database
-from persistence.tables import companies, export_jobs
+from persistence.tables import export_jobs
 from resolvers.context import Services
 from tests.e2e.conftest import DECIDE, ERP_REQUEST, SEND, assert_no_leak, ok, ready_to_send, wait_for
 from tests.erp.webhook_server import Integrator, Reply, running_integrator
@@ -149,10 +150,8 @@ async def http(callback_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 async def webhook_tenant(services: Services, integrator: Integrator, secret: str = SECRET) -> Tenant:
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
-        await uow.conn.execute(
-            update(companies).where(companies.c.id == tenant.company_id)
-            .values(erp_connector="webhook", erp_settings={"url": integrator.url, "secret": secret})
-        )
+        await admin.set_company_connector(uow.conn, tenant.company_id, "webhook",
+                                          {"url": integrator.url, "secret": secret})
         await uow.commit()
     return tenant
 

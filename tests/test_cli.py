@@ -1,0 +1,84 @@
+"""The admin CLI as scripts use it: real `budgetbridge` processes, --json output, one-line failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.support import JWT_SECRET
+
+
+def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BUDGETBRIDGE_")}
+    base.update({"BUDGETBRIDGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+                 "BUDGETBRIDGE_JWT_SECRET": JWT_SECRET, **env})
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=base, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+
+
+def run_json(tmp_path: Path, *args: str) -> dict[str, object]:
+    result = run(tmp_path, "--json", *args)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    return dict(json.loads(lines[0]))
+
+
+def test_a_script_sets_up_a_company_user_and_token(tmp_path: Path) -> None:
+    company = run_json(tmp_path, "company", "create", "--name", "Acme Builders", "--currency", "cad")
+    user = run_json(tmp_path, "user", "create", "--company", str(company["id"]), "--email", "PM@acme.test",
+                    "--name", "Pat", "--company-admin", "--approver", "--erp-permission", "STANDARD")
+    claims = jwt.decode(str(user["token"]), JWT_SECRET, algorithms=["HS256"], issuer="budgetbridge")
+    assert claims["sub"] == user["id"] and claims["company"] == company["id"]
+    token = run_json(tmp_path, "token", "--user", str(user["id"]), "--expires-in", "60")
+    short = jwt.decode(str(token["token"]), JWT_SECRET, algorithms=["HS256"], issuer="budgetbridge")
+    assert short["exp"] - short["iat"] == 60
+
+
+def test_set_erp_checks_the_connector_options_before_saving(tmp_path: Path) -> None:
+    company = run_json(tmp_path, "company", "create", "--name", "Acme")
+    refused = run(tmp_path, "company", "set-erp", "--company", str(company["id"]), "--connector", "webhook")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "url" in refused.stderr
+    unknown = run(tmp_path, "company", "set-erp", "--company", str(company["id"]), "--connector", "quickbooks")
+    assert unknown.returncode == 2 and "unknown ERP connector" in unknown.stderr
+    ok = run_json(tmp_path, "company", "set-erp", "--company", str(company["id"]), "--connector", "none")
+    assert ok["connector"] == "none"
+
+
+def test_refusals_are_one_clear_line(tmp_path: Path) -> None:
+    missing = run(tmp_path, "user", "create", "--company", "co_nope", "--email", "a@b.c", "--name", "A")
+    assert missing.returncode == 2 and missing.stderr == "budgetbridge: no company co_nope\n"
+    as_json = run(tmp_path, "--json", "token", "--user", "usr_nope")
+    assert as_json.returncode == 2 and json.loads(as_json.stdout) == {"error": "no user usr_nope"}
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"BUDGETBRIDGE_DATABASE_URL": "mysql://root@localhost/x"}, "BUDGETBRIDGE_DATABASE_URL"),
+    ({"BUDGETBRIDGE_JWT_SECRET": "short"}, "BUDGETBRIDGE_JWT_SECRET"),
+    ({"BUDGETBRIDGE_BROADCAST_URL": "kafka"}, "BUDGETBRIDGE_BROADCAST_URL"),
+    ({"BUDGETBRIDGE_ERP_CONNECTOR": "sap"}, "BUDGETBRIDGE_ERP_CONNECTOR"),
+    ({"BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS": "-1"}, "BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS"),
+])
+def test_bad_settings_fail_at_start_with_one_line(tmp_path: Path, env: dict[str, str], needle: str) -> None:
+    result = run(tmp_path, "serve", "--port", "1", **env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_to_start_without_a_jwt_secret_unless_demo(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", "--port", "1", BUDGETBRIDGE_JWT_SECRET="")
+    assert result.returncode == 2
+    assert "BUDGETBRIDGE_JWT_SECRET" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_several_server_processes_need_a_shared_broadcast(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", "--workers", "2", "--port", "1")
+    assert result.returncode == 2 and "memory://" in result.stderr and result.stderr.count("\n") == 1
