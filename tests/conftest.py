@@ -17,8 +17,10 @@ async def db() -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def services(db: Database) -> Services:
-    return make_services(db)
+async def services(db: Database) -> AsyncIterator[Services]:
+    built = make_services(db)
+    yield built
+    await built.connectors.aclose()  # connectors may hold HTTP clients
 
 
 @pytest.fixture
