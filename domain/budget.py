@@ -97,7 +97,7 @@ def transition(status: ExportStatus, action: RequestAction) -> ExportStatus:
     raise DomainError("NOT_PENDING", f"the request is not pending acceptance (status {status.value})")
 
 
-def _first(errors: Iterable[DomainError | None]) -> list[DomainError]:
+def _present(errors: Iterable[DomainError | None]) -> list[DomainError]:
     return [e for e in errors if e is not None]
 
 
@@ -121,19 +121,19 @@ def line_edit_blockers(
             "BUDGET_LOCKED",
             "the budget is locked: original amounts are read-only (add lines with amount 0 or use a modification)",
         )
-    return _first([permissions.edit_lines_refusal(access), _edits_frozen(budget), locked])
+    return _present([permissions.edit_lines_refusal(access), _edits_frozen(budget), locked])
 
 
 def modification_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainError]:
     not_locked = None if budget.locked else DomainError(
         "BUDGET_NOT_LOCKED", "modifications are made on a locked budget; change original amounts instead"
     )
-    return _first([permissions.edit_lines_refusal(access), not_locked, _edits_frozen(budget)])
+    return _present([permissions.edit_lines_refusal(access), not_locked, _edits_frozen(budget)])
 
 
 def lock_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainError]:
     locked = DomainError("BUDGET_LOCKED", "the budget is already locked") if budget.locked else None
-    return _first([permissions.lock_refusal(access), locked])
+    return _present([permissions.lock_refusal(access), locked])
 
 
 def _latest_request_blocker(budget: BudgetState, doing: str) -> DomainError | None:
@@ -150,7 +150,7 @@ def _latest_request_blocker(budget: BudgetState, doing: str) -> DomainError | No
 
 def unlock_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainError]:
     not_locked = None if budget.locked else DomainError("BUDGET_NOT_LOCKED", "the budget is not locked")
-    return _first([permissions.unlock_refusal(access), not_locked, _latest_request_blocker(budget, "unlock")])
+    return _present([permissions.unlock_refusal(access), not_locked, _latest_request_blocker(budget, "unlock")])
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def send_blockers(budget: BudgetState, access: ProjectAccess, cond: SendConditio
     errors.append(_latest_request_blocker(budget, "send"))
     if cond.nothing_to_send:
         errors.append(DomainError("NOTHING_TO_SEND", "everything in this budget has already been exported"))
-    return _first(errors)
+    return _present(errors)
 
 
 def retrieve_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainError]:
@@ -210,7 +210,7 @@ def retrieve_blockers(budget: BudgetState, access: ProjectAccess) -> list[Domain
         not_pending = DomainError(
             "NOT_PENDING", f"only a request pending acceptance can be retrieved (status {budget.export_status.value})"
         )
-    return _first([permissions.send_refusal(access), not_pending])
+    return _present([permissions.send_refusal(access), not_pending])
 
 
 def decide_blockers(actor: Actor, status: ExportStatus, action: RequestAction, reason: str | None) -> list[DomainError]:
@@ -221,10 +221,11 @@ def decide_blockers(actor: Actor, status: ExportStatus, action: RequestAction, r
         errors.append(exc)
     if action is A.REJECT and not (reason or "").strip():
         errors.append(DomainError("REASON_REQUIRED", "a rejection needs a reason", ("input", "reason")))
-    return _first(errors)
+    return _present(errors)
 
 
-def require_none(errors: list[DomainError]) -> None:
-    """Refuse with every reason at once, as the blockers fields list them."""
-    if errors:
-        raise DomainErrors(errors)
+def require_none(errors: Iterable[DomainError | None]) -> None:
+    """Refuse with every reason at once, as the blockers fields list them (None entries are no reason)."""
+    present = _present(errors)
+    if present:
+        raise DomainErrors(present)

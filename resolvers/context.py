@@ -3,6 +3,8 @@ request's DataLoaders. Built once per HTTP request or WebSocket operation."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,19 +41,17 @@ class Services:
     max_subscriber_lag: int = 10_000
 
 
+class _SilentWaiter:
+    async def wait(self, timeout: float) -> bool:
+        await asyncio.sleep(timeout)
+        return False
+
+
 class PollOnly:
     """Wake-ups that never ring: subscriptions then re-read the log on their timer only."""
 
     def listen(self, company_id: str) -> Any:
-        import asyncio
-        import contextlib
-
-        class _Waiter:
-            async def wait(self, timeout: float) -> bool:
-                await asyncio.sleep(timeout)
-                return False
-
-        return contextlib.nullcontext(_Waiter())
+        return contextlib.nullcontext(_SilentWaiter())
 
 
 @dataclass(frozen=True)

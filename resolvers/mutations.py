@@ -88,7 +88,7 @@ async def create_project(ctx: Context, name: str, number: str) -> Outcome:
     actor = ctx.actor
 
     async def body(uow: Any) -> Result:
-        wf.require_none([e for e in [permissions.company_admin_refusal(actor, "creating a project")] if e])
+        wf.require_none([permissions.company_admin_refusal(actor, "creating a project")])
         clean_name = _text(name, ["input", "name"], max_len=200, required=True)
         clean_number = _text(number, ["input", "number"], max_len=60, required=True)
         taken = await uow.conn.execute(
@@ -115,8 +115,8 @@ async def create_cost_list_entry(ctx: Context, kind: str, code: str, label: str)
     table, label_column = (cost_codes, "description") if kind == "costCode" else (cost_types, "name")
 
     async def body(uow: Any) -> Result:
-        refusal = permissions.company_admin_refusal(actor, f"creating a {'cost code' if kind == 'costCode' else 'cost type'}")
-        wf.require_none([refusal] if refusal else [])
+        what = "a cost code" if kind == "costCode" else "a cost type"
+        wf.require_none([permissions.company_admin_refusal(actor, f"creating {what}")])
         clean_code = _text(code, ["input", "code"], max_len=table.c.code.type.length, required=True)
         clean_label = _text(label, ["input", label_column], max_len=200, required=True)
         taken = await uow.conn.execute(
@@ -590,8 +590,7 @@ async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcom
     async def body(uow: Any) -> Result:
         conn = uow.conn
         budget, request = await _request_for_change(ctx, conn, request_id)
-        errors = [e for e in [permissions.decide_refusal(actor)] if e]
-        wf.require_none(errors)
+        wf.require_none([permissions.decide_refusal(actor)])
         now = ctx.services.clock()
         await apply_request_action(conn, budget, request, RequestAction.RETRY, actor_id=actor.user_id,
                                    at=now, failure_message=None)
@@ -615,7 +614,7 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
     async def body(uow: Any) -> Result:
         conn = uow.conn
         budget, req = await _request_for_change(ctx, conn, request_id)
-        wf.require_none([e for e in [permissions.confirm_posting_refusal(actor)] if e])
+        wf.require_none([permissions.confirm_posting_refusal(actor)])
         values: dict[str, Any] = {"posted_at": ctx.services.clock()}
         reference = _text(erp_reference, ["input", "erpReference"], max_len=200)
         if reference:

@@ -294,6 +294,16 @@ async def test_a_success_callback_moves_the_request_on_and_posted_syncs_it(
 ) -> None:
     tenant = await webhook_tenant(services, integrator)
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    # What the app sent the integrator on the way: a signed sync_job, then the export for the synced job.
+    sync, export = integrator.received
+    assert (sync.event, export.event) == ("sync_job", "create_budget")
+    for sent in (sync, export):
+        assert verify(SECRET, sent.headers["x-budgetbridge-timestamp"], sent.headers["x-budgetbridge-signature"],
+                      sent.body, now=int(time.time()))
+    assert export.json["job"]["erpJobId"] == "INT-JOB-7"
+    assert {(row["costCode"], row["costType"], row["amount"]) for row in export.json["jobCostRows"]} == {
+        ("03-300", "L", "1000.00"), ("05-120", "M", "2500.00"),
+    }
 
     response = await callback(http, {"exportId": export_id, "status": "success", "erpReference": "VISTA-JC-4411"})
 
