@@ -21,10 +21,34 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 
 from broadcaster import Broadcast
+from broadcaster._backends.redis import RedisBackend
 
 log = logging.getLogger("budgetbridge.live")
 
 CHANNEL = "budgetbridge_events"
+
+
+class _RedisBackend(RedisBackend):
+    """broadcaster 0.3.1's Redis backend with two races fixed.
+
+    It wakes its listener before SUBSCRIBE completes; redis-py's `listen()` then sees no channel yet and
+    returns at once, and the listener goes back to waiting for a wake-up that never comes again: nothing is
+    ever received. And it starts that listener before connecting, so every failed connect leaks a task.
+    """
+
+    async def connect(self) -> None:
+        await self._pubsub.connect()
+        self._listener = asyncio.create_task(self._pubsub_listener())
+
+    async def subscribe(self, channel: str) -> None:
+        await self._pubsub.subscribe(channel)
+        self._ready.set()
+
+
+def _broadcast_for(url: str) -> Broadcast:
+    if url.split("://", 1)[0] in ("redis", "rediss"):
+        return Broadcast(backend=_RedisBackend(url))
+    return Broadcast(url)
 
 
 class Waiter:
@@ -58,6 +82,9 @@ class LiveHub:
         self._pending: set[asyncio.Task[None]] = set()
         self._last_heard = 0.0
         self._instance = uuid.uuid4().hex
+        # One publish at a time per connection: the postgres:// backend publishes on its single asyncpg
+        # connection, which refuses concurrent statements ("another operation is in progress").
+        self._publish_lock = asyncio.Lock()
         self.connected = asyncio.Event()
 
     # --- local side ------------------------------------------------------------------------------------
@@ -91,11 +118,12 @@ class LiveHub:
         task.add_done_callback(self._pending.discard)
 
     async def _publish(self, message: str) -> None:
-        broadcast = self._broadcast
+        broadcast, lock = self._broadcast, self._publish_lock
         if broadcast is None:
             return  # reconnecting: the other processes' timers re-read the log
         try:
-            await broadcast.publish(CHANNEL, message)
+            async with lock:
+                await asyncio.wait_for(broadcast.publish(CHANNEL, message), self._heartbeat)
         except Exception as exc:
             log.warning("broadcast publish failed (%s); reconnecting", exc)
             self._drop(broadcast)
@@ -131,10 +159,11 @@ class LiveHub:
             await asyncio.sleep(self._reconnect)
 
     async def _connected_session(self) -> None:
-        broadcast = Broadcast(self.url)
+        broadcast = _broadcast_for(self.url)
         await asyncio.wait_for(broadcast.connect(), 5)
         try:
             async with broadcast.subscribe(CHANNEL) as subscriber:
+                self._publish_lock = asyncio.Lock()  # a publish stuck on the old connection must not hold us
                 self._broadcast = broadcast
                 loop = asyncio.get_running_loop()
                 self._last_heard = loop.time()
@@ -162,10 +191,12 @@ class LiveHub:
                 await asyncio.wait_for(broadcast.disconnect(), 2)
 
     async def _heartbeats(self, broadcast: Broadcast) -> None:
+        lock = self._publish_lock
         while True:
             await asyncio.sleep(self._heartbeat)
             try:
-                await asyncio.wait_for(broadcast.publish(CHANNEL, f"h:{self._instance}"), self._heartbeat)
+                async with lock:
+                    await asyncio.wait_for(broadcast.publish(CHANNEL, f"h:{self._instance}"), self._heartbeat)
             except Exception as exc:
                 log.warning("heartbeat publish failed (%s)", exc)
                 self._drop(broadcast)

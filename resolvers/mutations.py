@@ -3,6 +3,7 @@ resolvers.service). Each public function returns the ids of what the payload sho
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from domain.events import BudgetEvent
 from domain.export import request_kind
 from domain.money import AMOUNT_PLACES, QUANTITY_PLACES, has_at_most_places, to_amount
 from domain.permissions import Actor, PermissionLevel, ProjectAccess
-from erp.base import Connector, JobSpec
+from erp.base import Connector, ConnectorError, JobSpec
 from persistence import event_log, reads, writes
 from persistence.ids import new_id
 from persistence.tables import (
@@ -41,6 +42,9 @@ from resolvers.exports import enqueue
 from resolvers.loaders import access_from_row
 from resolvers.transitions import apply_request_action
 from resolvers.service import Outcome, Result, run_mutation
+
+
+SYNC_TIMEOUT_SECONDS = 30.0
 
 
 async def _access(conn: AsyncConnection, actor: Actor, project_id: str) -> ProjectAccess:
@@ -152,14 +156,17 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
         type_ids = {r.cost_type_id for r in lines}
         codes = await reads.rows_by_ids(conn, cost_codes, list(code_ids), actor.company_id)
         types = await reads.rows_by_ids(conn, cost_types, list(type_ids), actor.company_id)
-    job_id = await connector.sync_job(
-        JobSpec(
-            company_id=actor.company_id, project_id=project.id, number=project.number, name=project.name,
-            cost_codes=tuple((c.code, c.description) for c in codes),
-            cost_types=tuple((t.code, t.name) for t in types),
-            pairs=tuple(sorted({(r.cost_code, r.cost_type) for r in lines})),
-        )
+    spec = JobSpec(
+        company_id=actor.company_id, project_id=project.id, number=project.number, name=project.name,
+        cost_codes=tuple((c.code, c.description) for c in codes),
+        cost_types=tuple((t.code, t.name) for t in types),
+        pairs=tuple(sorted({(r.cost_code, r.cost_type) for r in lines})),
     )
+    try:
+        job_id = await asyncio.wait_for(connector.sync_job(spec), SYNC_TIMEOUT_SECONDS)
+    except (ConnectorError, TimeoutError) as exc:
+        message = str(exc) if isinstance(exc, ConnectorError) else "the ERP did not answer in time"
+        return Outcome(errors=[DomainError("ERP_SYNC_FAILED", f"the ERP refused the job sync: {message}")])
 
     async def body(uow: Any) -> Result:
         await writes.update_row(uow.conn, projects, project.id, erp_job_id=job_id)

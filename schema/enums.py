@@ -60,3 +60,5 @@ class ErrorCode(enum.Enum):
     NOTHING_TO_SEND = "NOTHING_TO_SEND"
     AWAITING_POSTING = "AWAITING_POSTING"
     NOT_FAILED = "NOT_FAILED"
+    # Added to the contract's codes: the connector refused or failed to create the job (message says why).
+    ERP_SYNC_FAILED = "ERP_SYNC_FAILED"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.live import LiveHub
 from persistence.database import Database
 from resolvers.context import Services
 from tests.e2e.conftest import ok
@@ -207,7 +209,7 @@ class ServerProcess(LiveServer):
     log: Path | None = None
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log else ""
+        return self.log.read_text(errors="replace") if self.log else ""
 
 
 async def wait_healthy(server: ServerProcess, timeout: float = 30) -> None:
@@ -216,13 +218,13 @@ async def wait_healthy(server: ServerProcess, timeout: float = 30) -> None:
     async with httpx.AsyncClient(timeout=2) as http:
         while True:
             if server.process.returncode is not None:
-                raise AssertionError(f"server exited with {server.process.returncode}:\n{server.output()}")
+                raise AssertionError(f"server exited with {server.process.returncode}:\n{server.output()[-4000:]}")
             with contextlib.suppress(httpx.TransportError):
                 response = await http.get(f"http://127.0.0.1:{server.port}/healthz")
                 if response.status_code == 200:
                     return
             if time.monotonic() > deadline:
-                raise AssertionError(f"server not healthy within {timeout:g} s:\n{server.output()}")
+                raise AssertionError(f"server not healthy within {timeout:g} s:\n{server.output()[-4000:]}")
             await asyncio.sleep(0.1)
 
 
@@ -299,12 +301,51 @@ async def test_an_event_committed_on_one_process_reaches_subscribers_on_the_othe
         await watcher_on_a.wait_for(3, timeout=CROSS_PROCESS_SECONDS)
         await watcher_on_b.wait_for(3, timeout=CROSS_PROCESS_SECONDS)
         await asyncio.sleep(0.5)  # anything extra (a duplicate) would arrive now
+    for server in (a, b):  # the channel itself stayed healthy: no wake-up came from a reconnect's re-read
+        assert "no heartbeat heard back" not in server.output(), server.output()
     expected = ["PENDING_ACCEPTANCE", "RETRIEVED", "PENDING_ACCEPTANCE"]
     for watcher in (watcher_on_a, watcher_on_b):
         assert [e["status"] for e in watcher.events] == expected
         sequences = [int(e["sequence"]) for e in watcher.events]
         assert sequences == sorted(set(sequences))
     assert [e["sequence"] for e in watcher_on_a.events] == [e["sequence"] for e in watcher_on_b.events]
+
+
+@pytest.mark.parametrize("broadcast", ["redis", "postgres"])
+async def test_two_hubs_on_one_channel_wake_each_other_and_hear_their_heartbeats(
+    broadcast: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hub's broadcaster connection itself, without servers: a hint published by one hub rings the
+    other's listeners at once, and heartbeats keep arriving, so the connection is never rebuilt."""
+    if broadcast == "redis":
+        require(await redis_alive(*host_port(REDIS_URL)), f"Redis at {REDIS_URL} is not reachable")
+        url = REDIS_URL
+    else:
+        require(await postgres_alive(), f"PostgreSQL at {make_url(postgres_url()).host} is not reachable")
+        url = make_url(postgres_url()).set(drivername="postgres", database="postgres").render_as_string(False)
+    caplog.set_level(logging.WARNING, logger="budgetbridge.live")
+    company = f"co_hubtest_{os.getpid()}"
+    hubs = [LiveHub(url, heartbeat_seconds=0.2, reconnect_seconds=0.2) for _ in range(2)]
+    for hub in hubs:
+        await hub.start()
+    try:
+        for hub in hubs:
+            await asyncio.wait_for(hub.connected.wait(), 10)
+        async with hubs[1].listen(company) as waiter:
+            for _ in range(3):
+                started = time.monotonic()
+                hubs[0].notify(company)
+                assert await waiter.wait(2.0), "the other hub's listener was not rung"
+                assert time.monotonic() - started < 1.0
+                await asyncio.sleep(0.5)  # a few heartbeats in between
+            for _ in range(20):  # a burst of commits: concurrent publishes on one connection
+                hubs[0].notify(company)
+            assert await waiter.wait(2.0)
+            await asyncio.sleep(0.5)
+    finally:
+        for hub in hubs:
+            await hub.stop()
+    assert [r.getMessage() for r in caplog.records if r.name == "budgetbridge.live"] == []
 
 
 async def test_serve_with_several_workers_and_an_in_process_broadcast_refuses_to_start(tmp_path: Path) -> None:

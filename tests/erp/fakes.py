@@ -18,8 +18,11 @@ class ScriptedConnector:
     display_name: str = "Scripted test ERP"
     exported: list[ExportBatch] = field(default_factory=list)
     posted_exports: set[str] = field(default_factory=set)
+    sync_error: ConnectorError | None = None
 
     async def sync_job(self, job: JobSpec) -> str:
+        if self.sync_error is not None:
+            raise self.sync_error
         return f"JOB-{job.number}"
 
     async def export(self, batch: ExportBatch) -> ExportReceipt:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app import admin
 from app.export_worker import ExportWorker
 from domain.export import Capabilities
-from erp.base import ExportReceipt
+from erp.base import ConnectorError, ExportReceipt
 from persistence.tables import erp_job_cost_entries
 from resolvers import exports
 from resolvers.context import Services, utc_now
@@ -197,3 +197,17 @@ async def test_confirm_posting_needs_erp_admin_and_marks_the_embedded_ledger(ser
         posted = (await conn.execute(select(erp_job_cost_entries.c.posted)
                                      .where(erp_job_cost_entries.c.batch == reference))).scalars().all()
     assert posted == [True, True]
+
+
+async def test_a_refused_job_sync_is_a_user_error_and_changes_nothing(services: Services) -> None:
+    connector = ScriptedConnector(sync_error=ConnectorError("Job number 24-017 is taken"))
+    scripted = scripted_services(services, connector)
+    tenant = await make_tenant(scripted)
+    await add_line(tenant, "03-300", "L", "10.00")
+    before = await snapshot(services.db, tenant.company_id)
+    result = await tenant.execute("admin", "mutation($p: ID!) { syncProjectToERP(projectId: $p) "
+                                           "{ project { erpSynced } userErrors { code message } } }", p=tenant.project_id)
+    assert result.errors is None
+    assert result.data["syncProjectToERP"] == {"project": None, "userErrors": [{
+        "code": "ERP_SYNC_FAILED", "message": "the ERP refused the job sync: Job number 24-017 is taken"}]}
+    assert await snapshot(services.db, tenant.company_id) == before
