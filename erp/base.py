@@ -58,6 +58,7 @@ class ExportItem:
     unit_cost: Decimal | None = None
     modification_number: int | None = None  # for BUDGET_MODIFICATION entries
     modification_notes: str | None = None
+    is_new_line: bool = False  # the line's first export: quantities and units travel with it
 
 
 @dataclass(frozen=True)

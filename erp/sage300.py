@@ -22,7 +22,8 @@ read by Sage 300 CRE Job Cost (Tools > Import > Estimate):
 Documented example: ``"C"," 318100"," ","LAB",02051997,0.66,"hour",9.90,,,"",""`` -- text fields quoted,
 numbers and the date bare. We write the eight documented fields in that style; the four trailing fields of
 the example are not documented and are not written. Quoting follows RFC 4180 (a quote inside a text field is
-doubled, so commas and quotes in descriptions are safe); lines end with CRLF.
+doubled, so commas and quotes in descriptions are safe); lines end with CRLF. Sage Estimating's own transfer
+files carry the extension ``.JCE``; these have the same comma-separated content and end in ``.csv``.
 
 Sources:
 * Sage Estimating help, "Category record for Sage 300 Construction and Real Estate":
@@ -51,9 +52,8 @@ Quantities
 The quantity (rounded half up to 2 places) and unit travel with a line's first original-budget entry only:
 every entry of a CREATE_BUDGET request, and zero-amount entries (a zero delta is never exported, so a zero
 entry is always a new line). Re-sent original deltas and modifications move money only and carry quantity
-0.00 with a blank unit, so imported transactions never add a line's quantity twice. (ExportItem does not say
-whether an entry is the line's first export, so a new line added on a re-send with a non-zero amount goes
-without its quantity; a flag on ExportItem would close that gap.)
+0.00 with a blank unit, so imported transactions never add a line's quantity twice. ExportItem.is_new_line
+marks a line's first export, so a new line added on a re-send carries its quantity too.
 
 Sub jobs
 --------
@@ -133,7 +133,7 @@ class Sage300FileConnector:
 
 
 def file_stem(batch: ExportBatch) -> str:
-    return f"{safe_name(batch.job_number)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
+    return f"{safe_name(batch.job_number, limit=30)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
 
 
 def render(batch: ExportBatch) -> list[DropFile]:
@@ -173,7 +173,7 @@ def quantity_travels(batch: ExportBatch, item: ExportItem) -> bool:
     """Whether this entry is a line's first original-budget entry (see "Quantities")."""
     if item.kind != "ORIGINAL_BUDGET":
         return False
-    return batch.request_kind == "CREATE_BUDGET" or item.amount == Decimal(0)
+    return item.is_new_line or batch.request_kind == "CREATE_BUDGET" or item.amount == Decimal(0)
 
 
 def _record(fields: Sequence[tuple[str, bool]]) -> str:

@@ -38,8 +38,8 @@ Source: Vista help, "JC Original Estimates Form" and "Field Definitions: JC Orig
 
 Units travel with a line's first original-budget entry only: every entry of a CREATE_BUDGET request and
 zero-amount entries (a zero delta is never exported, so a zero entry is a new line). Re-sent deltas and
-modifications move money only, so units are never counted twice. ExportItem does not say whether an entry
-is a line's first export, so a new line added on a re-send with a non-zero amount goes without its units.
+modifications move money only, so units are never counted twice. ExportItem.is_new_line marks a line's first
+export, so a new line added on a re-send carries its units too.
 
 JC Change Order file
 --------------------
@@ -158,7 +158,7 @@ def company_option(settings: dict[str, Any]) -> int:
 
 
 def file_stem(batch: ExportBatch) -> str:
-    return f"{safe_name(batch.job_number)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
+    return f"{safe_name(batch.job_number, limit=30)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
 
 
 def aco(batch: ExportBatch) -> str:
@@ -195,7 +195,7 @@ def units_travel(batch: ExportBatch, item: ExportItem) -> bool:
     """Whether this entry is a line's first original-budget entry (see the module docstring)."""
     if item.kind != "ORIGINAL_BUDGET" or item.quantity is None:
         return False
-    return batch.request_kind == "CREATE_BUDGET" or item.amount == Decimal(0)
+    return item.is_new_line or batch.request_kind == "CREATE_BUDGET" or item.amount == Decimal(0)
 
 
 def _estimates(batch: ExportBatch) -> str:

@@ -30,6 +30,7 @@ from persistence.tables import (
     line_items,
     modifications,
     projects,
+    request_lines,
 )
 from resolvers.context import Services
 from resolvers.transitions import apply_request_action
@@ -104,8 +105,11 @@ async def export_batch(conn: AsyncConnection, request_id: str, today: Any) -> tu
                line_items.c.sub_job, line_items.c.description, line_items.c.position,
                cost_codes.c.code.label("cost_code"), cost_codes.c.description.label("cost_code_description"),
                cost_types.c.code.label("cost_type"),
-               modifications.c.number.label("modification_number"), modifications.c.notes.label("modification_notes"))
+               modifications.c.number.label("modification_number"), modifications.c.notes.label("modification_notes"),
+               request_lines.c.is_new_line)
         .join(line_items, line_items.c.id == export_entries.c.line_item_id)
+        .join(request_lines, (request_lines.c.request_id == export_entries.c.request_id)
+              & (request_lines.c.line_item_id == export_entries.c.line_item_id))
         .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
         .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
         .outerjoin(modifications, modifications.c.id == export_entries.c.source_id)
@@ -119,6 +123,7 @@ async def export_batch(conn: AsyncConnection, request_id: str, today: Any) -> tu
             description=r.description, kind=r.kind, amount=r.amount, quantity=r.quantity,
             unit_of_measure=r.unit_of_measure, unit_cost=r.unit_cost, modification_number=r.modification_number,
             modification_notes=r.modification_notes,
+            is_new_line=r.is_new_line and r.kind == "ORIGINAL_BUDGET",
         )
         for r in (await conn.execute(stmt)).all()
     )

@@ -22,15 +22,23 @@ LEGACY_WS = "graphql-ws"
 CONTROL = frozenset({"ping", "pong", "ka"})  # keep-alive frames, not answers to anything
 
 
+async def open_raw_socket(url: str, *, subprotocol: str = TRANSPORT_WS, origin: str | None = None) -> ClientConnection:
+    """The caller closes it (`await ws.close()`)."""
+    return await connect(
+        url, subprotocols=[Subprotocol(subprotocol)], origin=Origin(origin) if origin else None, proxy=None,
+        open_timeout=10, close_timeout=2, ping_interval=None, compression=None,
+    )
+
+
 @contextlib.asynccontextmanager
 async def raw_socket(
     url: str, *, subprotocol: str = TRANSPORT_WS, origin: str | None = None
 ) -> AsyncIterator[ClientConnection]:
-    async with connect(
-        url, subprotocols=[Subprotocol(subprotocol)], origin=Origin(origin) if origin else None, proxy=None,
-        open_timeout=10, close_timeout=2, ping_interval=None, compression=None,
-    ) as ws:
+    ws = await open_raw_socket(url, subprotocol=subprotocol, origin=origin)
+    try:
         yield ws
+    finally:
+        await ws.close()
 
 
 async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
