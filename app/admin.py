@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import Grant, PermissionLevel
 from erp.base import ConnectorConfigError
+from erp.embedded import EmbeddedConnector
 from erp.registry import UnknownConnectorError, validate_options
 from persistence import writes
 from persistence.ids import new_id
-from erp.embedded import EmbeddedConnector
 from persistence.tables import companies, erp_job_cost_entries, erp_requests, project_permissions, projects, users
 
 

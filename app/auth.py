@@ -48,11 +48,20 @@ async def viewer_for(conn: AsyncConnection, user_id: str) -> Viewer | None:
     if row is None:
         return None
     actor = Actor(
-        user_id=row.id, company_id=row.company_id, is_company_admin=row.is_company_admin,
-        is_accounting_approver=row.is_accounting_approver, erp_permission=PermissionLevel[row.erp_permission],
+        user_id=row.id,
+        company_id=row.company_id,
+        is_company_admin=row.is_company_admin,
+        is_accounting_approver=row.is_accounting_approver,
+        erp_permission=PermissionLevel[row.erp_permission],
     )
-    return Viewer(actor=actor, name=row.name, email=row.email, currency=row.currency, erp_connector=row.erp_connector,
-                  erp_settings=dict(row.erp_settings or {}))
+    return Viewer(
+        actor=actor,
+        name=row.name,
+        email=row.email,
+        currency=row.currency,
+        erp_connector=row.erp_connector,
+        erp_settings=dict(row.erp_settings or {}),
+    )
 
 
 async def demo_secret(conn: AsyncConnection) -> str:
@@ -69,5 +78,7 @@ async def demo_secret(conn: AsyncConnection) -> str:
         .on_conflict_do_nothing()
     )
     return str(
-        (await conn.execute(select(server_settings.c.value).where(server_settings.c.key == DEMO_SECRET_KEY))).scalar_one()
+        (
+            await conn.execute(select(server_settings.c.value).where(server_settings.c.key == DEMO_SECRET_KEY))
+        ).scalar_one()
     )

@@ -32,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo", action="store_true", help="seed demo data and print demo users' tokens")
-    serve.add_argument("--workers", type=int, default=1, help="server processes (needs a redis:// or postgres:// "
-                       "BUDGETBRIDGE_BROADCAST_URL and, sensibly, PostgreSQL)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (needs a redis:// or postgres:// BUDGETBRIDGE_BROADCAST_URL and, sensibly, PostgreSQL)",
+    )
 
     sub.add_parser("migrate", help="bring the database schema up to date")
 
@@ -47,14 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     set_erp.add_argument("--drop-folder", help="sage300-file, vista-csv: folder the import files are written to")
     set_erp.add_argument("--url", help="webhook: the integrator's endpoint")
     set_erp.add_argument("--secret", help="webhook: shared HMAC secret (at least 16 characters)")
-    set_erp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                         help="any other connector option (repeatable)")
+    set_erp.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="any other connector option (repeatable)"
+    )
 
     worker = sub.add_parser("worker", help="run the export worker alone (exports, retries, posting detection)")
     worker.add_argument("--company", help="only this company's exports (a dedicated worker)")
 
     erp = sub.add_parser("erp", help="the embedded ERP ledger").add_subparsers(dest="action", required=True)
-    post = erp.add_parser("post", help="post a request's entries in the embedded Job Cost ledger, as an accountant would")
+    post = erp.add_parser(
+        "post", help="post a request's entries in the embedded Job Cost ledger, as an accountant would"
+    )
     post.add_argument("--request", required=True, metavar="ERP_REQUEST_ID")
 
     user = sub.add_parser("user", help="users and permissions").add_subparsers(dest="action", required=True)
@@ -145,9 +152,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
             await db.dispose()
         return {"migrated": True}, "database schema is up to date"
     if args.command == "company" and args.action == "create":
+
         async def create_company(conn: Any) -> dict[str, Any]:
             connector = None if settings.erp_connector == "none" else settings.erp_connector
             return {"id": await admin.create_company(conn, args.name, args.currency, connector)}
+
         result = await _with_db(settings, create_company)
         return result, f"company {result['id']}"
     if args.command == "company" and args.action == "set-erp":
@@ -157,28 +166,45 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
         async def set_erp(conn: Any) -> dict[str, Any]:
             await admin.set_company_connector(conn, args.company, None if name == "none" else name, options)
             return {"id": args.company, "connector": name, "options": sorted(options)}
+
         return await _with_db(settings, set_erp), f"company {args.company} uses {name}"
     if args.command == "erp" and args.action == "post":
+
         async def post(conn: Any) -> dict[str, Any]:
             count = await admin.post_embedded_entries(conn, args.request)
             return {"request": args.request, "postedEntries": count}
+
         result = await _with_db(settings, post)
         return result, f"posted {result['postedEntries']} entries of {args.request} in the embedded Job Cost ledger"
     if args.command == "user" and args.action == "create":
+
         async def create_user(conn: Any) -> dict[str, Any]:
             user_id = await admin.create_user(
-                conn, args.company, args.email, args.name, company_admin=args.company_admin,
-                approver=args.approver, erp_permission=PermissionLevel[args.erp_permission],
+                conn,
+                args.company,
+                args.email,
+                args.name,
+                company_admin=args.company_admin,
+                approver=args.approver,
+                erp_permission=PermissionLevel[args.erp_permission],
             )
             return {"id": user_id, "token": auth.issue_token(await _secret(settings, conn), user_id, args.company)}
+
         result = await _with_db(settings, create_user)
         return result, f"user {result['id']}\ntoken {result['token']}"
     if args.command == "user" and args.action == "grant":
+
         async def grant(conn: Any) -> dict[str, Any]:
-            await admin.grant(conn, args.user, args.project, PermissionLevel[args.budget_permission],
-                              [Grant(g) for g in args.grant])
-            return {"user": args.user, "project": args.project, "budgetPermission": args.budget_permission,
-                    "grants": sorted(args.grant)}
+            await admin.grant(
+                conn, args.user, args.project, PermissionLevel[args.budget_permission], [Grant(g) for g in args.grant]
+            )
+            return {
+                "user": args.user,
+                "project": args.project,
+                "budgetPermission": args.budget_permission,
+                "grants": sorted(args.grant),
+            }
+
         return await _with_db(settings, grant), "granted"
     if args.command == "token":
         if args.expires_in <= 0:
@@ -188,6 +214,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
             company = await admin.user_company(conn, args.user)
             secret = await _secret(settings, conn)
             return {"token": auth.issue_token(secret, args.user, company, timedelta(seconds=args.expires_in))}
+
         result = await _with_db(settings, token)
         return result, result["token"]
     raise SettingsError(f"unknown command {args.command}")
@@ -221,8 +248,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         uvicorn.run(create_app(settings, demo=args.demo), host=args.host, port=args.port, log_level="info")
         return
     os.environ["BUDGETBRIDGE_DEMO"] = "1" if args.demo else "0"
-    uvicorn.run("app.main:create_app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
-                log_level="info")
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,12 +18,25 @@ from resolvers.context import Context, Services
 DEMO_KEY = "demo_company_id"
 
 COST_CODES = [
-    ("01-100", "General requirements"), ("01-500", "Temporary facilities"), ("02-200", "Site preparation"),
-    ("02-300", "Earthwork"), ("03-100", "Concrete formwork"), ("03-200", "Concrete reinforcement"),
-    ("03-300", "Cast-in-place concrete"), ("04-200", "Unit masonry"), ("05-120", "Structural steel"),
-    ("06-100", "Rough carpentry"), ("07-200", "Thermal protection"), ("07-500", "Membrane roofing"),
-    ("08-100", "Doors and frames"), ("08-800", "Glazing"), ("09-250", "Gypsum board"),
-    ("09-900", "Painting"), ("22-000", "Plumbing"), ("23-000", "HVAC"), ("26-000", "Electrical"),
+    ("01-100", "General requirements"),
+    ("01-500", "Temporary facilities"),
+    ("02-200", "Site preparation"),
+    ("02-300", "Earthwork"),
+    ("03-100", "Concrete formwork"),
+    ("03-200", "Concrete reinforcement"),
+    ("03-300", "Cast-in-place concrete"),
+    ("04-200", "Unit masonry"),
+    ("05-120", "Structural steel"),
+    ("06-100", "Rough carpentry"),
+    ("07-200", "Thermal protection"),
+    ("07-500", "Membrane roofing"),
+    ("08-100", "Doors and frames"),
+    ("08-800", "Glazing"),
+    ("09-250", "Gypsum board"),
+    ("09-900", "Painting"),
+    ("22-000", "Plumbing"),
+    ("23-000", "HVAC"),
+    ("26-000", "Electrical"),
 ]
 COST_TYPES = [("L", "Labor"), ("M", "Material"), ("E", "Equipment"), ("S", "Subcontract"), ("O", "Other")]
 # (cost code, cost type, sub job, description, amount, quantity, unit, unit cost)
@@ -77,9 +90,14 @@ async def seed(services: Services, jwt_secret: str) -> list[DemoUser]:
     if company_id is None:
         company_id = await _create(services)
     async with db.read() as conn:
-        rows = (await conn.execute(select(users).where(users.c.company_id == company_id).order_by(users.c.created_at))).all()
-    roles = {"pm@demo.budgetbridge.dev": "budget admin", "approver@demo.budgetbridge.dev": "accounting approver",
-             "viewer@demo.budgetbridge.dev": "read-only user"}
+        rows = (
+            await conn.execute(select(users).where(users.c.company_id == company_id).order_by(users.c.created_at))
+        ).all()
+    roles = {
+        "pm@demo.budgetbridge.dev": "budget admin",
+        "approver@demo.budgetbridge.dev": "accounting approver",
+        "viewer@demo.budgetbridge.dev": "read-only user",
+    }
     return [
         DemoUser(roles.get(r.email, "user"), r.name, r.email, r.id, auth.issue_token(jwt_secret, r.id, company_id))
         for r in rows
@@ -91,8 +109,14 @@ async def _create(services: Services) -> str:
         conn = uow.conn
         company_id = await admin.create_company(conn, "Summit Ridge Builders (demo)", "USD", "embedded")
         pm = await admin.create_user(conn, company_id, "pm@demo.budgetbridge.dev", "Pat Morgan", company_admin=True)
-        approver = await admin.create_user(conn, company_id, "approver@demo.budgetbridge.dev", "Alex Rivera",
-                                           approver=True, erp_permission=PermissionLevel.ADMIN)
+        approver = await admin.create_user(
+            conn,
+            company_id,
+            "approver@demo.budgetbridge.dev",
+            "Alex Rivera",
+            approver=True,
+            erp_permission=PermissionLevel.ADMIN,
+        )
         viewer = await admin.create_user(conn, company_id, "viewer@demo.budgetbridge.dev", "Robin Lee")
         await writes.insert_row(conn, server_settings, key=DEMO_KEY, value=company_id)
         await uow.commit()
@@ -113,8 +137,13 @@ async def _create(services: Services) -> str:
         budget_id = (await conn.execute(select(budgets.c.id).where(budgets.c.project_id == project_id))).scalar_one()
     items = [
         svc.LineFields(
-            cost_code_id=str(codes[code]), cost_type_id=str(types[ctype]), sub_job=sub, description=desc,
-            original_amount=Decimal(amount), quantity=Decimal(qty) if qty else None, unit_of_measure=unit,
+            cost_code_id=str(codes[code]),
+            cost_type_id=str(types[ctype]),
+            sub_job=sub,
+            description=desc,
+            original_amount=Decimal(amount),
+            quantity=Decimal(qty) if qty else None,
+            unit_of_measure=unit,
             unit_cost=Decimal(cost) if cost else None,
         )
         for code, ctype, sub, desc, amount, qty, unit, cost in LINES

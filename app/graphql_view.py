@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
-
 import orjson
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError

@@ -8,7 +8,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
 from datetime import timedelta
 
 from starlette.applications import Starlette
@@ -23,8 +22,8 @@ from app import auth
 from app.export_worker import ExportWorker
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
-from app.webhook_callbacks import webhook_callback
 from app.settings import Settings, SettingsError
+from app.webhook_callbacks import webhook_callback
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
 from persistence.migrate import is_current, migrate

@@ -56,11 +56,16 @@ class Settings:
             raise SettingsError(f"BUDGETBRIDGE_ERP_CONNECTOR: {exc}") from None
         lease = _positive(env, "BUDGETBRIDGE_EXPORT_LEASE_SECONDS", 120.0)
         if lease <= _positive(env, "BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS", 30.0):
-            raise SettingsError("BUDGETBRIDGE_EXPORT_LEASE_SECONDS must exceed BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS, or a "
-                                "slow export would be claimed twice")
+            raise SettingsError(
+                "BUDGETBRIDGE_EXPORT_LEASE_SECONDS must exceed BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS, or a "
+                "slow export would be claimed twice"
+            )
         origins = tuple(o.strip() for o in env.get("BUDGETBRIDGE_ALLOWED_ORIGINS", "*").split(",") if o.strip())
         return cls(
-            database_url=database_url, jwt_secret=secret, broadcast_url=broadcast, erp_connector=connector,
+            database_url=database_url,
+            jwt_secret=secret,
+            broadcast_url=broadcast,
+            erp_connector=connector,
             export_poll_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_POLL_SECONDS", 2.0),
             export_timeout_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS", 30.0),
             allowed_origins=origins or ("*",),

@@ -106,7 +106,9 @@ def modifications_amount(line_id: str, modifications: Iterable[Modification]) ->
     return sum((m.effect_on(line_id) for m in modifications), ZERO)
 
 
-def pending_line(line: Line, modifications: Sequence[Modification], exported: Sequence[ExportedEntry]) -> ExportLine | None:
+def pending_line(
+    line: Line, modifications: Sequence[Modification], exported: Sequence[ExportedEntry]
+) -> ExportLine | None:
     """The part of one line not yet exported, or None when everything on it was exported."""
     live = [e for e in exported if not e.withdrawn]
     originals = [e for e in live if e.kind is EntryKind.ORIGINAL_BUDGET]

@@ -23,7 +23,7 @@ class DecimalFormatError(ValueError):
 
 
 def parse_decimal(value: object, *, max_places: int = QUANTITY_PLACES) -> Decimal:
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise DecimalFormatError("must be a string such as \"1250.00\" or an integer, not a float")
     if isinstance(value, int):
         text = str(value)

@@ -47,17 +47,22 @@ class EmbeddedConnector:
                 job_id = new_id("ErpJob")
                 await conn.execute(
                     insert(erp_jobs).values(
-                        id=job_id, company_id=job.company_id, project_id=job.project_id,
-                        job_number=job.number, name=job.name,
+                        id=job_id,
+                        company_id=job.company_id,
+                        project_id=job.project_id,
+                        job_number=job.number,
+                        name=job.name,
                     )
                 )
             known = {
                 (row[0], row[1])
-                for row in (await conn.execute(
-                    select(erp_job_cost_codes.c.cost_code, erp_job_cost_codes.c.cost_type).where(
-                        erp_job_cost_codes.c.job_id == job_id
+                for row in (
+                    await conn.execute(
+                        select(erp_job_cost_codes.c.cost_code, erp_job_cost_codes.c.cost_type).where(
+                            erp_job_cost_codes.c.job_id == job_id
+                        )
                     )
-                )).all()
+                ).all()
             }
             missing = [
                 {"job_id": job_id, "cost_code": code, "cost_type": ctype}
@@ -74,19 +79,30 @@ class EmbeddedConnector:
         async with self._db.unit_of_work() as uow:
             conn = uow.conn
             job_id = (
-                await conn.execute(select(erp_jobs.c.id).where(erp_jobs.c.company_id == batch.company_id,
-                                                               erp_jobs.c.job_number == batch.job_number))
+                await conn.execute(
+                    select(erp_jobs.c.id).where(
+                        erp_jobs.c.company_id == batch.company_id, erp_jobs.c.job_number == batch.job_number
+                    )
+                )
             ).scalar_one()
             already = set(
-                (await conn.execute(
-                    select(erp_job_cost_entries.c.source_entry_id).where(erp_job_cost_entries.c.batch == reference)
-                )).scalars()
+                (
+                    await conn.execute(
+                        select(erp_job_cost_entries.c.source_entry_id).where(erp_job_cost_entries.c.batch == reference)
+                    )
+                ).scalars()
             )
             rows = [
                 {
-                    "id": new_id("ErpJobCostEntry"), "job_id": job_id, "batch": reference,
-                    "source_entry_id": item.entry_id, "cost_code": item.cost_code, "cost_type": item.cost_type,
-                    "sub_job": item.sub_job, "kind": item.kind, "amount": item.amount,
+                    "id": new_id("ErpJobCostEntry"),
+                    "job_id": job_id,
+                    "batch": reference,
+                    "source_entry_id": item.entry_id,
+                    "cost_code": item.cost_code,
+                    "cost_type": item.cost_type,
+                    "sub_job": item.sub_job,
+                    "kind": item.kind,
+                    "amount": item.amount,
                 }
                 for item in batch.items
                 if item.entry_id not in already
@@ -112,7 +128,9 @@ class EmbeddedConnector:
         async with self._db.unit_of_work() as uow:
             await uow.conn.execute(
                 update(erp_job_cost_entries)
-                .where(erp_job_cost_entries.c.batch == self.reference(export_id), erp_job_cost_entries.c.posted.is_(False))
+                .where(
+                    erp_job_cost_entries.c.batch == self.reference(export_id), erp_job_cost_entries.c.posted.is_(False)
+                )
                 .values(posted=True, posted_at=datetime.now(UTC))
             )
             await uow.commit()

@@ -25,7 +25,6 @@ from persistence.tables import (
     users,
 )
 
-
 # PostgreSQL (asyncpg) takes at most 32767 bind parameters per statement; id lists are sent in chunks.
 # A page of up to 2000 ids is still one statement, so nested reads stay at a fixed statement count.
 CHUNK = 2000

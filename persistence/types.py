@@ -45,11 +45,11 @@ class ScaledDecimal(TypeDecorator[Decimal]):
         return Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
 
 
-def Money() -> ScaledDecimal:  # noqa: N802 - reads like a type in table definitions
+def Money() -> ScaledDecimal:
     return ScaledDecimal(15, 2)
 
 
-def Quantity() -> ScaledDecimal:  # noqa: N802
+def Quantity() -> ScaledDecimal:
     return ScaledDecimal(19, 4)
 
 

@@ -53,8 +53,18 @@ class RetryPolicy:
 
 async def enqueue(conn: AsyncConnection, company_id: str, request_id: str, at: datetime) -> None:
     """Called inside the ACCEPT / retryExport transaction: the job exists iff the decision committed."""
-    await writes.insert_row(conn, export_jobs, id=new_id("ExportJob"), company_id=company_id, request_id=request_id,
-                            status=QUEUED, attempts=0, next_attempt_at=at, created_at=at, updated_at=at)
+    await writes.insert_row(
+        conn,
+        export_jobs,
+        id=new_id("ExportJob"),
+        company_id=company_id,
+        request_id=request_id,
+        status=QUEUED,
+        attempts=0,
+        next_attempt_at=at,
+        created_at=at,
+        updated_at=at,
+    )
 
 
 @dataclass(frozen=True)
@@ -84,9 +94,15 @@ async def claim(
     # Compare-and-set on what we read: on SQLite (no row locks) two workers cannot both win.
     result = await conn.execute(
         update(export_jobs)
-        .where(export_jobs.c.id == job.id, export_jobs.c.status == job.status, export_jobs.c.updated_at == job.updated_at)
-        .values(status=RUNNING, attempts=job.attempts + 1, lease_until=now + timedelta(seconds=policy.lease_seconds),
-                updated_at=now)
+        .where(
+            export_jobs.c.id == job.id, export_jobs.c.status == job.status, export_jobs.c.updated_at == job.updated_at
+        )
+        .values(
+            status=RUNNING,
+            attempts=job.attempts + 1,
+            lease_until=now + timedelta(seconds=policy.lease_seconds),
+            updated_at=now,
+        )
     )
     if result.rowcount != 1:
         return None
@@ -101,15 +117,27 @@ async def export_batch(conn: AsyncConnection, request_id: str, today: Any) -> tu
     company = (await reads.rows_by_ids(conn, companies, [request.company_id], None))[0]
     project = (await reads.rows_by_ids(conn, projects, [request.project_id], None))[0]
     stmt = (
-        select(export_entries, line_items.c.quantity, line_items.c.unit_of_measure, line_items.c.unit_cost,
-               line_items.c.sub_job, line_items.c.description, line_items.c.position,
-               cost_codes.c.code.label("cost_code"), cost_codes.c.description.label("cost_code_description"),
-               cost_types.c.code.label("cost_type"),
-               modifications.c.number.label("modification_number"), modifications.c.notes.label("modification_notes"),
-               request_lines.c.is_new_line)
+        select(
+            export_entries,
+            line_items.c.quantity,
+            line_items.c.unit_of_measure,
+            line_items.c.unit_cost,
+            line_items.c.sub_job,
+            line_items.c.description,
+            line_items.c.position,
+            cost_codes.c.code.label("cost_code"),
+            cost_codes.c.description.label("cost_code_description"),
+            cost_types.c.code.label("cost_type"),
+            modifications.c.number.label("modification_number"),
+            modifications.c.notes.label("modification_notes"),
+            request_lines.c.is_new_line,
+        )
         .join(line_items, line_items.c.id == export_entries.c.line_item_id)
-        .join(request_lines, (request_lines.c.request_id == export_entries.c.request_id)
-              & (request_lines.c.line_item_id == export_entries.c.line_item_id))
+        .join(
+            request_lines,
+            (request_lines.c.request_id == export_entries.c.request_id)
+            & (request_lines.c.line_item_id == export_entries.c.line_item_id),
+        )
         .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
         .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
         .outerjoin(modifications, modifications.c.id == export_entries.c.source_id)
@@ -118,19 +146,35 @@ async def export_batch(conn: AsyncConnection, request_id: str, today: Any) -> tu
     )
     items = tuple(
         ExportItem(
-            entry_id=r.id, line_item_id=r.line_item_id, cost_code=r.cost_code,
-            cost_code_description=r.cost_code_description, cost_type=r.cost_type, sub_job=r.sub_job or None,
-            description=r.description, kind=r.kind, amount=r.amount, quantity=r.quantity,
-            unit_of_measure=r.unit_of_measure, unit_cost=r.unit_cost, modification_number=r.modification_number,
+            entry_id=r.id,
+            line_item_id=r.line_item_id,
+            cost_code=r.cost_code,
+            cost_code_description=r.cost_code_description,
+            cost_type=r.cost_type,
+            sub_job=r.sub_job or None,
+            description=r.description,
+            kind=r.kind,
+            amount=r.amount,
+            quantity=r.quantity,
+            unit_of_measure=r.unit_of_measure,
+            unit_cost=r.unit_cost,
+            modification_number=r.modification_number,
             modification_notes=r.modification_notes,
             is_new_line=r.is_new_line and r.kind == "ORIGINAL_BUDGET",
         )
         for r in (await conn.execute(stmt)).all()
     )
     batch = ExportBatch(
-        export_id=request.export_id, company_id=request.company_id, request_id=request.id,
-        request_sequence=request.sequence, request_kind=request.kind, erp_job_id=project.erp_job_id or "",
-        job_number=project.number, job_name=project.name, export_date=today, items=items,
+        export_id=request.export_id,
+        company_id=request.company_id,
+        request_id=request.id,
+        request_sequence=request.sequence,
+        request_kind=request.kind,
+        erp_job_id=project.erp_job_id or "",
+        job_number=project.number,
+        job_name=project.name,
+        export_date=today,
+        items=items,
     )
     return company, batch
 
@@ -144,12 +188,16 @@ async def _request_and_budget(conn: AsyncConnection, request_id: str) -> tuple[R
 
 
 async def _finish_job(conn: AsyncConnection, job_id: str, status: str, at: datetime, error: str | None = None) -> None:
-    await writes.update_row(conn, export_jobs, job_id, status=status, lease_until=None, updated_at=at,
-                            last_error=error)
+    await writes.update_row(conn, export_jobs, job_id, status=status, lease_until=None, updated_at=at, last_error=error)
 
 
 async def record_success(
-    conn: AsyncConnection, job: ClaimedJob, at: datetime, *, erp_reference: str | None, deferred: bool,
+    conn: AsyncConnection,
+    job: ClaimedJob,
+    at: datetime,
+    *,
+    erp_reference: str | None,
+    deferred: bool,
     requires_posting: bool,
 ) -> ExportStatus | None:
     request, budget = await _request_and_budget(conn, job.request_id)
@@ -157,8 +205,13 @@ async def record_success(
         await _finish_job(conn, job.id, DONE, at)
         return None  # already recorded (a callback, or another worker)
     if deferred:
-        await writes.update_row(conn, erp_requests, request.id, export_attempts=job.attempts,
-                                erp_reference=erp_reference or request.erp_reference)
+        await writes.update_row(
+            conn,
+            erp_requests,
+            request.id,
+            export_attempts=job.attempts,
+            erp_reference=erp_reference or request.erp_reference,
+        )
         await _finish_job(conn, job.id, AWAITING_CALLBACK, at)
         return None
     await _finish_job(conn, job.id, DONE, at)
@@ -166,12 +219,21 @@ async def record_success(
 
 
 async def _exported(
-    conn: AsyncConnection, request: Row, budget: Row, at: datetime, erp_reference: str | None,
-    requires_posting: bool, *, attempts: int | None = None,
+    conn: AsyncConnection,
+    request: Row,
+    budget: Row,
+    at: datetime,
+    erp_reference: str | None,
+    requires_posting: bool,
+    *,
+    attempts: int | None = None,
 ) -> ExportStatus:
     action = RequestAction.EXPORT_WRITTEN if requires_posting else RequestAction.EXPORT_POSTED
-    values: dict[str, Any] = {"exported_at": at, "erp_reference": erp_reference or request.erp_reference,
-                              "failure_message": None}
+    values: dict[str, Any] = {
+        "exported_at": at,
+        "erp_reference": erp_reference or request.erp_reference,
+        "failure_message": None,
+    }
     if attempts is not None:
         values["export_attempts"] = attempts
     if not requires_posting:
@@ -189,27 +251,42 @@ async def record_failure(
         await _finish_job(conn, job.id, DONE, at)
         return None
     if retryable and job.attempts < policy.max_attempts:
-        await writes.update_row(conn, export_jobs, job.id, status=QUEUED, lease_until=None, updated_at=at,
-                                next_attempt_at=at + policy.backoff(job.attempts), last_error=message)
+        await writes.update_row(
+            conn,
+            export_jobs,
+            job.id,
+            status=QUEUED,
+            lease_until=None,
+            updated_at=at,
+            next_attempt_at=at + policy.backoff(job.attempts),
+            last_error=message,
+        )
         await writes.update_row(conn, erp_requests, request.id, export_attempts=job.attempts)
         return None
     await _finish_job(conn, job.id, FAILED, at, message)
     return await _failed(conn, request, budget, at, message, attempts=job.attempts)
 
 
-async def _failed(conn: AsyncConnection, request: Row, budget: Row, at: datetime, message: str,
-                  *, attempts: int | None = None) -> ExportStatus:
+async def _failed(
+    conn: AsyncConnection, request: Row, budget: Row, at: datetime, message: str, *, attempts: int | None = None
+) -> ExportStatus:
     values: dict[str, Any] = {"failure_message": message}
     if attempts is not None:
         values["export_attempts"] = attempts
-    return await apply_request_action(conn, budget, request, RequestAction.EXPORT_FAILED, actor_id=None,
-                                      at=at, reason=message, **values)
+    return await apply_request_action(
+        conn, budget, request, RequestAction.EXPORT_FAILED, actor_id=None, at=at, reason=message, **values
+    )
 
 
 async def awaiting_posting(conn: AsyncConnection, company_id: str | None = None, limit: int = 200) -> list[Row]:
     stmt = (
-        select(erp_requests.c.id, erp_requests.c.export_id, companies.c.id.label("company_id"),
-               companies.c.erp_connector, companies.c.erp_settings)
+        select(
+            erp_requests.c.id,
+            erp_requests.c.export_id,
+            companies.c.id.label("company_id"),
+            companies.c.erp_connector,
+            companies.c.erp_settings,
+        )
         .join(companies, companies.c.id == erp_requests.c.company_id)
         .where(erp_requests.c.status == ExportStatus.AWAITING_POSTING.value)
         .order_by(erp_requests.c.exported_at)
@@ -225,8 +302,9 @@ async def record_posted(conn: AsyncConnection, request_id: str, at: datetime) ->
     request, budget = await _request_and_budget(conn, request_id)
     if request.status != ExportStatus.AWAITING_POSTING.value:
         return None
-    return await apply_request_action(conn, budget, request, RequestAction.CONFIRM_POSTING, actor_id=None,
-                                      at=at, posted_at=at)
+    return await apply_request_action(
+        conn, budget, request, RequestAction.CONFIRM_POSTING, actor_id=None, at=at, posted_at=at
+    )
 
 
 # --- integrator callbacks (POST /erp/callbacks/webhook) -------------------------------------------------
@@ -283,15 +361,18 @@ async def apply_callback(
                 if current is ExportStatus.EXPORTING:
                     await _exported(conn, request, budget, now, erp_reference, True)
                     request, budget = await _request_and_budget(conn, found.id)
-                new = await apply_request_action(conn, budget, request, RequestAction.CONFIRM_POSTING,
-                                                 actor_id=None, at=now, posted_at=now)
+                new = await apply_request_action(
+                    conn, budget, request, RequestAction.CONFIRM_POSTING, actor_id=None, at=now, posted_at=now
+                )
             else:
                 raise CallbackRejectedError("status must be success, failure or posted")
         except DomainError as exc:
             raise CallbackRejectedError(exc.message) from None
-        await conn.execute(update(export_jobs).where(export_jobs.c.request_id == request.id,
-                                                     export_jobs.c.status == AWAITING_CALLBACK)
-                           .values(status=DONE, updated_at=now))
+        await conn.execute(
+            update(export_jobs)
+            .where(export_jobs.c.request_id == request.id, export_jobs.c.status == AWAITING_CALLBACK)
+            .values(status=DONE, updated_at=now)
+        )
         await uow.commit()
     services.events_committed(request.company_id)
     return new.value

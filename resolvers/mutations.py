@@ -40,9 +40,8 @@ from resolvers.budget_state import budget_state, load_export_state, send_conditi
 from resolvers.context import Context
 from resolvers.exports import enqueue
 from resolvers.loaders import access_from_row
-from resolvers.transitions import apply_request_action
 from resolvers.service import Outcome, Result, run_mutation
-
+from resolvers.transitions import apply_request_action
 
 SYNC_TIMEOUT_SECONDS = 30.0
 
@@ -101,13 +100,34 @@ async def create_project(ctx: Context, name: str, number: str) -> Outcome:
         if taken.first() is not None:
             raise invalid(f"project number {clean_number} is already used", ["input", "number"])
         project_id, now = new_id("Project"), ctx.services.clock()
-        await writes.insert_row(uow.conn, projects, id=project_id, company_id=actor.company_id,
-                                name=clean_name, number=clean_number, created_at=now)
-        await writes.insert_row(uow.conn, budgets, id=new_id("Budget"), company_id=actor.company_id,
-                                project_id=project_id, locked=False, version=1, export_status="NOT_SENT",
-                                request_count=0)
-        await writes.insert_row(uow.conn, project_permissions, user_id=actor.user_id, project_id=project_id,
-                                budget_permission=PermissionLevel.ADMIN.name, grants=[])
+        await writes.insert_row(
+            uow.conn,
+            projects,
+            id=project_id,
+            company_id=actor.company_id,
+            name=clean_name,
+            number=clean_number,
+            created_at=now,
+        )
+        await writes.insert_row(
+            uow.conn,
+            budgets,
+            id=new_id("Budget"),
+            company_id=actor.company_id,
+            project_id=project_id,
+            locked=False,
+            version=1,
+            export_status="NOT_SENT",
+            request_count=0,
+        )
+        await writes.insert_row(
+            uow.conn,
+            project_permissions,
+            user_id=actor.user_id,
+            project_id=project_id,
+            budget_permission=PermissionLevel.ADMIN.name,
+            grants=[],
+        )
         return {"project": project_id}
 
     return await run_mutation(ctx, "createProject", body)
@@ -129,8 +149,15 @@ async def create_cost_list_entry(ctx: Context, kind: str, code: str, label: str)
         if taken.first() is not None:
             raise invalid(f"code {clean_code} already exists", ["input", "code"])
         row_id = new_id("CostCode" if kind == "costCode" else "CostType")
-        await writes.insert_row(uow.conn, table, id=row_id, company_id=actor.company_id, code=clean_code,
-                                erp_synced=False, **{label_column: clean_label})
+        await writes.insert_row(
+            uow.conn,
+            table,
+            id=row_id,
+            company_id=actor.company_id,
+            code=clean_code,
+            erp_synced=False,
+            **{label_column: clean_label},
+        )
         return {kind: row_id}
 
     return await run_mutation(ctx, f"create_{kind}", body)
@@ -157,7 +184,10 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
         codes = await reads.rows_by_ids(conn, cost_codes, list(code_ids), actor.company_id)
         types = await reads.rows_by_ids(conn, cost_types, list(type_ids), actor.company_id)
     spec = JobSpec(
-        company_id=actor.company_id, project_id=project.id, number=project.number, name=project.name,
+        company_id=actor.company_id,
+        project_id=project.id,
+        number=project.number,
+        name=project.name,
         cost_codes=tuple((c.code, c.description) for c in codes),
         cost_types=tuple((t.code, t.name) for t in types),
         pairs=tuple(sorted({(r.cost_code, r.cost_type) for r in lines})),
@@ -175,10 +205,19 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
         if type_ids:
             await uow.conn.execute(update(cost_types).where(cost_types.c.id.in_(type_ids)).values(erp_synced=True))
         status = ExportStatus(budget.export_status)
-        await _event(ctx, uow.conn, BudgetEvent(
-            type="ProjectSyncedToErp", project_id=project.id, budget_id=budget.id, status=status,
-            previous_status=status, actor_id=actor.user_id, data={"erpJobId": job_id},
-        ))
+        await _event(
+            ctx,
+            uow.conn,
+            BudgetEvent(
+                type="ProjectSyncedToErp",
+                project_id=project.id,
+                budget_id=budget.id,
+                status=status,
+                previous_status=status,
+                actor_id=actor.user_id,
+                data={"erpJobId": job_id},
+            ),
+        )
         return {"project": project.id}
 
     return await run_mutation(ctx, "syncProjectToERP", body)
@@ -237,9 +276,14 @@ def _validated_line(item: LineFields, path: list[str], known: KnownCodes) -> dic
     if errors:
         raise DomainErrors(errors)
     return {
-        "cost_code_id": item.cost_code_id, "cost_type_id": item.cost_type_id, "sub_job": sub_job,
-        "description": description, "original_amount": amount, "quantity": quantity,
-        "unit_of_measure": uom, "unit_cost": unit_cost,
+        "cost_code_id": item.cost_code_id,
+        "cost_type_id": item.cost_type_id,
+        "sub_job": sub_job,
+        "description": description,
+        "original_amount": amount,
+        "quantity": quantity,
+        "unit_of_measure": uom,
+        "unit_cost": unit_cost,
     }
 
 
@@ -262,7 +306,9 @@ def _duplicate(path: list[str]) -> DomainError:
     )
 
 
-async def _budget_for_change(ctx: Context, conn: AsyncConnection, budget_id: str, expected: int | None) -> tuple[Row, ProjectAccess]:
+async def _budget_for_change(
+    ctx: Context, conn: AsyncConnection, budget_id: str, expected: int | None
+) -> tuple[Row, ProjectAccess]:
     row = await writes.budget_for_update(conn, ctx.actor.company_id, budget_id)
     access = await _access(conn, ctx.actor, row.project_id)
     if not permissions.can_view_project(ctx.actor, access):
@@ -273,8 +319,15 @@ async def _budget_for_change(ctx: Context, conn: AsyncConnection, budget_id: str
 
 def _line_event(kind: str, budget: Row, actor: Actor, **data: str) -> BudgetEvent:
     status = ExportStatus(budget.export_status)
-    return BudgetEvent(type=kind, project_id=budget.project_id, budget_id=budget.id, status=status,
-                       previous_status=status, actor_id=actor.user_id, data=data)
+    return BudgetEvent(
+        type=kind,
+        project_id=budget.project_id,
+        budget_id=budget.id,
+        status=status,
+        previous_status=status,
+        actor_id=actor.user_id,
+        data=data,
+    )
 
 
 async def create_line_item(ctx: Context, budget_id: str, item: LineFields, expected: int | None) -> Outcome:
@@ -288,10 +341,17 @@ async def create_line_item(ctx: Context, budget_id: str, item: LineFields, expec
         if await _existing_line(conn, budget.id, values) is not None:
             raise _duplicate(["input", "item"])
         line_id = new_id("BudgetLineItem")
-        await writes.insert_row(conn, line_items, id=line_id, company_id=actor.company_id, budget_id=budget.id,
-                                modifications_amount=Decimal("0.00"),
-                                position=await writes.next_line_position(conn, budget.id),
-                                created_at=ctx.services.clock(), **values)
+        await writes.insert_row(
+            conn,
+            line_items,
+            id=line_id,
+            company_id=actor.company_id,
+            budget_id=budget.id,
+            modifications_amount=Decimal("0.00"),
+            position=await writes.next_line_position(conn, budget.id),
+            created_at=ctx.services.clock(),
+            **values,
+        )
         await writes.bump_budget(conn, budget)
         await _event(ctx, conn, _line_event(ev.LINE_ITEM_CREATED, budget, actor, lineItemId=line_id))
         return {"lineItem": line_id, "budget": budget.id}
@@ -360,15 +420,23 @@ async def import_line_items(ctx: Context, budget_id: str, items: list[LineFields
     async def body(uow: Any) -> Result:
         conn = uow.conn
         budget, access = await _budget_for_change(ctx, conn, budget_id, expected)
-        wf.require_none(wf.line_edit_blockers(budget_state(budget), access, new_line_amount=Decimal(0))
-                        if budget.locked else wf.line_edit_blockers(budget_state(budget), access))
+        wf.require_none(
+            wf.line_edit_blockers(budget_state(budget), access, new_line_amount=Decimal(0))
+            if budget.locked
+            else wf.line_edit_blockers(budget_state(budget), access)
+        )
         if not items:
             raise invalid("no items to import", ["input", "items"])
         known = await KnownCodes.load(conn, actor, items)
         existing = {
             (r.cost_code_id, r.cost_type_id, r.sub_job): r.id
-            for r in (await conn.execute(select(line_items.c.id, line_items.c.cost_code_id, line_items.c.cost_type_id,
-                                                line_items.c.sub_job).where(line_items.c.budget_id == budget.id)))
+            for r in (
+                await conn.execute(
+                    select(
+                        line_items.c.id, line_items.c.cost_code_id, line_items.c.cost_type_id, line_items.c.sub_job
+                    ).where(line_items.c.budget_id == budget.id)
+                )
+            )
         }
         errors: list[DomainError] = []
         inserts: list[dict[str, Any]] = []
@@ -391,16 +459,30 @@ async def import_line_items(ctx: Context, budget_id: str, items: list[LineFields
             line_id = existing.get(key)
             if line_id is None:
                 if budget.locked and values["original_amount"] != 0:
-                    errors.append(DomainError("BUDGET_LOCKED", "a locked budget only takes new lines of amount 0",
-                                              (*path, "originalAmount")))
+                    errors.append(
+                        DomainError(
+                            "BUDGET_LOCKED",
+                            "a locked budget only takes new lines of amount 0",
+                            (*path, "originalAmount"),
+                        )
+                    )
                     continue
-                inserts.append({"id": new_id("BudgetLineItem"), "company_id": actor.company_id,
-                                "budget_id": budget.id, "modifications_amount": Decimal("0.00"),
-                                "position": position, "created_at": now, **values})
+                inserts.append(
+                    {
+                        "id": new_id("BudgetLineItem"),
+                        "company_id": actor.company_id,
+                        "budget_id": budget.id,
+                        "modifications_amount": Decimal("0.00"),
+                        "position": position,
+                        "created_at": now,
+                        **values,
+                    }
+                )
                 position += 1
             elif budget.locked:
-                errors.append(DomainError("BUDGET_LOCKED", "the budget is locked: existing lines are read-only",
-                                          tuple(path)))
+                errors.append(
+                    DomainError("BUDGET_LOCKED", "the budget is locked: existing lines are read-only", tuple(path))
+                )
             else:
                 updates.append({"line_id": line_id, **{k: v for k, v in values.items() if k in _UPDATABLE}})
         if errors:
@@ -409,25 +491,31 @@ async def import_line_items(ctx: Context, budget_id: str, items: list[LineFields
             await conn.execute(insert(line_items), inserts)
         if updates:
             await conn.execute(
-                update(line_items).where(line_items.c.id == bindparam("line_id")).values(
-                    {name: bindparam(name) for name in _UPDATABLE}
-                ),
+                update(line_items)
+                .where(line_items.c.id == bindparam("line_id"))
+                .values({name: bindparam(name) for name in _UPDATABLE}),
                 updates,
             )
         created, updated = len(inserts), len(updates)
         if errors:
             raise DomainErrors(errors)
         await writes.bump_budget(conn, budget)
-        await _event(ctx, conn, _line_event(ev.LINE_ITEMS_IMPORTED, budget, actor,
-                                            created=str(created), updated=str(updated)))
+        await _event(
+            ctx, conn, _line_event(ev.LINE_ITEMS_IMPORTED, budget, actor, created=str(created), updated=str(updated))
+        )
         return {"budget": budget.id}
 
     return await run_mutation(ctx, "importBudgetLineItems", body)
 
 
 async def create_modification(
-    ctx: Context, budget_id: str, from_id: str | None, to_id: str | None, amount: Decimal,
-    notes: str | None, expected: int | None,
+    ctx: Context,
+    budget_id: str,
+    from_id: str | None,
+    to_id: str | None,
+    amount: Decimal,
+    notes: str | None,
+    expected: int | None,
 ) -> Outcome:
     actor = ctx.actor
 
@@ -448,16 +536,31 @@ async def create_modification(
             if line is None or line.budget_id != budget.id:
                 raise not_found("budget line item", ["input", field])
             delta = value if line_id == to_id else -value
-            await conn.execute(update(line_items).where(line_items.c.id == line_id)
-                               .values(modifications_amount=line_items.c.modifications_amount + delta))
+            await conn.execute(
+                update(line_items)
+                .where(line_items.c.id == line_id)
+                .values(modifications_amount=line_items.c.modifications_amount + delta)
+            )
         mod_id = new_id("BudgetModification")
         number = await writes.next_modification_number(conn, budget.id)
-        await writes.insert_row(conn, modifications, id=mod_id, company_id=actor.company_id, budget_id=budget.id,
-                                number=number, from_line_item_id=from_id, to_line_item_id=to_id, amount=value,
-                                notes=clean_notes, created_at=ctx.services.clock(), created_by_id=actor.user_id)
+        await writes.insert_row(
+            conn,
+            modifications,
+            id=mod_id,
+            company_id=actor.company_id,
+            budget_id=budget.id,
+            number=number,
+            from_line_item_id=from_id,
+            to_line_item_id=to_id,
+            amount=value,
+            notes=clean_notes,
+            created_at=ctx.services.clock(),
+            created_by_id=actor.user_id,
+        )
         await writes.bump_budget(conn, budget)
-        await _event(ctx, conn, _line_event(ev.MODIFICATION_CREATED, budget, actor, modificationId=mod_id,
-                                            number=str(number)))
+        await _event(
+            ctx, conn, _line_event(ev.MODIFICATION_CREATED, budget, actor, modificationId=mod_id, number=str(number))
+        )
         return {"modification": mod_id, "budget": budget.id}
 
     return await run_mutation(ctx, "createBudgetModification", body)
@@ -472,7 +575,9 @@ async def lock_budget(ctx: Context, budget_id: str, expected: int | None, key: s
     async def body(uow: Any) -> Result:
         budget, access = await _budget_for_change(ctx, uow.conn, budget_id, expected)
         wf.require_none(wf.lock_blockers(budget_state(budget), access))
-        await writes.bump_budget(uow.conn, budget, locked=True, locked_at=ctx.services.clock(), locked_by_id=actor.user_id)
+        await writes.bump_budget(
+            uow.conn, budget, locked=True, locked_at=ctx.services.clock(), locked_by_id=actor.user_id
+        )
         await _event(ctx, uow.conn, _line_event(ev.BUDGET_LOCKED, budget, actor))
         return {"budget": budget.id}
 
@@ -507,35 +612,74 @@ async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: s
         request_id = new_id("ErpRequest")
         sequence = budget.request_count + 1
         await writes.insert_row(
-            conn, erp_requests, id=request_id, company_id=actor.company_id, budget_id=budget.id,
-            project_id=budget.project_id, sequence=sequence, kind=request_kind(state.exported),
-            status=ExportStatus.PENDING_ACCEPTANCE.value, sent_at=now, sent_by_id=actor.user_id,
+            conn,
+            erp_requests,
+            id=request_id,
+            company_id=actor.company_id,
+            budget_id=budget.id,
+            project_id=budget.project_id,
+            sequence=sequence,
+            kind=request_kind(state.exported),
+            status=ExportStatus.PENDING_ACCEPTANCE.value,
+            sent_at=now,
+            sent_by_id=actor.user_id,
             export_id=f"bb-{request_id.removeprefix('req_')}",
         )
-        await conn.execute(insert(request_lines), [
-            {
-                "request_id": request_id, "position": position, "line_item_id": p.line.id,
-                "cost_code": p.line.cost_code, "cost_type": p.line.cost_type, "sub_job": p.line.sub_job,
-                "description": p.line.description, "original_budget": p.original_budget,
-                "budget_changes": p.budget_changes, "revised_estimate": p.revised_estimate,
-                "is_new_line": p.is_new_line,
-            }
-            for position, p in enumerate(state.pending, start=1)
-        ])
-        await conn.execute(insert(export_entries), [
-            {
-                "id": new_id("ExportEntry"), "request_id": request_id, "budget_id": budget.id,
-                "line_item_id": e.line_item_id, "kind": e.kind.value, "source_id": e.source_id, "amount": e.amount,
-            }
-            for p in state.pending for e in p.entries
-        ])
-        await writes.bump_budget(conn, budget, export_status=ExportStatus.PENDING_ACCEPTANCE.value,
-                                 last_request_id=request_id, request_count=sequence)
-        await _event(ctx, conn, BudgetEvent(
-            type=ev.BUDGET_SENT, project_id=budget.project_id, budget_id=budget.id, erp_request_id=request_id,
-            previous_status=ExportStatus(budget.export_status), status=ExportStatus.PENDING_ACCEPTANCE,
-            actor_id=actor.user_id,
-        ))
+        await conn.execute(
+            insert(request_lines),
+            [
+                {
+                    "request_id": request_id,
+                    "position": position,
+                    "line_item_id": p.line.id,
+                    "cost_code": p.line.cost_code,
+                    "cost_type": p.line.cost_type,
+                    "sub_job": p.line.sub_job,
+                    "description": p.line.description,
+                    "original_budget": p.original_budget,
+                    "budget_changes": p.budget_changes,
+                    "revised_estimate": p.revised_estimate,
+                    "is_new_line": p.is_new_line,
+                }
+                for position, p in enumerate(state.pending, start=1)
+            ],
+        )
+        await conn.execute(
+            insert(export_entries),
+            [
+                {
+                    "id": new_id("ExportEntry"),
+                    "request_id": request_id,
+                    "budget_id": budget.id,
+                    "line_item_id": e.line_item_id,
+                    "kind": e.kind.value,
+                    "source_id": e.source_id,
+                    "amount": e.amount,
+                }
+                for p in state.pending
+                for e in p.entries
+            ],
+        )
+        await writes.bump_budget(
+            conn,
+            budget,
+            export_status=ExportStatus.PENDING_ACCEPTANCE.value,
+            last_request_id=request_id,
+            request_count=sequence,
+        )
+        await _event(
+            ctx,
+            conn,
+            BudgetEvent(
+                type=ev.BUDGET_SENT,
+                project_id=budget.project_id,
+                budget_id=budget.id,
+                erp_request_id=request_id,
+                previous_status=ExportStatus(budget.export_status),
+                status=ExportStatus.PENDING_ACCEPTANCE,
+                actor_id=actor.user_id,
+            ),
+        )
         return {"erpRequest": request_id, "budget": budget.id}
 
     return await run_mutation(ctx, "sendToERP", body, idempotency_key=key, fingerprint_of=[budget_id, expected])
@@ -560,8 +704,16 @@ async def retrieve_budget(ctx: Context, budget_id: str, expected: int | None, ke
         wf.require_none(wf.retrieve_blockers(budget_state(budget), access))
         request = (await reads.rows_by_ids(conn, erp_requests, [budget.last_request_id], actor.company_id))[0]
         now = ctx.services.clock()
-        await apply_request_action(conn, budget, request, RequestAction.RETRIEVE, actor_id=actor.user_id,
-                                   at=now, retrieved_at=now, retrieved_by_id=actor.user_id)
+        await apply_request_action(
+            conn,
+            budget,
+            request,
+            RequestAction.RETRIEVE,
+            actor_id=actor.user_id,
+            at=now,
+            retrieved_at=now,
+            retrieved_by_id=actor.user_id,
+        )
         return {"erpRequest": request.id, "budget": budget.id}
 
     return await run_mutation(ctx, "retrieveBudget", body, idempotency_key=key, fingerprint_of=[budget_id, expected])
@@ -578,8 +730,15 @@ async def decide_export(ctx: Context, request_id: str, decision: str, reason: st
         wf.require_none(wf.decide_blockers(actor, ExportStatus(request.status), action, clean_reason))
         now = ctx.services.clock()
         await apply_request_action(
-            conn, budget, request, action, actor_id=actor.user_id, at=now, reason=clean_reason,
-            decided_at=now, decided_by_id=actor.user_id,
+            conn,
+            budget,
+            request,
+            action,
+            actor_id=actor.user_id,
+            at=now,
+            reason=clean_reason,
+            decided_at=now,
+            decided_by_id=actor.user_id,
             rejection_reason=clean_reason if action is RequestAction.REJECT else None,
         )
         if action is RequestAction.ACCEPT:
@@ -587,8 +746,9 @@ async def decide_export(ctx: Context, request_id: str, decision: str, reason: st
         return {"erpRequest": request.id, "budget": budget.id}
 
     kick = (lambda _result: ctx.services.kick_exports()) if action is RequestAction.ACCEPT else None
-    return await run_mutation(ctx, "decideExport", body, idempotency_key=key,
-                              fingerprint_of=[request_id, decision, reason], after_commit=kick)
+    return await run_mutation(
+        ctx, "decideExport", body, idempotency_key=key, fingerprint_of=[request_id, decision, reason], after_commit=kick
+    )
 
 
 async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcome:
@@ -599,13 +759,20 @@ async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcom
         budget, request = await _request_for_change(ctx, conn, request_id)
         wf.require_none([permissions.decide_refusal(actor)])
         now = ctx.services.clock()
-        await apply_request_action(conn, budget, request, RequestAction.RETRY, actor_id=actor.user_id,
-                                   at=now, failure_message=None)
+        await apply_request_action(
+            conn, budget, request, RequestAction.RETRY, actor_id=actor.user_id, at=now, failure_message=None
+        )
         await enqueue(conn, actor.company_id, request.id, now)
         return {"erpRequest": request.id, "budget": budget.id}
 
-    return await run_mutation(ctx, "retryExport", body, idempotency_key=key, fingerprint_of=[request_id],
-                              after_commit=lambda _r: ctx.services.kick_exports())
+    return await run_mutation(
+        ctx,
+        "retryExport",
+        body,
+        idempotency_key=key,
+        fingerprint_of=[request_id],
+        after_commit=lambda _r: ctx.services.kick_exports(),
+    )
 
 
 async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | None, key: str | None) -> Outcome:
@@ -613,8 +780,12 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
     connector = _connector(ctx)
     async with ctx.db.read() as conn:
         request = (await reads.rows_by_ids(conn, erp_requests, [request_id], actor.company_id) or [None])[0]
-    if request is not None and request.status == ExportStatus.AWAITING_POSTING.value and connector is not None \
-            and permissions.confirm_posting_refusal(actor) is None:
+    if (
+        request is not None
+        and request.status == ExportStatus.AWAITING_POSTING.value
+        and connector is not None
+        and permissions.confirm_posting_refusal(actor) is None
+    ):
         # Posting is recorded in the ERP first (idempotent), then here.
         await connector.mark_posted(request.export_id)
 
@@ -626,9 +797,11 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
         reference = _text(erp_reference, ["input", "erpReference"], max_len=200)
         if reference:
             values["erp_reference"] = reference
-        await apply_request_action(conn, budget, req, RequestAction.CONFIRM_POSTING, actor_id=actor.user_id,
-                                   at=values["posted_at"], **values)
+        await apply_request_action(
+            conn, budget, req, RequestAction.CONFIRM_POSTING, actor_id=actor.user_id, at=values["posted_at"], **values
+        )
         return {"erpRequest": req.id, "budget": budget.id}
 
-    return await run_mutation(ctx, "confirmJobCostPosting", body, idempotency_key=key,
-                              fingerprint_of=[request_id, erp_reference])
+    return await run_mutation(
+        ctx, "confirmJobCostPosting", body, idempotency_key=key, fingerprint_of=[request_id, erp_reference]
+    )

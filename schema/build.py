@@ -12,11 +12,11 @@ from strawberry.schema.config import StrawberryConfig
 from resolvers.context import UnauthenticatedError
 from resolvers.pagination import QueryLimitError
 from resolvers.subscriptions import SubscriberTooSlowError, SubscriptionInputError
-from schema.mutation import Mutation
 from schema.enums import ExportEntryKind
+from schema.mutation import Mutation
 from schema.query import Query
-from schema.subscription import Subscription
 from schema.scalars import DecimalInputError, DecimalScalar
+from schema.subscription import Subscription
 from schema.types import (
     Budget,
     BudgetLineItem,
@@ -30,8 +30,13 @@ from schema.types import (
 )
 
 MAX_DEPTH = 12
-PUBLIC_ERRORS = (UnauthenticatedError, QueryLimitError, DecimalInputError, SubscriptionInputError,
-                 SubscriberTooSlowError)
+PUBLIC_ERRORS = (
+    UnauthenticatedError,
+    QueryLimitError,
+    DecimalInputError,
+    SubscriptionInputError,
+    SubscriberTooSlowError,
+)
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -50,7 +55,18 @@ def build_schema(subscription: type | None = None) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=subscription,
-        types=[ExportEntryKind, Company, User, Project, Budget, BudgetLineItem, BudgetModification, ErpRequest, CostCode, CostType],
+        types=[
+            ExportEntryKind,
+            Company,
+            User,
+            Project,
+            Budget,
+            BudgetLineItem,
+            BudgetModification,
+            ErpRequest,
+            CostCode,
+            CostType,
+        ],
         config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
         extensions=[lambda: QueryDepthLimiter(max_depth=MAX_DEPTH), lambda: MaskErrors(should_mask_error=should_mask)],
     )

@@ -63,12 +63,14 @@ class Query:
     @strawberry.field
     async def projects(self, info: Ctx, first: Optional[int] = 50, after: Optional[str] = None) -> ProjectConnection:
         rows, has_next, total, start = await queries.projects(info.context, first, after)
-        edges = [ProjectEdge(node=Project.from_row(r), cursor=pagination.encode("o", start + i))
-                 for i, r in enumerate(rows)]
+        edges = [
+            ProjectEdge(node=Project.from_row(r), cursor=pagination.encode("o", start + i)) for i, r in enumerate(rows)
+        ]
         for row in rows:  # later fields of the same request reuse these rows
             info.context.loaders.project.prime(row.id, row)
         return ProjectConnection(
-            edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+            edges=edges,
+            page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
             total_count=total,
         )
 
@@ -95,10 +97,13 @@ class Query:
         rows, has_next, total, start = await queries.erp_requests(
             info.context, statuses, str(project_id) if project_id is not None else None, first, after
         )
-        edges = [ErpRequestEdge(node=ErpRequest.from_row(r), cursor=pagination.encode("o", start + i))
-                 for i, r in enumerate(rows)]
+        edges = [
+            ErpRequestEdge(node=ErpRequest.from_row(r), cursor=pagination.encode("o", start + i))
+            for i, r in enumerate(rows)
+        ]
         return ErpRequestConnection(
-            edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+            edges=edges,
+            page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
             total_count=total,
         )
 
@@ -109,7 +114,9 @@ class Query:
 
     @strawberry.field
     async def erp_connection(self, info: Ctx) -> Optional[ErpConnection]:
-        connector = info.context.services.connectors.get(info.context.viewer.erp_connector, info.context.viewer.erp_settings)
+        connector = info.context.services.connectors.get(
+            info.context.viewer.erp_connector, info.context.viewer.erp_settings
+        )
         if connector is None:
             return None
         caps = connector.capabilities
@@ -117,8 +124,10 @@ class Query:
             connector=connector.name,
             display_name=connector.display_name,
             capabilities=ErpCapabilities(
-                exports_budget=caps.exports_budget, exports_modifications=caps.exports_modifications,
-                supports_sub_jobs=caps.supports_sub_jobs, requires_posting=caps.requires_posting,
+                exports_budget=caps.exports_budget,
+                exports_modifications=caps.exports_modifications,
+                supports_sub_jobs=caps.supports_sub_jobs,
+                requires_posting=caps.requires_posting,
                 exports_quantities=caps.exports_quantities,
             ),
         )

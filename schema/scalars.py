@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+
 import strawberry
 
 from domain.money import DecimalFormatError, format_decimal, parse_decimal

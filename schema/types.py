@@ -72,9 +72,12 @@ class User(Node):
     @classmethod
     def from_row(cls, row: Row) -> User:
         return cls(
-            id=strawberry.ID(row.id), name=row.name, email=row.email,
+            id=strawberry.ID(row.id),
+            name=row.name,
+            email=row.email,
             is_accounting_approver=row.is_accounting_approver,
-            erp_integrations_permission=PermissionLevel[row.erp_permission], company_id=row.company_id,
+            erp_integrations_permission=PermissionLevel[row.erp_permission],
+            company_id=row.company_id,
         )
 
 
@@ -114,7 +117,9 @@ class Project(Node):
     id: strawberry.ID
     name: str
     number: str
-    erp_job_id: Optional[str] = strawberry.field(description="The job's id in the ERP; null until the project is synced.")
+    erp_job_id: Optional[str] = strawberry.field(
+        description="The job's id in the ERP; null until the project is synced."
+    )
     erp_synced: bool
 
     @strawberry.field
@@ -129,8 +134,13 @@ class Project(Node):
 
     @classmethod
     def from_row(cls, row: Row) -> Project:
-        return cls(id=strawberry.ID(row.id), name=row.name, number=row.number, erp_job_id=row.erp_job_id,
-                   erp_synced=row.erp_job_id is not None)
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            number=row.number,
+            erp_job_id=row.erp_job_id,
+            erp_synced=row.erp_job_id is not None,
+        )
 
 
 @strawberry.type
@@ -166,14 +176,26 @@ class BudgetLineItem(Node):
     @classmethod
     def from_view(cls, v: LineItemView) -> BudgetLineItem:
         return cls(
-            id=strawberry.ID(v.id), sub_job=v.sub_job, description=v.description,
-            original_amount=v.original_amount, modifications_amount=v.modifications_amount,
-            revised_amount=v.revised_amount, quantity=v.quantity, unit_of_measure=v.unit_of_measure,
-            unit_cost=v.unit_cost, erp_synced=v.erp_synced, budget_id=v.budget_id,
-            cost_code=CostCode(id=strawberry.ID(v.cost_code_id), code=v.cost_code,
-                               description=v.cost_code_description, erp_synced=v.cost_code_synced),
-            cost_type=CostType(id=strawberry.ID(v.cost_type_id), code=v.cost_type, name=v.cost_type_name,
-                               erp_synced=v.cost_type_synced),
+            id=strawberry.ID(v.id),
+            sub_job=v.sub_job,
+            description=v.description,
+            original_amount=v.original_amount,
+            modifications_amount=v.modifications_amount,
+            revised_amount=v.revised_amount,
+            quantity=v.quantity,
+            unit_of_measure=v.unit_of_measure,
+            unit_cost=v.unit_cost,
+            erp_synced=v.erp_synced,
+            budget_id=v.budget_id,
+            cost_code=CostCode(
+                id=strawberry.ID(v.cost_code_id),
+                code=v.cost_code,
+                description=v.cost_code_description,
+                erp_synced=v.cost_code_synced,
+            ),
+            cost_type=CostType(
+                id=strawberry.ID(v.cost_type_id), code=v.cost_type, name=v.cost_type_name, erp_synced=v.cost_type_synced
+            ),
         )
 
 
@@ -226,9 +248,14 @@ class BudgetModification(Node):
     @classmethod
     def from_view(cls, v: ModificationView) -> BudgetModification:
         return cls(
-            id=strawberry.ID(v.id), number=v.number, amount=v.amount, notes=v.notes,
+            id=strawberry.ID(v.id),
+            number=v.number,
+            amount=v.amount,
+            notes=v.notes,
             created_at=v.created_at,  # type: ignore[arg-type]
-            erp_synced=v.erp_synced, from_line_item_id=v.from_line_item_id, to_line_item_id=v.to_line_item_id,
+            erp_synced=v.erp_synced,
+            from_line_item_id=v.from_line_item_id,
+            to_line_item_id=v.to_line_item_id,
             created_by_id=v.created_by_id,
         )
 
@@ -311,18 +338,33 @@ class ErpRequest(Node):
     @classmethod
     def from_row(cls, row: Row) -> ErpRequest:
         return cls(
-            id=strawberry.ID(row.id), sequence=row.sequence, kind=ErpRequestKind[row.kind],
-            status=ExportStatus[row.status], sent_at=row.sent_at, decided_at=row.decided_at,
-            rejection_reason=row.rejection_reason, retrieved_at=row.retrieved_at, exported_at=row.exported_at,
-            posted_at=row.posted_at, erp_reference=row.erp_reference, failure_message=row.failure_message, row=row,
+            id=strawberry.ID(row.id),
+            sequence=row.sequence,
+            kind=ErpRequestKind[row.kind],
+            status=ExportStatus[row.status],
+            sent_at=row.sent_at,
+            decided_at=row.decided_at,
+            rejection_reason=row.rejection_reason,
+            retrieved_at=row.retrieved_at,
+            exported_at=row.exported_at,
+            posted_at=row.posted_at,
+            erp_reference=row.erp_reference,
+            failure_message=row.failure_message,
+            row=row,
         )
 
 
 def export_line_from_row(row: Row) -> ExportLine:
     return ExportLine(
-        cost_code=row.cost_code, cost_type=row.cost_type, sub_job=row.sub_job, description=row.description,
-        original_budget=row.original_budget, budget_changes=row.budget_changes,
-        revised_estimate=row.revised_estimate, is_new_line=row.is_new_line, line_item_id=row.line_item_id,
+        cost_code=row.cost_code,
+        cost_type=row.cost_type,
+        sub_job=row.sub_job,
+        description=row.description,
+        original_budget=row.original_budget,
+        budget_changes=row.budget_changes,
+        revised_estimate=row.revised_estimate,
+        is_new_line=row.is_new_line,
+        line_item_id=row.line_item_id,
     )
 
 
@@ -390,9 +432,13 @@ class BudgetEvent:
     @classmethod
     def from_row(cls, row: Row) -> BudgetEvent:
         return cls(
-            sequence=str(row.sequence), occurred_at=row.occurred_at, type=row.type,
+            sequence=str(row.sequence),
+            occurred_at=row.occurred_at,
+            type=row.type,
             previous_status=ExportStatus[row.previous_status] if row.previous_status else None,
-            status=ExportStatus[row.status], reason=row.reason, row=row,
+            status=ExportStatus[row.status],
+            reason=row.reason,
+            row=row,
         )
 
 
@@ -427,8 +473,15 @@ class Budget(Node):
 
     @classmethod
     def from_row(cls, row: Row, currency: str) -> Budget:
-        return cls(id=strawberry.ID(row.id), currency=currency, locked=row.locked, locked_at=row.locked_at,
-                   version=row.version, export_status=ExportStatus[row.export_status], row=row)
+        return cls(
+            id=strawberry.ID(row.id),
+            currency=currency,
+            locked=row.locked,
+            locked_at=row.locked_at,
+            version=row.version,
+            export_status=ExportStatus[row.export_status],
+            row=row,
+        )
 
     @strawberry.field
     async def project(self, info: Ctx) -> Project:
@@ -468,7 +521,9 @@ class Budget(Node):
         return int(totals.line_count) if totals else 0
 
     @strawberry.field
-    async def line_items(self, info: Ctx, first: Optional[int] = 100, after: Optional[str] = None) -> BudgetLineItemConnection:
+    async def line_items(
+        self, info: Ctx, first: Optional[int] = 100, after: Optional[str] = None
+    ) -> BudgetLineItemConnection:
         views, has_next, total = await queries.line_item_page(info.context, str(self.id), first, after)
         edges = [BudgetLineItemEdge(node=BudgetLineItem.from_view(v), cursor=queries.line_cursor(v)) for v in views]
         return BudgetLineItemConnection(
@@ -494,10 +549,15 @@ class Budget(Node):
         lines = await queries.pending_export(info.context, self.row)
         return [
             ExportLine(
-                cost_code=p.line.cost_code, cost_type=p.line.cost_type, sub_job=p.line.sub_job,
-                description=p.line.description, original_budget=p.original_budget,
-                budget_changes=p.budget_changes, revised_estimate=p.revised_estimate,
-                is_new_line=p.is_new_line, line_item_id=p.line.id,
+                cost_code=p.line.cost_code,
+                cost_type=p.line.cost_type,
+                sub_job=p.line.sub_job,
+                description=p.line.description,
+                original_budget=p.original_budget,
+                budget_changes=p.budget_changes,
+                revised_estimate=p.revised_estimate,
+                is_new_line=p.is_new_line,
+                line_item_id=p.line.id,
             )
             for p in lines
         ]

@@ -37,9 +37,15 @@ class LiveServer:
 
 
 def server_settings_for(database_url: str, **overrides: object) -> Settings:
-    base = Settings(database_url=database_url, jwt_secret=JWT_SECRET, export_poll_seconds=0.05,
-                    subscription_reread_seconds=1.0, keep_alive_seconds=1.0, connection_init_timeout_seconds=1.0,
-                    max_subscriptions_per_connection=3)
+    base = Settings(
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        export_poll_seconds=0.05,
+        subscription_reread_seconds=1.0,
+        keep_alive_seconds=1.0,
+        connection_init_timeout_seconds=1.0,
+        max_subscriptions_per_connection=3,
+    )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -47,7 +53,9 @@ def server_settings_for(database_url: str, **overrides: object) -> Settings:
 async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     app = create_app(settings)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -123,37 +123,62 @@ async def make_tenant(
         tenant = Tenant(services=services, company_id=company_id)
         for role, spec in ROLES.items():
             tenant.users[role] = await admin.create_user(
-                uow.conn, company_id, f"{role}@example.com", role.title(),
-                company_admin=spec.get("company_admin", False), approver=spec.get("approver", False),
+                uow.conn,
+                company_id,
+                f"{role}@example.com",
+                role.title(),
+                company_admin=spec.get("company_admin", False),
+                approver=spec.get("approver", False),
                 erp_permission=spec.get("erp", PermissionLevel.NONE),
             )
         await uow.commit()
     data = await tenant.ok(
-        "admin", "mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id budget { id } } userErrors { code } } }",
+        "admin",
+        "mutation($i: CreateProjectInput!) { createProject(input: $i) "
+        "{ project { id budget { id } } userErrors { code } } }",
         i={"name": "Riverside MOB", "number": f"P-{company_id[-6:]}"},
     )
     tenant.project_id = data["createProject"]["project"]["id"]
     tenant.budget_id = data["createProject"]["project"]["budget"]["id"]
     for code in codes:
-        d = await tenant.ok("admin", "mutation($i: CreateCostCodeInput!) { createCostCode(input: $i) { costCode { id } userErrors { code } } }",
-                            i={"code": code, "description": f"Cost code {code}"})
+        d = await tenant.ok(
+            "admin",
+            "mutation($i: CreateCostCodeInput!) { createCostCode(input: $i) { costCode { id } userErrors { code } } }",
+            i={"code": code, "description": f"Cost code {code}"},
+        )
         tenant.cost_codes[code] = d["createCostCode"]["costCode"]["id"]
     for code in types:
-        d = await tenant.ok("admin", "mutation($i: CreateCostTypeInput!) { createCostType(input: $i) { costType { id } userErrors { code } } }",
-                            i={"code": code, "name": f"Type {code}"})
+        d = await tenant.ok(
+            "admin",
+            "mutation($i: CreateCostTypeInput!) { createCostType(input: $i) { costType { id } userErrors { code } } }",
+            i={"code": code, "name": f"Type {code}"},
+        )
         tenant.cost_types[code] = d["createCostType"]["costType"]["id"]
     async with db.unit_of_work() as uow:
         for role, spec in ROLES.items():
             if role != "admin":
-                await admin.grant(uow.conn, tenant.users[role], tenant.project_id, spec.get("budget", PermissionLevel.NONE),
-                                  spec.get("grants", []))
+                await admin.grant(
+                    uow.conn,
+                    tenant.users[role],
+                    tenant.project_id,
+                    spec.get("budget", PermissionLevel.NONE),
+                    spec.get("grants", []),
+                )
         await uow.commit()
     return tenant
 
 
 COMPANY_TABLES = [
-    tables.companies, tables.users, tables.projects, tables.cost_codes, tables.cost_types, tables.budgets,
-    tables.line_items, tables.modifications, tables.erp_requests, tables.events,
+    tables.companies,
+    tables.users,
+    tables.projects,
+    tables.cost_codes,
+    tables.cost_types,
+    tables.budgets,
+    tables.line_items,
+    tables.modifications,
+    tables.erp_requests,
+    tables.events,
 ]
 
 
@@ -170,7 +195,9 @@ async def snapshot(db: Database, company_id: str) -> dict[str, list[tuple[Any, .
             rows = (await conn.execute(select(table).where(table.c.budget_id.in_(budget_ids)))).all()
             result[table.name] = sorted((tuple(r) for r in rows), key=repr)
         user_ids = select(tables.users.c.id).where(tables.users.c.company_id == company_id)
-        rows = (await conn.execute(select(tables.idempotency_keys).where(tables.idempotency_keys.c.user_id.in_(user_ids)))).all()
+        rows = (
+            await conn.execute(select(tables.idempotency_keys).where(tables.idempotency_keys.c.user_id.in_(user_ids)))
+        ).all()
         result["idempotency_keys"] = sorted((tuple(r) for r in rows), key=repr)
     return result
 

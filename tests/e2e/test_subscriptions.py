@@ -46,18 +46,28 @@ async def server(db: Database) -> AsyncIterator[LiveServer]:
 
 async def ready_tenant(services: Services) -> Tenant:
     tenant = await make_tenant(services)
-    await tenant.ok("admin", SETUP, b=tenant.budget_id, p=tenant.project_id, i={
-        "budgetId": tenant.budget_id,
-        "item": {"costCodeId": tenant.cost_codes["03-300"], "costTypeId": tenant.cost_types["L"],
-                 "originalAmount": "1000.00"},
-    })
+    await tenant.ok(
+        "admin",
+        SETUP,
+        b=tenant.budget_id,
+        p=tenant.project_id,
+        i={
+            "budgetId": tenant.budget_id,
+            "item": {
+                "costCodeId": tenant.cost_codes["03-300"],
+                "costTypeId": tenant.cost_types["L"],
+                "originalAmount": "1000.00",
+            },
+        },
+    )
     return tenant
 
 
 def transport(server: LiveServer, token: str | None, **kwargs: Any) -> WebsocketsTransport:
     payload = {"authorization": f"Bearer {token}"} if token else {}
-    return WebsocketsTransport(url=server.ws_url, init_payload=payload, subprotocols=[
-        WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL], **kwargs)
+    return WebsocketsTransport(
+        url=server.ws_url, init_payload=payload, subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL], **kwargs
+    )
 
 
 class Collector:
@@ -110,7 +120,9 @@ async def test_every_status_change_is_delivered_live_with_actor_reason_and_seque
         request_id = sent["sendToERP"]["erpRequest"]["id"]
         await tenant.ok("approver", DECIDE, r=request_id, d="REJECT", reason="Wrong cost code on line 1")
         await tenant.ok("admin", SEND, b=tenant.budget_id)
-        sent = await tenant.ok("admin", "query($b: ID!) { budget(id: $b) { lastErpRequest { id } } }", b=tenant.budget_id)
+        sent = await tenant.ok(
+            "admin", "query($b: ID!) { budget(id: $b) { lastErpRequest { id } } }", b=tenant.budget_id
+        )
         request_id = sent["budget"]["lastErpRequest"]["id"]
         await tenant.ok("approver", DECIDE, r=request_id, d="ACCEPT")
         events = await watcher.wait_for(7)  # ... EXPORTING and the worker's AWAITING_POSTING
@@ -118,9 +130,14 @@ async def test_every_status_change_is_delivered_live_with_actor_reason_and_seque
         events = await watcher.wait_for(8)
     statuses = [(e["previousStatus"], e["status"]) for e in events]
     assert statuses == [
-        ("NOT_SENT", "PENDING_ACCEPTANCE"), ("PENDING_ACCEPTANCE", "RETRIEVED"), ("RETRIEVED", "PENDING_ACCEPTANCE"),
-        ("PENDING_ACCEPTANCE", "REJECTED"), ("REJECTED", "PENDING_ACCEPTANCE"), ("PENDING_ACCEPTANCE", "EXPORTING"),
-        ("EXPORTING", "AWAITING_POSTING"), ("AWAITING_POSTING", "SYNCED"),
+        ("NOT_SENT", "PENDING_ACCEPTANCE"),
+        ("PENDING_ACCEPTANCE", "RETRIEVED"),
+        ("RETRIEVED", "PENDING_ACCEPTANCE"),
+        ("PENDING_ACCEPTANCE", "REJECTED"),
+        ("REJECTED", "PENDING_ACCEPTANCE"),
+        ("PENDING_ACCEPTANCE", "EXPORTING"),
+        ("EXPORTING", "AWAITING_POSTING"),
+        ("AWAITING_POSTING", "SYNCED"),
     ]
     sequences = [int(e["sequence"]) for e in events]
     assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)

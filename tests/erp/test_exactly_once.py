@@ -17,16 +17,28 @@ from tests.support import JWT_SECRET, make_tenant
 
 def worker_env(db_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUDGETBRIDGE_")}
-    env.update(BUDGETBRIDGE_DATABASE_URL=db_url, BUDGETBRIDGE_JWT_SECRET=JWT_SECRET,
-               BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS="1", BUDGETBRIDGE_EXPORT_LEASE_SECONDS="2",
-               BUDGETBRIDGE_EXPORT_POLL_SECONDS="0.1", **extra)
+    env.update(
+        BUDGETBRIDGE_DATABASE_URL=db_url,
+        BUDGETBRIDGE_JWT_SECRET=JWT_SECRET,
+        BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS="1",
+        BUDGETBRIDGE_EXPORT_LEASE_SECONDS="2",
+        BUDGETBRIDGE_EXPORT_POLL_SECONDS="0.1",
+        **extra,
+    )
     return env
 
 
 async def start_worker(company_id: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "worker", "--company", company_id, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "app.cli",
+        "worker",
+        "--company",
+        company_id,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -38,17 +50,25 @@ async def test_a_worker_killed_after_the_erp_write_exports_each_entry_exactly_on
     await accept(tenant, request_id)
     db_url = services.db.url
 
-    crashing = await start_worker(tenant.company_id, worker_env(db_url, BUDGETBRIDGE_FAULT_INJECTION="crash-after-export"))
+    crashing = await start_worker(
+        tenant.company_id, worker_env(db_url, BUDGETBRIDGE_FAULT_INJECTION="crash-after-export")
+    )
     _, stderr = await asyncio.wait_for(crashing.communicate(), 60)
     assert crashing.returncode == 70, stderr.decode()[-2000:]
     assert (await request(tenant, request_id))["status"] == "EXPORTING"  # the ERP has it, we never recorded it
     async with services.db.read() as conn:
-        written = (await conn.execute(select(func.count()).select_from(erp_job_cost_entries)
-                                      .where(erp_job_cost_entries.c.batch.like(f"%{request_id[4:]}%")))).scalar_one()
+        written = (
+            await conn.execute(
+                select(func.count())
+                .select_from(erp_job_cost_entries)
+                .where(erp_job_cost_entries.c.batch.like(f"%{request_id[4:]}%"))
+            )
+        ).scalar_one()
     assert written == 3
 
     restarted = await start_worker(tenant.company_id, worker_env(db_url))
     try:
+
         async def exported() -> dict[str, object]:
             while True:
                 current = await request(tenant, request_id)
@@ -62,8 +82,16 @@ async def test_a_worker_killed_after_the_erp_write_exports_each_entry_exactly_on
         await asyncio.wait_for(restarted.wait(), 15)
     assert done["status"] == "AWAITING_POSTING"
     async with services.db.read() as conn:
-        ours = set((await conn.execute(select(export_entries.c.id)
-                                        .where(export_entries.c.request_id == request_id))).scalars())
-        in_erp = list((await conn.execute(select(erp_job_cost_entries.c.source_entry_id)
-                                          .where(erp_job_cost_entries.c.batch == done["erpReference"]))).scalars())
+        ours = set(
+            (await conn.execute(select(export_entries.c.id).where(export_entries.c.request_id == request_id))).scalars()
+        )
+        in_erp = list(
+            (
+                await conn.execute(
+                    select(erp_job_cost_entries.c.source_entry_id).where(
+                        erp_job_cost_entries.c.batch == done["erpReference"]
+                    )
+                )
+            ).scalars()
+        )
     assert sorted(in_erp) == sorted(ours)  # every entry, each exactly once

@@ -26,8 +26,13 @@ def scripted_services(services: Services, connector: ScriptedConnector) -> Servi
 
 def worker_for(services: Services, tenant: Tenant, policy: exports.RetryPolicy = FAST) -> ExportWorker:
     """A worker for this test's company only: other tests' companies share the database."""
-    return ExportWorker(services.db, services.connectors, timeout_seconds=2, policy=policy,  # type: ignore[arg-type]
-                        company_id=tenant.company_id)
+    return ExportWorker(
+        services.db,
+        services.connectors,
+        timeout_seconds=2,
+        policy=policy,  # type: ignore[arg-type]
+        company_id=tenant.company_id,
+    )
 
 
 async def accepted_request(tenant: Tenant) -> str:
@@ -43,8 +48,15 @@ async def test_accept_queues_a_job_in_the_same_transaction_and_the_worker_export
     request_id = await accepted_request(tenant)
     assert (await request(tenant, request_id))["status"] == "EXPORTING"
     async with services.db.read() as conn:
-        jobs = (await conn.execute(select(exports.export_jobs.c.status)
-                                   .where(exports.export_jobs.c.request_id == request_id))).scalars().all()
+        jobs = (
+            (
+                await conn.execute(
+                    select(exports.export_jobs.c.status).where(exports.export_jobs.c.request_id == request_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert jobs == ["QUEUED"]
     assert await worker_for(services, tenant).run_once() == 1
     exported = await request(tenant, request_id)
@@ -63,12 +75,18 @@ async def test_embedded_posting_is_detected_without_anyone_confirming(services: 
     await worker.run_once()
     synced = await request(tenant, request_id)
     assert synced["status"] == "SYNCED" and synced["postedAt"] is not None
-    history = await tenant.ok("admin", "query($b: ID!) { budget(id: $b) { unlockBlockers { code } "
-                                       "history(first: 1) { edges { node { type actor { id } status } } } } }",
-                              b=tenant.budget_id)
+    history = await tenant.ok(
+        "admin",
+        "query($b: ID!) { budget(id: $b) { unlockBlockers { code } "
+        "history(first: 1) { edges { node { type actor { id } status } } } } }",
+        b=tenant.budget_id,
+    )
     assert history["budget"]["unlockBlockers"] == []
-    assert history["budget"]["history"]["edges"][0]["node"] == {"type": "JobCostPosted", "actor": None,
-                                                                "status": "SYNCED"}
+    assert history["budget"]["history"]["edges"][0]["node"] == {
+        "type": "JobCostPosted",
+        "actor": None,
+        "status": "SYNCED",
+    }
 
 
 async def test_retryable_failures_are_retried_with_backoff_then_succeed(services: Services) -> None:
@@ -167,18 +185,23 @@ async def test_capabilities_block_sub_jobs_and_modifications_the_erp_cannot_take
     tenant = await make_tenant(scripted)
     plain = await add_line(tenant, "03-300", "L", "100.00")
     await add_line(tenant, "05-120", "S", "200.00", sub_job="BLDG-A")
-    await tenant.ok("admin", "mutation($p: ID!) { syncProjectToERP(projectId: $p) { userErrors { code } } }",
-                    p=tenant.project_id)
-    await tenant.ok("admin", "mutation($b: ID!) { lockBudget(input: {budgetId: $b}) { userErrors { code } } }",
-                    b=tenant.budget_id)
+    await tenant.ok(
+        "admin", "mutation($p: ID!) { syncProjectToERP(projectId: $p) { userErrors { code } } }", p=tenant.project_id
+    )
+    await tenant.ok(
+        "admin", "mutation($b: ID!) { lockBudget(input: {budgetId: $b}) { userErrors { code } } }", b=tenant.budget_id
+    )
     await tenant.ok("admin", MODIFY, i={"budgetId": tenant.budget_id, "toLineItemId": plain, "amount": "5.00"})
     blockers = await tenant.ok("admin", BLOCKERS, b=tenant.budget_id)
     codes = [b["code"] for b in blockers["budget"]["sendBlockers"]]
     assert codes == ["SUB_JOB_NOT_SUPPORTED", "MODIFICATIONS_NOT_SUPPORTED"]
     assert "05-120/S/BLDG-A" in blockers["budget"]["sendBlockers"][0]["message"]
     before = await snapshot(services.db, tenant.company_id)
-    refused = await tenant.execute("admin", "mutation($b: ID!) { sendToERP(input: {budgetId: $b}) "
-                                            "{ erpRequest { id } userErrors { code } } }", b=tenant.budget_id)
+    refused = await tenant.execute(
+        "admin",
+        "mutation($b: ID!) { sendToERP(input: {budgetId: $b}) { erpRequest { id } userErrors { code } } }",
+        b=tenant.budget_id,
+    )
     assert [e["code"] for e in refused.data["sendToERP"]["userErrors"]] == codes
     assert await snapshot(services.db, tenant.company_id) == before
 
@@ -194,8 +217,11 @@ async def test_confirm_posting_needs_erp_admin_and_marks_the_embedded_ledger(ser
     await tenant.ok("integrator", CONFIRM, r=request_id)
     reference = (await request(tenant, request_id))["erpReference"]
     async with services.db.read() as conn:
-        posted = (await conn.execute(select(erp_job_cost_entries.c.posted)
-                                     .where(erp_job_cost_entries.c.batch == reference))).scalars().all()
+        posted = (
+            (await conn.execute(select(erp_job_cost_entries.c.posted).where(erp_job_cost_entries.c.batch == reference)))
+            .scalars()
+            .all()
+        )
     assert posted == [True, True]
 
 
@@ -205,9 +231,16 @@ async def test_a_refused_job_sync_is_a_user_error_and_changes_nothing(services: 
     tenant = await make_tenant(scripted)
     await add_line(tenant, "03-300", "L", "10.00")
     before = await snapshot(services.db, tenant.company_id)
-    result = await tenant.execute("admin", "mutation($p: ID!) { syncProjectToERP(projectId: $p) "
-                                           "{ project { erpSynced } userErrors { code message } } }", p=tenant.project_id)
+    result = await tenant.execute(
+        "admin",
+        "mutation($p: ID!) { syncProjectToERP(projectId: $p) { project { erpSynced } userErrors { code message } } }",
+        p=tenant.project_id,
+    )
     assert result.errors is None
-    assert result.data["syncProjectToERP"] == {"project": None, "userErrors": [{
-        "code": "ERP_SYNC_FAILED", "message": "the ERP refused the job sync: Job number 24-017 is taken"}]}
+    assert result.data["syncProjectToERP"] == {
+        "project": None,
+        "userErrors": [
+            {"code": "ERP_SYNC_FAILED", "message": "the ERP refused the job sync: Job number 24-017 is taken"}
+        ],
+    }
     assert await snapshot(services.db, tenant.company_id) == before

@@ -14,12 +14,16 @@ UNLOCK = "mutation($b: ID!) { unlockBudget(input: {budgetId: $b}) { userErrors {
 SEND = "mutation($b: ID!) { sendToERP(input: {budgetId: $b}) { erpRequest { id kind } userErrors { code message } } }"
 ACCEPT = """mutation($r: ID!) { decideExport(input: {erpRequestId: $r, decision: ACCEPT}) {
   erpRequest { status } userErrors { code message } } }"""
-RETRY = "mutation($r: ID!) { retryExport(input: {erpRequestId: $r}) { erpRequest { status } userErrors { code message } } }"
+RETRY = (
+    "mutation($r: ID!) { retryExport(input: {erpRequestId: $r}) { erpRequest { status } userErrors { code message } } }"
+)
 CONFIRM = """mutation($r: ID!) { confirmJobCostPosting(input: {erpRequestId: $r}) {
   erpRequest { status } userErrors { code message } } }"""
 MODIFY = """mutation($i: CreateBudgetModificationInput!) { createBudgetModification(input: $i) {
   modification { id } userErrors { code message } } }"""
-UPDATE = """mutation($i: UpdateBudgetLineItemInput!) { updateBudgetLineItem(input: $i) { userErrors { code message } } }"""
+UPDATE = (
+    """mutation($i: UpdateBudgetLineItemInput!) { updateBudgetLineItem(input: $i) { userErrors { code message } } }"""
+)
 REQUEST = """query($r: ID!) { erpRequest(id: $r) { id status kind erpReference failureMessage exportedAt postedAt
   lines { costCode costType subJob originalBudget budgetChanges revisedEstimate isNewLine }
   totalOriginalBudget totalBudgetChanges } }"""
@@ -27,9 +31,20 @@ BLOCKERS = "query($b: ID!) { budget(id: $b) { sendBlockers { code message } unlo
 
 
 async def add_line(tenant: Tenant, code: str, ctype: str, amount: str, sub_job: str | None = None, **extra: Any) -> str:
-    data = await tenant.ok("admin", ADD_LINE, i={"budgetId": tenant.budget_id, "item": {
-        "costCodeId": tenant.cost_codes[code], "costTypeId": tenant.cost_types[ctype], "originalAmount": amount,
-        "subJob": sub_job, **extra}})
+    data = await tenant.ok(
+        "admin",
+        ADD_LINE,
+        i={
+            "budgetId": tenant.budget_id,
+            "item": {
+                "costCodeId": tenant.cost_codes[code],
+                "costTypeId": tenant.cost_types[ctype],
+                "originalAmount": amount,
+                "subJob": sub_job,
+                **extra,
+            },
+        },
+    )
     return str(data["createBudgetLineItem"]["lineItem"]["id"])
 
 

@@ -19,7 +19,8 @@ NESTED = """
 """
 
 IMPORT = """
-mutation($i: ImportBudgetLineItemsInput!) { importBudgetLineItems(input: $i) { budget { id } userErrors { code message } } }
+mutation($i: ImportBudgetLineItemsInput!) {
+  importBudgetLineItems(input: $i) { budget { id } userErrors { code message } } }
 """
 
 
@@ -40,16 +41,23 @@ def counted(db: Database) -> Iterator[list[str]]:
 async def add_lines(tenant: Tenant, count: int, *, budget_id: str | None = None) -> None:
     codes, types = list(tenant.cost_codes.values()), list(tenant.cost_types.values())
     items = [
-        {"costCodeId": codes[i % len(codes)], "costTypeId": types[i % len(types)], "subJob": f"SJ-{i}",
-         "originalAmount": f"{1000 + i}.25"}
+        {
+            "costCodeId": codes[i % len(codes)],
+            "costTypeId": types[i % len(types)],
+            "subJob": f"SJ-{i}",
+            "originalAmount": f"{1000 + i}.25",
+        }
         for i in range(count)
     ]
     await tenant.ok("admin", IMPORT, i={"budgetId": budget_id or tenant.budget_id, "items": items})
 
 
 async def second_project(tenant: Tenant) -> str:
-    data = await tenant.ok("admin", "mutation { createProject(input: {name: \"Second\", number: \"S-2\"}) "
-                                    "{ project { budget { id } } userErrors { code } } }")
+    data = await tenant.ok(
+        "admin",
+        'mutation { createProject(input: {name: "Second", number: "S-2"}) '
+        "{ project { budget { id } } userErrors { code } } }",
+    )
     return str(data["createProject"]["project"]["budget"]["id"])
 
 
@@ -89,13 +97,21 @@ async def test_line_page_amounts_are_exact_strings(services: Services) -> None:
 async def test_two_pages_of_one_budget_in_one_query_each_get_their_own_rows(services: Services) -> None:
     tenant = await make_tenant(services)
     await add_lines(tenant, 8)
-    first = await tenant.ok("admin", "query($b: ID!) { budget(id: $b) { lineItems(first: 3) { pageInfo { endCursor } } } }",
-                            b=tenant.budget_id)
+    first = await tenant.ok(
+        "admin",
+        "query($b: ID!) { budget(id: $b) { lineItems(first: 3) { pageInfo { endCursor } } } }",
+        b=tenant.budget_id,
+    )
     cursor = first["budget"]["lineItems"]["pageInfo"]["endCursor"]
-    data = await tenant.ok("admin", """query($b: ID!, $c: String) { budget(id: $b) {
+    data = await tenant.ok(
+        "admin",
+        """query($b: ID!, $c: String) { budget(id: $b) {
         a: lineItems(first: 3) { edges { node { subJob } } }
         b: lineItems(first: 3, after: $c) { edges { node { subJob } } pageInfo { hasNextPage } }
-        c: lineItems(first: 6) { edges { node { subJob } } } } }""", b=tenant.budget_id, c=cursor)
+        c: lineItems(first: 6) { edges { node { subJob } } } } }""",
+        b=tenant.budget_id,
+        c=cursor,
+    )
     page = data["budget"]
 
     def subjobs(key: str) -> list[str]:
