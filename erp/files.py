@@ -28,6 +28,7 @@ exists on the share to notice that case.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -38,7 +39,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, option
+from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, ExportReceipt, JobSpec, option
 
 LEDGER_DIR = ".budgetbridge"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -235,3 +236,34 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_stem(batch: ExportBatch) -> str:
+    """`<job>_<export id>`: unique per request and stable across retries (the exactly-once key)."""
+    return f"{safe_name(batch.job_number, limit=30)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
+
+
+class DropFolderConnector:
+    """What every file-drop target shares: the job is set up in the ERP itself, posting is invisible from a
+    folder (an integrator confirms it), and an export is the request's files dropped atomically once."""
+
+    folder: DropFolder
+
+    def render(self, batch: ExportBatch) -> list[DropFile]:
+        raise NotImplementedError
+
+    async def sync_job(self, job: JobSpec) -> str:
+        return job.number
+
+    async def export(self, batch: ExportBatch) -> ExportReceipt:
+        files = self.render(batch)
+        if not files:
+            return ExportReceipt(erp_reference=None)
+        names = await asyncio.to_thread(self.folder.drop, batch.export_id, files)
+        return ExportReceipt(erp_reference="; ".join(names))
+
+    async def posted(self, export_id: str) -> bool | None:
+        return None
+
+    async def mark_posted(self, export_id: str) -> None:
+        return None

@@ -74,23 +74,23 @@ encoding cannot represent are written as ``?``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from domain.export import Capabilities
-from erp.base import ExportBatch, ExportItem, ExportReceipt, JobSpec
+from erp.base import ExportBatch, ExportItem
 from erp.files import (
     DropFile,
     DropFolder,
+    DropFolderConnector,
     amount_text,
     clip,
     decimal_text,
     encoding_option,
+    file_stem,
     folder_option,
     refuse_sub_jobs,
-    safe_name,
 )
 
 RECORD_TYPE = "C"
@@ -100,7 +100,7 @@ ESTIMATE_SUFFIX = "estimate"
 CHANGES_SUFFIX = "approved-changes"
 
 
-class Sage300FileConnector:
+class Sage300FileConnector(DropFolderConnector):
     name = "sage300-file"
     display_name = "Sage 300 CRE (estimate import file)"
     capabilities = Capabilities(
@@ -115,25 +115,8 @@ class Sage300FileConnector:
         settings = dict(options or {})
         self.folder = DropFolder(folder_option(settings), encoding=encoding_option(settings))
 
-    async def sync_job(self, job: JobSpec) -> str:
-        return job.number
-
-    async def export(self, batch: ExportBatch) -> ExportReceipt:
-        files = render(batch)
-        if not files:
-            return ExportReceipt(erp_reference=None)
-        names = await asyncio.to_thread(self.folder.drop, batch.export_id, files)
-        return ExportReceipt(erp_reference="; ".join(names))
-
-    async def posted(self, export_id: str) -> bool | None:
-        return None
-
-    async def mark_posted(self, export_id: str) -> None:
-        return None
-
-
-def file_stem(batch: ExportBatch) -> str:
-    return f"{safe_name(batch.job_number, limit=30)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
+    def render(self, batch: ExportBatch) -> list[DropFile]:
+        return render(batch)
 
 
 def render(batch: ExportBatch) -> list[DropFile]:

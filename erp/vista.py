@@ -87,7 +87,6 @@ Options: ``drop_folder`` (required; created when missing), ``company_number`` (V
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import Sequence
@@ -96,8 +95,18 @@ from itertools import groupby
 from typing import Any
 
 from domain.export import Capabilities
-from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, ExportItem, ExportReceipt, JobSpec, option
-from erp.files import DropFile, DropFolder, amount_text, clip, decimal_text, folder_option, refuse_sub_jobs, safe_name
+from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, ExportItem, option
+from erp.files import (
+    DropFile,
+    DropFolder,
+    DropFolderConnector,
+    amount_text,
+    clip,
+    decimal_text,
+    file_stem,
+    folder_option,
+    refuse_sub_jobs,
+)
 
 ESTIMATES_HEADER = ("Job", "Phase", "Cost Type", "U/M", "Hours", "Units", "Unit Cost", "Cost")
 HOURS_UNITS = frozenset({"HR", "HRS", "HOUR", "HOURS"})
@@ -110,7 +119,7 @@ ESTIMATES_SUFFIX = "JCOrigEst"
 CHANGE_ORDER_SUFFIX = "JCChangeOrder"
 
 
-class VistaCsvConnector:
+class VistaCsvConnector(DropFolderConnector):
     name = "vista-csv"
     display_name = "Viewpoint Vista (JC import files)"
     capabilities = Capabilities(
@@ -126,21 +135,8 @@ class VistaCsvConnector:
         self.folder = DropFolder(folder_option(settings), encoding="utf-8")
         self.company_number = company_option(settings)
 
-    async def sync_job(self, job: JobSpec) -> str:
-        return job.number
-
-    async def export(self, batch: ExportBatch) -> ExportReceipt:
-        files = render(batch, self.company_number)
-        if not files:
-            return ExportReceipt(erp_reference=None)
-        names = await asyncio.to_thread(self.folder.drop, batch.export_id, files)
-        return ExportReceipt(erp_reference="; ".join(names))
-
-    async def posted(self, export_id: str) -> bool | None:
-        return None
-
-    async def mark_posted(self, export_id: str) -> None:
-        return None
+    def render(self, batch: ExportBatch) -> list[DropFile]:
+        return render(batch, self.company_number)
 
 
 def company_option(settings: dict[str, Any]) -> int:
@@ -155,10 +151,6 @@ def company_option(settings: dict[str, Any]) -> int:
             f"the option 'company_number' must be a Vista JC company number from 0 to 255, not {value!r}"
         )
     return int(text)
-
-
-def file_stem(batch: ExportBatch) -> str:
-    return f"{safe_name(batch.job_number, limit=30)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
 
 
 def aco(batch: ExportBatch) -> str:

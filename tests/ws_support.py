@@ -13,9 +13,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sqlalchemy import func, select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
+
+from persistence.tables import events
+from resolvers.context import Services
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -88,3 +92,11 @@ async def subscribe(
 ) -> None:
     kind = "subscribe" if subprotocol == TRANSPORT_WS else "start"
     await send(ws, {"id": operation_id, "type": kind, "payload": {"query": query, "variables": variables or {}}})
+
+
+async def latest_sequence(services: Services, company_id: str) -> str:
+    """The company's newest event sequence: subscribing with `after` set to it gets exactly what comes next,
+    however late the server starts the subscription."""
+    async with services.db.read() as conn:
+        latest = await conn.execute(select(func.max(events.c.sequence)).where(events.c.company_id == company_id))
+        return str(latest.scalar_one() or 0)

@@ -37,6 +37,7 @@ from tests.e2e.conftest import ok
 from tests.e2e.test_subscriptions import RETRIEVE, SEND, Collector, ready_tenant
 from tests.live_server import LiveServer, free_port, live_server, server_settings_for
 from tests.support import JWT_SECRET, in_ci, make_services, postgres_url
+from tests.ws_support import latest_sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 # One database per test run: several runs may share this machine's PostgreSQL, and each drops its own.
@@ -162,6 +163,11 @@ def scaleout_url(drivername: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def postgres_address() -> str:
+    url = make_url(postgres_url())
+    return f"{url.host}:{url.port or 5432}"
+
+
 async def postgres_alive() -> bool:
     url = make_url(postgres_url()).set(drivername="postgresql", database="postgres")
     try:
@@ -176,7 +182,7 @@ async def postgres_alive() -> bool:
 async def scaleout_services() -> AsyncIterator[Services]:
     """A database of its own (the suite's `test` database is dropped and recreated by other tests),
     migrated by the real `budgetbridge migrate`."""
-    require(await postgres_alive(), f"PostgreSQL at {make_url(postgres_url()).host} is not reachable")
+    require(await postgres_alive(), f"PostgreSQL at {postgres_address()} is not reachable")
     admin = create_async_engine(
         make_url(postgres_url()).set(database="postgres"), isolation_level="AUTOCOMMIT"
     )
@@ -286,13 +292,16 @@ async def test_an_event_committed_on_one_process_reaches_subscribers_on_the_othe
     env = server_env(database_url=scaleout_url("postgresql"), jwt_secret=JWT_SECRET, broadcast_url=broadcast_url,
                      subscription_reread_seconds="30", export_poll_seconds="0.2")
     admin_token = tenant.token("admin")
+    after = await latest_sequence(scaleout_services, tenant.company_id)
     async with (
         serve_processes(env, tmp_path, 2) as (a, b),
         http_at(a) as on_a,
         http_at(b) as on_b,
-        Collector(b, tenant.token("approver")) as watcher_on_b,
-        Collector(a, tenant.token("reader"), projectId=tenant.project_id) as watcher_on_a,
+        Collector(b, tenant.token("approver"), after=after) as watcher_on_b,
+        Collector(a, tenant.token("reader"), projectId=tenant.project_id, after=after) as watcher_on_a,
     ):
+        # The first event may still come from a subscription's first read; the next two can only reach
+        # the other process's subscriber in time through the broadcast wake-up.
         await ok(on_a, admin_token, SEND, b=tenant.budget_id)
         await watcher_on_b.wait_for(1, timeout=CROSS_PROCESS_SECONDS)
         await ok(on_a, admin_token, RETRIEVE, b=tenant.budget_id)
@@ -321,7 +330,7 @@ async def test_two_hubs_on_one_channel_wake_each_other_and_hear_their_heartbeats
         require(await redis_alive(*host_port(REDIS_URL)), f"Redis at {REDIS_URL} is not reachable")
         url = REDIS_URL
     else:
-        require(await postgres_alive(), f"PostgreSQL at {make_url(postgres_url()).host} is not reachable")
+        require(await postgres_alive(), f"PostgreSQL at {postgres_address()} is not reachable")
         url = make_url(postgres_url()).set(drivername="postgres", database="postgres").render_as_string(False)
     caplog.set_level(logging.WARNING, logger="budgetbridge.live")
     company = f"co_hubtest_{os.getpid()}"
@@ -371,7 +380,8 @@ async def test_events_made_during_a_redis_outage_are_delivered_once_in_order_aft
         async with live_server(settings) as server, http_at(server) as http:
             live = server.app.state.runtime.live
             await asyncio.wait_for(live.connected.wait(), 10)
-            async with Collector(server, tenant.token("approver"), projectId=tenant.project_id) as watcher:
+            after = await latest_sequence(services, tenant.company_id)
+            async with Collector(server, tenant.token("approver"), projectId=tenant.project_id, after=after) as watcher:
                 await redis.stop()
                 await ok(http, tenant.token("admin"), SEND, b=tenant.budget_id)
                 await ok(http, tenant.token("admin"), RETRIEVE, b=tenant.budget_id)

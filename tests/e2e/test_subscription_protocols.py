@@ -27,6 +27,7 @@ from tests.ws_support import (
     LEGACY_WS,
     init_payload,
     initialise,
+    latest_sequence,
     raw_socket,
     receive,
     send,
@@ -125,7 +126,7 @@ async def test_a_subscription_over_the_per_connection_limit_gets_an_error_and_th
     services: Services, server: LiveServer
 ) -> None:
     tenant = await ready_tenant(services)
-    variables = {"projectId": tenant.project_id}
+    variables = {"projectId": tenant.project_id, "after": await latest_sequence(services, tenant.company_id)}
     received: dict[str, list[dict[str, Any]]] = {}
 
     async def collect(ws: Any, wanted: dict[str, int]) -> None:
@@ -146,7 +147,6 @@ async def test_a_subscription_over_the_per_connection_limit_gets_an_error_and_th
         assert refusal["type"] == "error" and refusal["id"] == "4", refusal
         assert [e["message"] for e in refusal["payload"]] == ["Subscription limit reached"]
 
-        await asyncio.sleep(0.3)  # the three subscriptions read the log's head before the change
         await tenant.ok("admin", SEND, b=tenant.budget_id)
         await collect(ws, {"1": 1, "2": 1, "3": 1})
         assert {i: [e["status"] for e in events] for i, events in received.items()} == {
@@ -182,7 +182,8 @@ async def pending_messages(ws: Any) -> list[dict[str, Any]]:
 
 async def test_the_legacy_graphql_ws_protocol_delivers_events_too(services: Services, server: LiveServer) -> None:
     tenant = await ready_tenant(services)
-    async with LegacyCollector(server, tenant.token("approver"), projectId=tenant.project_id) as watcher:
+    after = await latest_sequence(services, tenant.company_id)
+    async with LegacyCollector(server, tenant.token("approver"), projectId=tenant.project_id, after=after) as watcher:
         await tenant.ok("admin", SEND, b=tenant.budget_id)
         await tenant.ok("admin", RETRIEVE, b=tenant.budget_id)
         events = await watcher.wait_for(2)
@@ -225,8 +226,8 @@ async def test_a_websocket_from_a_disallowed_origin_is_refused_and_an_allowed_on
 
         async with raw_socket(running.ws_url, origin=ALLOWED_ORIGIN) as ws:
             await initialise(ws, tenant.token("approver"))
-            await subscribe(ws, "1", SUBSCRIPTION, {"projectId": tenant.project_id})
-            await asyncio.sleep(0.3)
+            after = await latest_sequence(services, tenant.company_id)
+            await subscribe(ws, "1", SUBSCRIPTION, {"projectId": tenant.project_id, "after": after})
             await tenant.ok("admin", SEND, b=tenant.budget_id)
             message = await receive(ws, timeout=10)
         assert message["type"] == "next", message
