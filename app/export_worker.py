@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 
 from erp.base import ConnectorError
-from erp.registry import ConnectorRegistry
+from erp.registry import ConnectorRegistry, posting_detectors
 from persistence.database import Database
 from resolvers import exports
 from resolvers.context import utc_now
@@ -47,6 +47,7 @@ class ExportWorker:
         self._timeout = timeout_seconds
         self.policy = policy or exports.RetryPolicy()
         self._events_committed = events_committed
+        self._detectors = posting_detectors()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -123,7 +124,7 @@ class ExportWorker:
 
     async def detect_posting(self) -> None:
         async with self._db.read() as conn:
-            waiting = await exports.awaiting_posting(conn, self.company_id)
+            waiting = await exports.awaiting_posting(conn, self._detectors, self.company_id)
         for row in waiting:
             connector = self._connectors.get(row.erp_connector, row.erp_settings)
             if connector is None:

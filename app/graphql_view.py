@@ -79,10 +79,13 @@ class GraphQLView(GraphQL[Context, None]):
         if context.viewer_or_none is None:
             params = context.connection_params if isinstance(context.connection_params, dict) else {}
             header = params.get("authorization") or params.get("Authorization")
-            context.viewer_or_none = await self.viewer_from_token(auth.bearer(header if isinstance(header, str) else None))
+            token = auth.bearer(header if isinstance(header, str) else None)
+            context.viewer_or_none = await self.viewer_from_token(token)
             context.reset_loaders()
         if context.viewer_or_none is None:
-            raise ConnectionRejectionError({"message": "authentication required: a valid bearer token in connection_init"})
+            raise ConnectionRejectionError(
+                {"message": "authentication required: a valid bearer token in connection_init"}
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not self._origin_allowed(scope):

@@ -96,6 +96,8 @@ class Connector(Protocol):
     name: str
     display_name: str
     capabilities: Capabilities
+    # True when posted() can actually see Job Cost posting; the worker polls only those connectors.
+    detects_posting: bool
 
     async def sync_job(self, job: JobSpec) -> str:
         """Create or link the job and its cost codes/types; return the ERP's job id."""

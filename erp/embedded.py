@@ -21,6 +21,7 @@ from persistence.tables import erp_job_cost_codes, erp_job_cost_entries, erp_job
 class EmbeddedConnector:
     name = "embedded"
     display_name = "Embedded ERP ledger"
+    detects_posting = True
     capabilities = Capabilities(
         exports_budget=True,
         exports_modifications=True,

@@ -248,6 +248,7 @@ class DropFolderConnector:
     folder (an integrator confirms it), and an export is the request's files dropped atomically once."""
 
     folder: DropFolder
+    detects_posting = False
 
     def render(self, batch: ExportBatch) -> list[DropFile]:
         raise NotImplementedError

@@ -36,6 +36,11 @@ def connector_class(name: str) -> Callable[..., Connector]:
     return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
 
 
+def posting_detectors() -> list[str]:
+    """Names of the connectors whose posted() can see Job Cost posting (the worker polls only those)."""
+    return [name for name in CONNECTORS if getattr(connector_class(name), "detects_posting", False)]
+
+
 async def validate_options(name: str, options: dict[str, Any]) -> None:
     """Raise ConnectorConfigError (or UnknownConnectorError) if a connector cannot be built from these options.
     The embedded ledger takes no options; the others check theirs in their constructors."""

@@ -181,6 +181,7 @@ class _Answer:
 class WebhookConnector:
     name = "webhook"
     display_name = "Integrator webhook"
+    detects_posting = False  # the integrator calls back with "posted" instead
 
     def __init__(self, options: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
         settings = dict(options or {})

@@ -278,7 +278,10 @@ async def _failed(
     )
 
 
-async def awaiting_posting(conn: AsyncConnection, company_id: str | None = None, limit: int = 200) -> list[Row]:
+async def awaiting_posting(
+    conn: AsyncConnection, connectors: list[str], company_id: str | None = None, limit: int = 200
+) -> list[Row]:
+    """Requests awaiting posting whose company's connector can detect posting."""
     stmt = (
         select(
             erp_requests.c.id,
@@ -288,7 +291,7 @@ async def awaiting_posting(conn: AsyncConnection, company_id: str | None = None,
             companies.c.erp_settings,
         )
         .join(companies, companies.c.id == erp_requests.c.company_id)
-        .where(erp_requests.c.status == ExportStatus.AWAITING_POSTING.value)
+        .where(erp_requests.c.status == ExportStatus.AWAITING_POSTING.value, companies.c.erp_connector.in_(connectors))
         .order_by(erp_requests.c.exported_at)
         .limit(limit)
     )

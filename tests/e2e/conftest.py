@@ -25,7 +25,7 @@ LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy")
 async def app(db: Database) -> AsyncIterator[ASGIApp]:
     settings = Settings(database_url=db.url, jwt_secret=JWT_SECRET, export_poll_seconds=0.05)
     application = create_app(settings, run_worker=True)
-    async with LifespanManager(application) as manager:
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
         yield manager.app
 
 

@@ -16,6 +16,7 @@ class ScriptedConnector:
     capabilities: Capabilities = field(default_factory=Capabilities)
     name: str = "scripted"
     display_name: str = "Scripted test ERP"
+    detects_posting: bool = True
     exported: list[ExportBatch] = field(default_factory=list)
     posted_exports: set[str] = field(default_factory=set)
     sync_error: ConnectorError | None = None

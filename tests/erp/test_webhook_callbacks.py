@@ -137,7 +137,7 @@ async def callback_app(db: Database) -> AsyncIterator[Starlette]:
     assert any(getattr(route, "path", None) == CALLBACK_PATH for route in application.routes), (
         f"create_app does not route POST {CALLBACK_PATH} to app.webhook_callbacks.webhook_callback"
     )
-    async with LifespanManager(application) as manager:
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
         yield manager.app  # type: ignore[misc]
 
 
