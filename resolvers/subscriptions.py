@@ -73,7 +73,9 @@ async def _visible_projects(ctx: Context) -> set[str] | None:
 
 async def _latest_sequence(ctx: Context) -> int:
     async with ctx.db.read() as conn:
-        latest = await conn.execute(select(func.max(events.c.sequence)).where(events.c.company_id == ctx.actor.company_id))
+        latest = await conn.execute(
+            select(func.max(events.c.sequence)).where(events.c.company_id == ctx.actor.company_id)
+        )
         return int(latest.scalar_one() or 0)
 
 
@@ -90,7 +92,8 @@ async def export_status_changed(
             visible = await _visible_projects(ctx)
             async with ctx.db.read() as conn:
                 rows = await event_log.company_events_after(conn, actor.company_id, last, limit=PAGE)
-                if caught_up and len(rows) == PAGE:
+                # Only a long read can mean a long backlog; count it exactly then.
+                if caught_up and len(rows) >= min(PAGE, max_lag + 1):
                     backlog = await conn.execute(
                         select(func.count()).where(events.c.company_id == actor.company_id, events.c.sequence > last)
                     )

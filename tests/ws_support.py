@@ -49,7 +49,7 @@ async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
     await ws.send(json.dumps(message))
 
 
-async def receive(ws: ClientConnection, timeout: float = 5.0, *, skip_control: bool = True) -> dict[str, Any]:
+async def receive(ws: ClientConnection, timeout: float = 10.0, *, skip_control: bool = True) -> dict[str, Any]:
     """The next protocol message; pings are answered and skipped unless skip_control is False."""
 
     async def next_frame() -> dict[str, Any]:
@@ -63,7 +63,7 @@ async def receive(ws: ClientConnection, timeout: float = 5.0, *, skip_control: b
     return await asyncio.wait_for(next_frame(), timeout)
 
 
-async def until_closed(ws: ClientConnection, timeout: float = 5.0) -> tuple[int | None, list[dict[str, Any]]]:
+async def until_closed(ws: ClientConnection, timeout: float = 10.0) -> tuple[int | None, list[dict[str, Any]]]:
     """Read until the server closes the socket: its close code and every message it sent before."""
     messages: list[dict[str, Any]] = []
 
@@ -80,7 +80,7 @@ def init_payload(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token is not None else {}
 
 
-async def initialise(ws: ClientConnection, token: str | None, timeout: float = 5.0) -> None:
+async def initialise(ws: ClientConnection, token: str | None, timeout: float = 10.0) -> None:
     await send(ws, {"type": "connection_init", "payload": init_payload(token)})
     ack = await receive(ws, timeout)
     assert ack["type"] == "connection_ack", ack
