@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
@@ -72,8 +72,16 @@ class Waiter:
 
 
 class LiveHub:
-    def __init__(self, url: str, *, heartbeat_seconds: float = 2.0, reconnect_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        heartbeat_seconds: float = 2.0,
+        reconnect_seconds: float = 1.0,
+        on_wake: Callable[[str | None], None] = lambda company_id: None,
+    ) -> None:
         self.url = url
+        self._on_wake = on_wake  # runs before subscribers are rung (the shared event cache goes stale)
         self._heartbeat = heartbeat_seconds
         self._reconnect = reconnect_seconds
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
@@ -105,6 +113,7 @@ class LiveHub:
         return sum(len(w) for w in self._waiters.values())
 
     def _ring(self, company_id: str | None) -> None:
+        self._on_wake(company_id)
         targets = self._waiters.values() if company_id is None else [self._waiters.get(company_id, set())]
         for waiters in targets:
             for waiter in waiters:

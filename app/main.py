@@ -28,6 +28,7 @@ from erp.registry import ConnectorRegistry
 from persistence.database import Database
 from persistence.migrate import is_current, migrate
 from resolvers.context import Services
+from resolvers.event_tail import EventTails
 from resolvers.exports import RetryPolicy
 from schema.build import schema
 
@@ -65,9 +66,14 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
         await db.dispose()
         raise
     connectors = ConnectorRegistry(db)
-    live = LiveHub(settings.broadcast_url)
+    tails = EventTails(db, max_age=settings.subscription_reread_seconds / 2)
+    live = LiveHub(settings.broadcast_url, on_wake=tails.invalidate)
     services = Services(
-        db=db, connectors=connectors, events_committed=live.notify, live=live,
+        db=db,
+        connectors=connectors,
+        events_committed=live.notify,
+        live=live,
+        event_tails=tails,
         live_reread_seconds=settings.subscription_reread_seconds, max_subscriber_lag=settings.max_subscriber_lag,
     )
     worker = ExportWorker(

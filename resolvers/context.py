@@ -38,6 +38,9 @@ class Services:
     # Wake-ups for subscriptions (app.live.LiveHub); the default only lets them poll the log.
     live: Any = field(default_factory=lambda: PollOnly())
     live_reread_seconds: float = 5.0
+    # resolvers.event_tail.EventTails: the newest events shared by this process's subscriptions (None: each
+    # subscription reads the log itself).
+    event_tails: Any = None
     max_subscriber_lag: int = 10_000
 
 

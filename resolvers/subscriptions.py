@@ -7,9 +7,11 @@ de-duplicated by sequence; sequences are gapless per company, so "everything aft
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from graphql import GraphQLError
 from sqlalchemy import func, select
@@ -39,7 +41,7 @@ class SubscriptionInputError(GraphQLError):
 class SubscriberTooSlowError(GraphQLError):
     def __init__(self, last: int) -> None:
         super().__init__(
-            f"this subscriber fell too far behind the live stream; subscribe again with after: \"{last}\" to resume",
+            f'this subscriber fell too far behind the live stream; subscribe again with after: "{last}" to resume',
             extensions={"code": "SUBSCRIBER_TOO_SLOW", "resumeAfter": str(last)},
         )
 
@@ -80,25 +82,28 @@ async def _latest_sequence(ctx: Context) -> int:
 
 
 async def export_status_changed(
-    ctx: Context, project_id: str | None, after: str | None, *, wakeups: Wakeups, reread_seconds: float,
+    ctx: Context,
+    project_id: str | None,
+    after: str | None,
+    *,
+    wakeups: Wakeups,
+    reread_seconds: float,
     max_lag: int,
+    tails: Any = None,
 ) -> AsyncIterator[Row]:
     actor = ctx.actor
     start = parse_after(after)
     async with wakeups.listen(actor.company_id) as waiter:
         last = start if start is not None else await _latest_sequence(ctx)
         caught_up = False
+        visible: set[str] | None = None
+        visible_at = -math.inf
         while True:
-            visible = await _visible_projects(ctx)
-            async with ctx.db.read() as conn:
-                rows = await event_log.company_events_after(conn, actor.company_id, last, limit=PAGE)
-                # Only a long read can mean a long backlog; count it exactly then.
-                if caught_up and len(rows) >= min(PAGE, max_lag + 1):
-                    backlog = await conn.execute(
-                        select(func.count()).where(events.c.company_id == actor.company_id, events.c.sequence > last)
-                    )
-                    if int(backlog.scalar_one()) > max_lag:
-                        raise SubscriberTooSlowError(last)
+            # Permissions are re-read once per interval, not per event: a revoked grant stops the stream
+            # within reread_seconds.
+            if time.monotonic() - visible_at >= reread_seconds:
+                visible, visible_at = await _visible_projects(ctx), time.monotonic()
+            rows, related = await _next_rows(ctx, tails, last, caught_up=caught_up, max_lag=max_lag)
             for row in rows:
                 last = row.sequence
                 if not is_status_change(row):
@@ -108,9 +113,45 @@ async def export_status_changed(
                 if visible is not None and row.project_id not in visible:
                     continue
                 ctx.reset_loaders()  # nested fields of a long-lived stream must not read stale cache
+                _prime(ctx, related, row)
                 yield row
             if len(rows) == PAGE:
                 continue
             caught_up = True
             await waiter.wait(reread_seconds)
 
+
+async def _next_rows(
+    ctx: Context, tails: Any, last: int, *, caught_up: bool, max_lag: int
+) -> tuple[list[Row], dict[str, dict[str, Row]]]:
+    """Up to PAGE events after `last`: from the process's shared cache when it reaches back that far,
+    else from the log. A live subscriber whose backlog exceeds max_lag is ended (it resumes with `after`)."""
+    company_id = ctx.actor.company_id
+    cached = await tails.after(company_id, last) if tails is not None else None
+    if cached is not None:
+        rows, related = cached
+        if caught_up and len(rows) > max_lag:
+            raise SubscriberTooSlowError(last)
+        return rows[:PAGE], related
+    async with ctx.db.read() as conn:
+        rows = await event_log.company_events_after(conn, company_id, last, limit=PAGE)
+        # Only a long read can mean a long backlog; count it exactly then.
+        if caught_up and len(rows) >= min(PAGE, max_lag + 1):
+            backlog = await conn.execute(
+                select(func.count()).where(events.c.company_id == company_id, events.c.sequence > last)
+            )
+            if int(backlog.scalar_one()) > max_lag:
+                raise SubscriberTooSlowError(last)
+    return rows, {}
+
+
+_RELATED = (("user", "actor_id"), ("project", "project_id"), ("budget", "budget_id"), ("erp_request", "erp_request_id"))
+
+
+def _prime(ctx: Context, related: dict[str, dict[str, Row]], row: Row) -> None:
+    """Hand the event's related rows (read once for all subscribers) to this subscriber's loaders."""
+    for loader_name, column in _RELATED:
+        key = getattr(row, column)
+        found = related.get(loader_name, {}).get(key) if key else None
+        if found is not None:
+            getattr(ctx.loaders, loader_name).prime(key, found)

@@ -25,6 +25,7 @@ class Subscription:
         stream = subscriptions.export_status_changed(
             info.context, str(project_id) if project_id is not None else None, after,
             wakeups=services.live, reread_seconds=services.live_reread_seconds, max_lag=services.max_subscriber_lag,
+            tails=services.event_tails,
         )
         async for row in stream:
             yield BudgetEvent.from_row(row)

@@ -1,0 +1,71 @@
+"""The per-process event cache: one read of the log per wake-up for all subscribers, never a gap."""
+
+from __future__ import annotations
+
+import asyncio
+
+from resolvers.context import Services
+from resolvers.event_tail import EventTails
+from tests.erp.workflow import ADD_LINE, LOCK, SEND, SYNC
+from tests.resolvers.test_nested_reads import counted
+from tests.support import Tenant, make_tenant
+
+RETRIEVE = "mutation($b: ID!) { retrieveBudget(input: {budgetId: $b}) { userErrors { code } } }"
+NEWEST = "query($b: ID!) { budget(id: $b) { history(first: 1) { edges { node { sequence } } } } }"
+
+
+async def ready(services: Services) -> tuple[Tenant, int]:
+    """A tenant ready to send, and the company's newest event sequence."""
+    tenant = await make_tenant(services)
+    await tenant.ok(
+        "admin",
+        ADD_LINE,
+        i={
+            "budgetId": tenant.budget_id,
+            "item": {
+                "costCodeId": tenant.cost_codes["03-300"],
+                "costTypeId": tenant.cost_types["L"],
+                "originalAmount": "1.00",
+            },
+        },
+    )
+    await tenant.ok("admin", SYNC, p=tenant.project_id)
+    await tenant.ok("admin", LOCK, b=tenant.budget_id)
+    newest = await tenant.ok("admin", NEWEST, b=tenant.budget_id)
+    return tenant, int(newest["budget"]["history"]["edges"][0]["node"]["sequence"])
+
+
+async def test_many_readers_after_one_wake_up_cost_one_read_of_the_log(services: Services) -> None:
+    tenant, newest = await ready(services)
+    tails = EventTails(services.db, max_age=3600)
+    assert await tails.after(tenant.company_id, newest) == ([], {})
+    await tenant.ok("admin", SEND, b=tenant.budget_id)
+    tails.invalidate(tenant.company_id)
+    with counted(services.db) as statements:
+        answers = await asyncio.gather(*(tails.after(tenant.company_id, newest) for _ in range(50)))
+    assert {tuple(r.sequence for r in answer[0]) if answer else None for answer in answers} == {(newest + 1,)}
+    assert len([s for s in statements if "FROM events" in s]) == 1
+    assert len(statements) <= 5  # the events, then their actors, projects, budgets and requests, once
+
+
+async def test_the_cache_never_skips_an_event_and_serves_related_rows(services: Services) -> None:
+    tenant, newest = await ready(services)
+    tails = EventTails(services.db, capacity=3, max_age=3600)
+    assert await tails.after(tenant.company_id, newest - 1) is None  # older than the cache: read the log
+    assert await tails.after(tenant.company_id, newest) == ([], {})
+    await tenant.ok("admin", SEND, b=tenant.budget_id)
+    await tenant.ok("admin", RETRIEVE, b=tenant.budget_id)
+    tails.invalidate(tenant.company_id)
+    answer = await tails.after(tenant.company_id, newest)
+    assert answer is not None
+    rows, related = answer
+    assert [(r.sequence, r.status) for r in rows] == [(newest + 1, "PENDING_ACCEPTANCE"), (newest + 2, "RETRIEVED")]
+    assert related["user"][tenant.users["admin"]].email == "admin@example.com"
+    assert tenant.project_id in related["project"]
+    for _ in range(2):  # four more events: more than the capacity of three
+        await tenant.ok("admin", SEND, b=tenant.budget_id)
+        await tenant.ok("admin", RETRIEVE, b=tenant.budget_id)
+    tails.invalidate(None)
+    trimmed = await tails.after(tenant.company_id, newest + 5)
+    assert trimmed is not None and [r.sequence for r in trimmed[0]] == [newest + 6]
+    assert await tails.after(tenant.company_id, newest + 2) is None  # dropped from the cache: read the log
