@@ -68,3 +68,15 @@ async def accept(tenant: Tenant, request_id: str) -> None:
 async def request(tenant: Tenant, request_id: str) -> dict[str, Any]:
     data = await tenant.ok("admin", REQUEST, r=request_id)
     return dict(data["erpRequest"])
+
+
+NEWEST_EVENT = "query($b: ID!) { budget(id: $b) { history(first: 1) { edges { node { sequence } } } } }"
+
+
+async def locked_with_one_line(tenant: Tenant) -> int:
+    """One synced line on a locked budget, ready to send; returns the company's newest event sequence."""
+    await add_line(tenant, "03-300", "L", "1.00")
+    await tenant.ok("admin", SYNC, p=tenant.project_id)
+    await tenant.ok("admin", LOCK, b=tenant.budget_id)
+    newest = await tenant.ok("admin", NEWEST_EVENT, b=tenant.budget_id)
+    return int(newest["budget"]["history"]["edges"][0]["node"]["sequence"])

@@ -6,33 +6,16 @@ import asyncio
 
 from resolvers.context import Services
 from resolvers.event_tail import EventTails
-from tests.erp.workflow import ADD_LINE, LOCK, SEND, SYNC
+from tests.erp.workflow import SEND, locked_with_one_line
 from tests.resolvers.test_nested_reads import counted
 from tests.support import Tenant, make_tenant
 
 RETRIEVE = "mutation($b: ID!) { retrieveBudget(input: {budgetId: $b}) { userErrors { code } } }"
-NEWEST = "query($b: ID!) { budget(id: $b) { history(first: 1) { edges { node { sequence } } } } }"
 
 
 async def ready(services: Services) -> tuple[Tenant, int]:
-    """A tenant ready to send, and the company's newest event sequence."""
     tenant = await make_tenant(services)
-    await tenant.ok(
-        "admin",
-        ADD_LINE,
-        i={
-            "budgetId": tenant.budget_id,
-            "item": {
-                "costCodeId": tenant.cost_codes["03-300"],
-                "costTypeId": tenant.cost_types["L"],
-                "originalAmount": "1.00",
-            },
-        },
-    )
-    await tenant.ok("admin", SYNC, p=tenant.project_id)
-    await tenant.ok("admin", LOCK, b=tenant.budget_id)
-    newest = await tenant.ok("admin", NEWEST, b=tenant.budget_id)
-    return tenant, int(newest["budget"]["history"]["edges"][0]["node"]["sequence"])
+    return tenant, await locked_with_one_line(tenant)
 
 
 async def test_many_readers_after_one_wake_up_cost_one_read_of_the_log(services: Services) -> None:

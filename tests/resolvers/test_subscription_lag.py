@@ -9,7 +9,7 @@ import pytest
 
 from resolvers.context import Services
 from resolvers.subscriptions import SubscriberTooSlowError, export_status_changed
-from tests.erp.workflow import ADD_LINE, LOCK, SEND, SYNC
+from tests.erp.workflow import SEND, locked_with_one_line
 from tests.support import make_tenant
 
 RETRIEVE = "mutation($b: ID!) { retrieveBudget(input: {budgetId: $b}) { userErrors { code } } }"
@@ -28,27 +28,8 @@ class Immediate:
 
 async def test_a_subscriber_too_far_behind_is_ended_with_where_to_resume(services: Services) -> None:
     tenant = await make_tenant(services)
-    await tenant.ok(
-        "admin",
-        ADD_LINE,
-        i={
-            "budgetId": tenant.budget_id,
-            "item": {
-                "costCodeId": tenant.cost_codes["03-300"],
-                "costTypeId": tenant.cost_types["L"],
-                "originalAmount": "1.00",
-            },
-        },
-    )
-    await tenant.ok("admin", SYNC, p=tenant.project_id)
-    await tenant.ok("admin", LOCK, b=tenant.budget_id)
+    after = str(await locked_with_one_line(tenant))
     ctx = await tenant.context("approver")
-    history = await tenant.ok(
-        "admin",
-        "query($b: ID!) { budget(id: $b) { history(first: 1) { edges { node { sequence } } } } }",
-        b=tenant.budget_id,
-    )
-    after = history["budget"]["history"]["edges"][0]["node"]["sequence"]
     stream = export_status_changed(ctx, None, after, wakeups=Immediate(), reread_seconds=0.01, max_lag=3)
     await tenant.ok("admin", SEND, b=tenant.budget_id)
     first = await anext(stream)
