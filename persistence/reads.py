@@ -154,9 +154,13 @@ async def line_items_by_ids(conn: AsyncConnection, ids: Sequence[str], company_i
     return await _chunked(conn, ids, build)
 
 
-async def lines_of_budget(conn: AsyncConnection, budget_id: str) -> list[Row]:
-    """Every line with its cost code and cost type, for computing what a send contains."""
-    stmt = _lines_with_codes().where(line_items.c.budget_id == budget_id).order_by(line_items.c.position)
+async def lines_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
+    """Every line of these budgets with its cost code and cost type, for computing what a send contains."""
+    stmt = (
+        _lines_with_codes()
+        .where(line_items.c.budget_id.in_(list(budget_ids)))
+        .order_by(line_items.c.budget_id, line_items.c.position)
+    )
     return await _all(conn, stmt)
 
 

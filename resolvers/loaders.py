@@ -24,6 +24,7 @@ from persistence.tables import (
     projects,
     users,
 )
+from resolvers.budget_state import ExportState, load_export_states
 from resolvers.context import Viewer
 from resolvers.views import LineItemView, ModificationView, line_item_views, modification_views
 
@@ -36,9 +37,7 @@ LinePageKey = tuple[str, int | None, int]  # (budget id, after position, limit)
 def access_from_row(row: Row | None) -> ProjectAccess:
     if row is None:
         return permissions.NO_ACCESS
-    return ProjectAccess(
-        PermissionLevel[row.budget_permission], frozenset(Grant(g) for g in (row.grants or []))
-    )
+    return ProjectAccess(PermissionLevel[row.budget_permission], frozenset(Grant(g) for g in (row.grants or [])))
 
 
 class Loaders:
@@ -63,6 +62,7 @@ class Loaders:
         self.modification: DataLoader[str, ModificationView | None] = DataLoader(self._load_modification)
         self.requests_of_budget: DataLoader[str, list[Row]] = DataLoader(self._load_requests_of_budgets)
         self.request_lines: DataLoader[str, list[Row]] = DataLoader(self._load_request_lines)
+        self.export_state: DataLoader[str, ExportState | None] = DataLoader(self._load_export_states)
 
     async def _read(self, query: Callable[..., Awaitable[V]], *args: Any, **kwargs: Any) -> V:
         async with self._db.read() as conn:
@@ -148,10 +148,15 @@ class Loaders:
             grouped[row.budget_id].append(row)
         return [grouped.get(b, []) for b in budget_ids]
 
+    async def _load_export_states(self, budget_ids: Sequence[str]) -> list[ExportState | None]:
+        async with self._db.read() as conn:
+            rows = await reads.rows_by_ids(conn, budgets, budget_ids, self._company)
+            states = await load_export_states(conn, rows)
+        return [states.get(b) for b in budget_ids]
+
     async def _load_request_lines(self, request_ids: Sequence[str]) -> list[list[Row]]:
         rows = await self._read(reads.lines_of_requests, request_ids)
         grouped: dict[str, list[Row]] = defaultdict(list)
         for row in rows:
             grouped[row.request_id].append(row)
         return [grouped.get(r, []) for r in request_ids]
-

@@ -178,7 +178,7 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
         if connector is None:
             return Outcome(errors=[DomainError("ERP_NOT_CONNECTED", "the company has no ERP connection")])
         budget = (await reads.budgets_by_project(conn, actor.company_id, [project_id]))[0]
-        lines = await reads.lines_of_budget(conn, budget.id)
+        lines = await reads.lines_of_budgets(conn, [budget.id])
         code_ids = {r.cost_code_id for r in lines}
         type_ids = {r.cost_type_id for r in lines}
         codes = await reads.rows_by_ids(conn, cost_codes, list(code_ids), actor.company_id)

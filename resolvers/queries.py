@@ -14,7 +14,7 @@ from persistence import event_log, reads
 from persistence.ids import type_of
 from persistence.tables import events
 from resolvers import pagination
-from resolvers.budget_state import budget_state, load_export_state, send_conditions
+from resolvers.budget_state import budget_state, send_conditions
 from resolvers.context import Context
 from resolvers.views import LineItemView
 
@@ -91,8 +91,7 @@ async def send_blockers(ctx: Context, budget_row: Row) -> list[DomainError]:
     connector = ctx.services.connectors.get(ctx.viewer.erp_connector, ctx.viewer.erp_settings)
     access = await _project_access(ctx, budget_row)
     project = await ctx.loaders.project.load(budget_row.project_id)
-    async with ctx.db.read() as conn:
-        state = await load_export_state(conn, budget_row)
+    state = await ctx.loaders.export_state.load(budget_row.id)
     conditions = send_conditions(state, connector.capabilities if connector else None, project)
     return wf.send_blockers(state.budget, access, conditions)
 
@@ -102,9 +101,8 @@ async def unlock_blockers(ctx: Context, budget_row: Row) -> list[DomainError]:
 
 
 async def pending_export(ctx: Context, budget_row: Row) -> list[ExportLine]:
-    async with ctx.db.read() as conn:
-        state = await load_export_state(conn, budget_row)
-    return state.pending
+    state = await ctx.loaders.export_state.load(budget_row.id)
+    return state.pending if state is not None else []
 
 
 async def erp_requests(

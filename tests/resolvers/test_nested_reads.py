@@ -52,11 +52,12 @@ async def add_lines(tenant: Tenant, count: int, *, budget_id: str | None = None)
     await tenant.ok("admin", IMPORT, i={"budgetId": budget_id or tenant.budget_id, "items": items})
 
 
-async def second_project(tenant: Tenant) -> str:
+async def second_project(tenant: Tenant, suffix: str = "") -> str:
     data = await tenant.ok(
         "admin",
-        'mutation { createProject(input: {name: "Second", number: "S-2"}) '
+        'mutation($n: String!) { createProject(input: {name: "Second", number: $n}) '
         "{ project { budget { id } } userErrors { code } } }",
+        n=f"S-2{suffix}",
     )
     return str(data["createProject"]["project"]["budget"]["id"])
 
@@ -121,3 +122,30 @@ async def test_two_pages_of_one_budget_in_one_query_each_get_their_own_rows(serv
     assert subjobs("b") == ["SJ-3", "SJ-4", "SJ-5"]
     assert page["b"]["pageInfo"]["hasNextPage"] is True
     assert subjobs("c") == ["SJ-0", "SJ-1", "SJ-2", "SJ-3", "SJ-4", "SJ-5"]
+
+
+BLOCKERS = """
+{ projects { edges { node { budget { sendBlockers { code } unlockBlockers { code }
+    pendingExport { costCode originalBudget } } } } } }
+"""
+
+
+async def test_send_blockers_of_many_budgets_cost_the_same_as_of_one(services: Services) -> None:
+    async def statements_for(projects: int) -> int:
+        tenant = await make_tenant(services)
+        await add_lines(tenant, 2)
+        for index in range(projects - 1):
+            await add_lines(tenant, 2, budget_id=await second_project(tenant, suffix=str(index)))
+        ctx = await tenant.context("admin")
+        from schema.build import schema
+
+        with counted(services.db) as statements:
+            result = await schema.execute(BLOCKERS, context_value=ctx)
+        assert result.errors is None, result.errors
+        budgets = [e["node"]["budget"] for e in result.data["projects"]["edges"]]
+        assert len(budgets) == projects
+        assert all([b["code"] for b in budget["sendBlockers"]][:1] == ["BUDGET_NOT_LOCKED"] for budget in budgets)
+        assert all(len(budget["pendingExport"]) == 2 for budget in budgets)
+        return len(statements)
+
+    assert await statements_for(1) == await statements_for(4)
