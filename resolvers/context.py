@@ -15,6 +15,9 @@ from graphql import GraphQLError
 from domain.permissions import Actor
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
+from resolvers.pagination import QueryLimitError
+
+MAX_NODES = 50_000
 
 
 def utc_now() -> datetime:
@@ -76,6 +79,8 @@ class Context:
     loaders: Any = field(default=None)
     # Set by the WebSocket protocols from the connection_init payload.
     connection_params: Any = None
+    # How many list items the rest of this operation may still ask for (see spend()).
+    node_allowance: int = MAX_NODES
 
     def __post_init__(self) -> None:
         if self.loaders is None:
@@ -86,6 +91,17 @@ class Context:
         from resolvers.loaders import Loaders
 
         self.loaders = Loaders(self.services.db, self.viewer_or_none)
+
+    def spend(self, nodes: int) -> None:
+        """Charge a page against the request's allowance. Page sizes are capped per field, but aliases and
+        nesting multiply them (200 projects x 1000 lines); past the allowance the request is refused rather
+        than served for half a minute."""
+        self.node_allowance -= nodes
+        if self.node_allowance < 0:
+            raise QueryLimitError(
+                f"the query asks for too many objects at once (at most {MAX_NODES} list items per operation): "
+                "ask for smaller pages with first/after"
+            )
 
     @property
     def viewer(self) -> Viewer:

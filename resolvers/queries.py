@@ -47,6 +47,7 @@ def _sees_all_projects(ctx: Context) -> bool:
 
 async def projects(ctx: Context, first: int | None, after: str | None) -> tuple[list[Row], bool, int, int]:
     limit = pagination.check_first(first, 200)
+    ctx.spend(limit)
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
     async with ctx.db.read() as conn:
@@ -60,6 +61,7 @@ async def line_item_page(
     ctx: Context, budget_id: str, first: int | None, after: str | None
 ) -> tuple[list[LineItemView], bool, int]:
     limit = pagination.check_first(first, default=100)
+    ctx.spend(limit)
     after_position = pagination.decode("p", after)
     views = await ctx.loaders.line_page.load((budget_id, after_position, limit + 1))
     totals = await ctx.loaders.budget_totals.load(budget_id)
@@ -76,6 +78,7 @@ def event_cursor(row: Row) -> str:
 
 async def history(ctx: Context, budget_id: str, first: int | None, after: str | None) -> tuple[list[Row], bool, int]:
     limit = pagination.check_first(first, 500)
+    ctx.spend(limit)
     before = pagination.decode("s", after)
     async with ctx.db.read() as conn:
         rows = await event_log.budget_history(conn, budget_id, limit=limit + 1, before=before)
@@ -111,6 +114,7 @@ async def erp_requests(
     """The company's ERP Integrations queue. Approvers and ERP users see all of it; others see the
     requests of projects they can see."""
     limit = pagination.check_first(first, 200)
+    ctx.spend(limit)
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
     if project_id is not None and await visible_project(ctx, project_id) is None:

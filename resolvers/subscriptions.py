@@ -20,7 +20,7 @@ from sqlalchemy.engine import Row
 from domain import permissions
 from persistence import event_log
 from persistence.tables import events, project_permissions
-from resolvers.context import Context
+from resolvers.context import MAX_NODES, Context
 
 PAGE = 500
 
@@ -113,6 +113,7 @@ async def export_status_changed(
                 if visible is not None and row.project_id not in visible:
                     continue
                 ctx.reset_loaders()  # nested fields of a long-lived stream must not read stale cache
+                ctx.node_allowance = MAX_NODES  # each event is answered like an operation of its own
                 _prime(ctx, related, row)
                 yield row
             if len(rows) == PAGE:

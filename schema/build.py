@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, QueryDepthLimiter
+from strawberry.extensions import MaskErrors, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
-from resolvers.context import UnauthenticatedError
+from resolvers.context import MAX_NODES, Context, UnauthenticatedError
 from resolvers.pagination import QueryLimitError
 from resolvers.subscriptions import SubscriberTooSlowError, SubscriptionInputError
 from schema.enums import ExportEntryKind
@@ -30,6 +31,7 @@ from schema.types import (
 )
 
 MAX_DEPTH = 12
+MAX_TOKENS = 10_000  # bounds the cost of parsing a document before anything else runs
 PUBLIC_ERRORS = (
     UnauthenticatedError,
     QueryLimitError,
@@ -37,6 +39,17 @@ PUBLIC_ERRORS = (
     SubscriptionInputError,
     SubscriberTooSlowError,
 )
+
+
+class PerOperationAllowance(SchemaExtension):
+    """Every operation starts with the full list-item allowance, also the second query on a WebSocket
+    connection (whose context lives as long as the connection)."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            context.node_allowance = MAX_NODES
+        yield
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -68,7 +81,12 @@ def build_schema(subscription: type | None = None) -> strawberry.Schema:
             CostType,
         ],
         config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
-        extensions=[lambda: QueryDepthLimiter(max_depth=MAX_DEPTH), lambda: MaskErrors(should_mask_error=should_mask)],
+        extensions=[
+            PerOperationAllowance,
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaskErrors(should_mask_error=should_mask),
+        ],
     )
 
 

@@ -149,3 +149,19 @@ async def test_send_blockers_of_many_budgets_cost_the_same_as_of_one(services: S
         return len(statements)
 
     assert await statements_for(1) == await statements_for(4)
+
+
+async def test_a_query_asking_for_too_many_objects_is_refused_with_a_clear_error(services: Services) -> None:
+    from schema.build import schema
+
+    tenant = await make_tenant(services)
+    ctx = await tenant.context("admin")  # one context for both, as on a WebSocket connection
+    aliases = " ".join(f"a{i}: lineItems(first: 1000) {{ totalCount }}" for i in range(60))
+    too_many = f"query($b: ID!) {{ budget(id: $b) {{ {aliases} }} }}"
+    result = await schema.execute(too_many, variable_values={"b": tenant.budget_id}, context_value=ctx)
+    assert result.errors is not None
+    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT"}
+    assert "too many objects" in result.errors[0].message
+    fits = "query($b: ID!) { budget(id: $b) { lineItems(first: 1000) { totalCount } } }"
+    again = await schema.execute(fits, variable_values={"b": tenant.budget_id}, context_value=ctx)
+    assert again.errors is None  # the allowance is per operation
