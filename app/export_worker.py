@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from datetime import timedelta
 
 from erp.base import ConnectorError
 from erp.registry import ConnectorRegistry, posting_detectors
@@ -37,6 +38,7 @@ class ExportWorker:
         poll_seconds: float = 2.0,
         timeout_seconds: float = 30.0,
         policy: exports.RetryPolicy | None = None,
+        callback_wait_seconds: float = 24 * 3600,
         events_committed: Callable[[str], None] = lambda company_id: None,
         company_id: str | None = None,
     ) -> None:
@@ -46,6 +48,7 @@ class ExportWorker:
         self._poll = poll_seconds
         self._timeout = timeout_seconds
         self.policy = policy or exports.RetryPolicy()
+        self._callback_wait = timedelta(seconds=callback_wait_seconds)
         self._events_committed = events_committed
         self._detectors = posting_detectors()
         self._wake = asyncio.Event()
@@ -79,6 +82,7 @@ class ExportWorker:
         while await self.run_next_job():
             ran += 1
         await self.detect_posting()
+        await self.fail_overdue_callbacks()
         return ran
 
     async def run_next_job(self) -> bool:
@@ -91,8 +95,9 @@ class ExportWorker:
             loaded = await exports.export_batch(conn, job.request_id, utc_now().date())
         if loaded is None:  # the request moved on (a callback recorded it); nothing to export
             async with self._db.unit_of_work() as uow:
-                await exports.record_success(uow.conn, job, utc_now(), erp_reference=None, deferred=False,
-                                             requires_posting=True)
+                await exports.record_success(
+                    uow.conn, job, utc_now(), erp_reference=None, deferred=False, requires_posting=True
+                )
                 await uow.commit()
             return True
         company, batch = loaded
@@ -106,7 +111,11 @@ class ExportWorker:
                 os._exit(70)
             async with self._db.unit_of_work() as uow:
                 status = await exports.record_success(
-                    uow.conn, job, utc_now(), erp_reference=receipt.erp_reference, deferred=receipt.deferred,
+                    uow.conn,
+                    job,
+                    utc_now(),
+                    erp_reference=receipt.erp_reference,
+                    deferred=receipt.deferred,
                     requires_posting=connector.capabilities.requires_posting,
                 )
                 await uow.commit()
@@ -114,13 +123,35 @@ class ExportWorker:
             message, retryable = _describe(exc, self._timeout)
             log.warning("export of %s failed (attempt %d): %s", job.request_id, job.attempts, message)
             async with self._db.unit_of_work() as uow:
-                status = await exports.record_failure(uow.conn, job, utc_now(), message, retryable=retryable,
-                                                      policy=self.policy)
+                status = await exports.record_failure(
+                    uow.conn, job, utc_now(), message, retryable=retryable, policy=self.policy
+                )
                 await uow.commit()
         if status is not None:
             log.info("export %s -> %s", job.request_id, status.value)
             self._events_committed(company.id)
         return True
+
+    async def fail_overdue_callbacks(self) -> None:
+        """An integrator that accepted an export and never reported back: fail it visibly, so the approver
+        can look and retry, instead of leaving it EXPORTING forever."""
+        async with self._db.unit_of_work() as uow:
+            overdue = await exports.overdue_callbacks(uow.conn, utc_now(), self._callback_wait, self.company_id)
+            failed = []
+            for job in overdue:
+                message = f"the integrator did not report the outcome within {self._callback_wait}"
+                status = await exports.record_failure(
+                    uow.conn, job, utc_now(), message, retryable=False, policy=self.policy
+                )
+                if status is not None:
+                    failed.append(job.request_id)
+            await uow.commit()
+        if failed:
+            log.warning("no integrator callback for %s", ", ".join(failed))
+            async with self._db.read() as conn:
+                companies = await exports.companies_of_requests(conn, failed)
+            for company_id in companies:
+                self._events_committed(company_id)
 
     async def detect_posting(self) -> None:
         async with self._db.read() as conn:

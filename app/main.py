@@ -81,6 +81,7 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
         policy=RetryPolicy(max_attempts=settings.export_max_attempts, base_seconds=settings.export_backoff_seconds,
                            lease_seconds=settings.export_lease_seconds),
         events_committed=live.notify,
+        callback_wait_seconds=settings.export_callback_wait_seconds,
     )
     services.kick_exports = worker.kick
     return Runtime(settings=settings, db=db, services=services, worker=worker, live=live, jwt_secret=secret)

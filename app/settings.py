@@ -34,6 +34,7 @@ class Settings:
     export_max_attempts: int = 5
     export_backoff_seconds: float = 2.0
     export_lease_seconds: float = 120.0
+    export_callback_wait_seconds: float = 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -78,6 +79,7 @@ class Settings:
             export_max_attempts=int(_positive(env, "BUDGETBRIDGE_EXPORT_MAX_ATTEMPTS", 5)),
             export_backoff_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_BACKOFF_SECONDS", 2.0),
             export_lease_seconds=lease,
+            export_callback_wait_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_CALLBACK_WAIT_SECONDS", 24 * 3600.0),
         )
 
     @property

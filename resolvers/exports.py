@@ -278,6 +278,21 @@ async def _failed(
     )
 
 
+async def overdue_callbacks(
+    conn: AsyncConnection, now: datetime, wait: timedelta, company_id: str | None = None
+) -> list[ClaimedJob]:
+    """Deferred exports whose integrator has not reported the outcome within `wait`."""
+    stmt = select(export_jobs).where(export_jobs.c.status == AWAITING_CALLBACK, export_jobs.c.updated_at < now - wait)
+    if company_id is not None:
+        stmt = stmt.where(export_jobs.c.company_id == company_id)
+    return [ClaimedJob(id=j.id, request_id=j.request_id, attempts=j.attempts) for j in await conn.execute(stmt)]
+
+
+async def companies_of_requests(conn: AsyncConnection, request_ids: list[str]) -> set[str]:
+    rows = await reads.rows_by_ids(conn, erp_requests, request_ids, None)
+    return {row.company_id for row in rows}
+
+
 async def awaiting_posting(
     conn: AsyncConnection, connectors: list[str], company_id: str | None = None, limit: int = 200
 ) -> list[Row]:

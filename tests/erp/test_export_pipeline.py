@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -244,3 +245,31 @@ async def test_a_refused_job_sync_is_a_user_error_and_changes_nothing(services: 
         ],
     }
     assert await snapshot(services.db, tenant.company_id) == before
+
+
+async def test_a_deferred_export_without_a_callback_fails_visibly_after_the_wait(services: Services) -> None:
+    connector = ScriptedConnector(outcomes=[ExportReceipt(None, deferred=True)])
+    scripted = scripted_services(services, connector)
+    tenant = await make_tenant(scripted)
+    request_id = await accepted_request(tenant)
+    patient = ExportWorker(
+        scripted.db,
+        scripted.connectors,
+        policy=FAST,
+        company_id=tenant.company_id,  # type: ignore[arg-type]
+        callback_wait_seconds=3600,
+    )
+    await patient.run_once()
+    assert (await request(tenant, request_id))["status"] == "EXPORTING"  # waiting for the integrator
+    impatient = ExportWorker(
+        scripted.db,
+        scripted.connectors,
+        policy=FAST,
+        company_id=tenant.company_id,  # type: ignore[arg-type]
+        callback_wait_seconds=0.001,
+    )
+    await asyncio.sleep(0.01)
+    await impatient.run_once()
+    failed = await request(tenant, request_id)
+    assert failed["status"] == "EXPORT_FAILED"
+    assert failed["failureMessage"].startswith("the integrator did not report the outcome within")
