@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +40,12 @@ class _Tail:
 
 
 class EventTails:
-    def __init__(self, db: Database, *, capacity: int = 2000, max_age: float = 1.0) -> None:
+    def __init__(self, db: Database, *, capacity: int = 2000, max_age: float = 1.0, companies: int = 256) -> None:
         self._db = db
         self._capacity = capacity
         self._max_age = max_age
-        self._tails: dict[str, _Tail] = {}
+        self._companies = companies  # least recently read companies are forgotten beyond this
+        self._tails: OrderedDict[str, _Tail] = OrderedDict()
 
     def invalidate(self, company_id: str | None) -> None:
         """A wake-up arrived: the next reader refreshes (once, for everyone)."""
@@ -59,6 +60,9 @@ class EventTails:
         tail = self._tails.get(company_id)
         if tail is None:
             tail = self._tails[company_id] = await self._new_tail(company_id)
+            while len(self._tails) > self._companies:
+                self._tails.popitem(last=False)
+        self._tails.move_to_end(company_id)
         if tail.dirty or time.monotonic() - tail.refreshed_at > self._max_age:
             await self._refresh(tail, company_id)
         elif tail.refreshing is not None and not tail.refreshing.done():

@@ -52,3 +52,15 @@ async def test_the_cache_never_skips_an_event_and_serves_related_rows(services: 
     trimmed = await tails.after(tenant.company_id, newest + 5)
     assert trimmed is not None and [r.sequence for r in trimmed[0]] == [newest + 6]
     assert await tails.after(tenant.company_id, newest + 2) is None  # dropped from the cache: read the log
+
+
+async def test_memory_is_bounded_by_the_most_recently_read_companies(services: Services) -> None:
+    first, first_newest = await ready(services)
+    second, second_newest = await ready(services)
+    tails = EventTails(services.db, max_age=3600, companies=1)
+    assert await tails.after(first.company_id, first_newest) == ([], {})
+    assert await tails.after(second.company_id, second_newest) == ([], {})  # forgets the first company
+    await first.ok("admin", SEND, b=first.budget_id)
+    # Rebuilt from the log's newest event: a reader behind it is sent to the log, never given a gap.
+    assert await tails.after(first.company_id, first_newest) is None
+    assert await tails.after(first.company_id, first_newest + 1) == ([], {})
