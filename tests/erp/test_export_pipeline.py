@@ -36,6 +36,13 @@ def worker_for(services: Services, tenant: Tenant, policy: exports.RetryPolicy =
     )
 
 
+async def accepted_with(services: Services, connector: ScriptedConnector) -> tuple[Services, Tenant, str]:
+    """A tenant whose company exports through `connector`, with one accepted request."""
+    scripted = scripted_services(services, connector)
+    tenant = await make_tenant(scripted)
+    return scripted, tenant, await accepted_request(tenant)
+
+
 async def accepted_request(tenant: Tenant) -> str:
     await add_line(tenant, "03-300", "L", "1500.00")
     await add_line(tenant, "05-120", "S", "98000.50")
@@ -92,9 +99,7 @@ async def test_embedded_posting_is_detected_without_anyone_confirming(services: 
 
 async def test_retryable_failures_are_retried_with_backoff_then_succeed(services: Services) -> None:
     connector = ScriptedConnector(outcomes=[*failures("ERP busy", "ERP busy"), ExportReceipt("DOC-7")])
-    scripted = scripted_services(services, connector)
-    tenant = await make_tenant(scripted)
-    request_id = await accepted_request(tenant)
+    scripted, tenant, request_id = await accepted_with(services, connector)
     worker = worker_for(scripted, tenant)
     for _ in range(3):
         await worker.run_once()
@@ -106,9 +111,7 @@ async def test_retryable_failures_are_retried_with_backoff_then_succeed(services
 
 async def test_a_backed_off_job_waits_for_its_time(services: Services) -> None:
     connector = ScriptedConnector(outcomes=[*failures("ERP busy")])
-    scripted = scripted_services(services, connector)
-    tenant = await make_tenant(scripted)
-    request_id = await accepted_request(tenant)
+    scripted, tenant, request_id = await accepted_with(services, connector)
     worker = worker_for(scripted, tenant, exports.RetryPolicy(max_attempts=3, base_seconds=3600))
     assert await worker.run_once() == 1
     assert await worker.run_once() == 0  # backed off for about an hour
@@ -117,9 +120,7 @@ async def test_a_backed_off_job_waits_for_its_time(services: Services) -> None:
 
 async def test_a_refusal_fails_the_export_with_the_erps_message_and_retry_exports_once(services: Services) -> None:
     connector = ScriptedConnector(outcomes=[*failures("Cost code 03-300 is closed in Job Cost", retryable=False)])
-    scripted = scripted_services(services, connector)
-    tenant = await make_tenant(scripted)
-    request_id = await accepted_request(tenant)
+    scripted, tenant, request_id = await accepted_with(services, connector)
     worker = worker_for(scripted, tenant)
     await worker.run_once()
     failed = await request(tenant, request_id)
@@ -136,9 +137,7 @@ async def test_a_refusal_fails_the_export_with_the_erps_message_and_retry_export
 
 async def test_exhausted_retries_fail_the_export(services: Services) -> None:
     connector = ScriptedConnector(outcomes=[*failures("timeout", "timeout", "timeout")])
-    scripted = scripted_services(services, connector)
-    tenant = await make_tenant(scripted)
-    request_id = await accepted_request(tenant)
+    scripted, tenant, request_id = await accepted_with(services, connector)
     worker = worker_for(scripted, tenant)
     for _ in range(3):
         await worker.run_once()
@@ -171,9 +170,7 @@ async def test_a_job_whose_worker_died_is_claimed_again_after_its_lease(services
 
 async def test_a_connector_that_posts_at_once_goes_straight_to_synced(services: Services) -> None:
     connector = ScriptedConnector(capabilities=Capabilities(requires_posting=False))
-    scripted = scripted_services(services, connector)
-    tenant = await make_tenant(scripted)
-    request_id = await accepted_request(tenant)
+    scripted, tenant, request_id = await accepted_with(services, connector)
     await worker_for(scripted, tenant).run_once()
     synced = await request(tenant, request_id)
     assert synced["status"] == "SYNCED" and synced["postedAt"] is not None
@@ -249,9 +246,7 @@ async def test_a_refused_job_sync_is_a_user_error_and_changes_nothing(services: 
 
 async def test_a_deferred_export_without_a_callback_fails_visibly_after_the_wait(services: Services) -> None:
     connector = ScriptedConnector(outcomes=[ExportReceipt(None, deferred=True)])
-    scripted = scripted_services(services, connector)
-    tenant = await make_tenant(scripted)
-    request_id = await accepted_request(tenant)
+    scripted, tenant, request_id = await accepted_with(services, connector)
     patient = ExportWorker(
         scripted.db,
         scripted.connectors,
