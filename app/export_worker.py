@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from datetime import timedelta
 
+from app.tasks import cancel_and_wait
 from erp.base import ConnectorError
 from erp.registry import ConnectorRegistry, posting_detectors
 from persistence.database import Database
@@ -61,10 +62,7 @@ class ExportWorker:
         self._task = asyncio.create_task(self.run_forever(), name="export-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task, 10, "the export worker")
 
     async def run_forever(self) -> None:
         while True:
@@ -135,6 +133,9 @@ class ExportWorker:
     async def fail_overdue_callbacks(self) -> None:
         """An integrator that accepted an export and never reported back: fail it visibly, so the approver
         can look and retry, instead of leaving it EXPORTING forever."""
+        async with self._db.read() as conn:  # the common case: nothing overdue, no write transaction
+            if not await exports.overdue_callbacks(conn, utc_now(), self._callback_wait, self.company_id):
+                return
         async with self._db.unit_of_work() as uow:
             overdue = await exports.overdue_callbacks(uow.conn, utc_now(), self._callback_wait, self.company_id)
             failed = []

@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Callable
 from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
 
+from app.tasks import cancel_and_wait, run_bounded
+
 log = logging.getLogger("budgetbridge.live")
 
 CHANNEL = "budgetbridge_events"
@@ -143,10 +145,7 @@ class LiveHub:
         self._task = asyncio.create_task(self._run(), name="live-hub")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task, 5, "the broadcast connection")
         for task in list(self._pending):
             task.cancel()
 
@@ -192,12 +191,9 @@ class LiveHub:
                         if kind == "e":
                             self._ring(company_id)
                 finally:
-                    heartbeat.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await heartbeat
+                    await cancel_and_wait(heartbeat, 2, "the broadcast heartbeat")
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(broadcast.disconnect(), 2)
+            await run_bounded(broadcast.disconnect(), 2, "closing the broadcast connection")
 
     async def _heartbeats(self, broadcast: Broadcast) -> None:
         lock = self._publish_lock

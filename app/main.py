@@ -23,6 +23,7 @@ from app.export_worker import ExportWorker
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
 from app.settings import Settings, SettingsError
+from app.tasks import run_bounded
 from app.webhook_callbacks import webhook_callback
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
@@ -74,12 +75,19 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
         events_committed=live.notify,
         live=live,
         event_tails=tails,
-        live_reread_seconds=settings.subscription_reread_seconds, max_subscriber_lag=settings.max_subscriber_lag,
+        live_reread_seconds=settings.subscription_reread_seconds,
+        max_subscriber_lag=settings.max_subscriber_lag,
     )
     worker = ExportWorker(
-        db, connectors, poll_seconds=settings.export_poll_seconds, timeout_seconds=settings.export_timeout_seconds,
-        policy=RetryPolicy(max_attempts=settings.export_max_attempts, base_seconds=settings.export_backoff_seconds,
-                           lease_seconds=settings.export_lease_seconds),
+        db,
+        connectors,
+        poll_seconds=settings.export_poll_seconds,
+        timeout_seconds=settings.export_timeout_seconds,
+        policy=RetryPolicy(
+            max_attempts=settings.export_max_attempts,
+            base_seconds=settings.export_backoff_seconds,
+            lease_seconds=settings.export_lease_seconds,
+        ),
         events_committed=live.notify,
         callback_wait_seconds=settings.export_callback_wait_seconds,
     )
@@ -103,8 +111,11 @@ async def print_demo_users(runtime: Runtime) -> None:
 
     people = await demo_data.seed(runtime.services, runtime.jwt_secret)
     source = "BUDGETBRIDGE_JWT_SECRET" if runtime.settings.jwt_secret else "a secret generated for this database"
-    lines = ["", "BudgetBridge demo - GraphiQL at /graphql; send 'Authorization: Bearer <token>'",
-             f"(tokens are signed with {source})"]
+    lines = [
+        "",
+        "BudgetBridge demo - GraphiQL at /graphql; send 'Authorization: Bearer <token>'",
+        f"(tokens are signed with {source})",
+    ]
     for person in people:
         lines += [f"  {person.role:<20} {person.name} <{person.email}>", f"    {person.token}"]
     print("\n".join(lines), flush=True)
@@ -129,22 +140,33 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         try:
             yield
         finally:
-            await runtime.worker.stop()
-            await runtime.live.stop()
-            await runtime.services.connectors.aclose()
-            await runtime.db.dispose()
+            # Each step is bounded: a stuck connection must not keep the process from exiting.
+            await run_bounded(runtime.worker.stop(), 15, "stopping the export worker")
+            await run_bounded(runtime.live.stop(), 10, "stopping live updates")
+            await run_bounded(runtime.services.connectors.aclose(), 10, "closing ERP connectors")
+            await run_bounded(runtime.db.dispose(), 10, "closing the database pool")
 
     # The view exists before the lifespan runs (routes are fixed at construction); its services are
     # filled in when the lifespan has built them.
     view = GraphQLView(
-        schema, services=None, jwt_secret="", allowed_origins=settings.allowed_origins,  # type: ignore[arg-type]
+        schema,
+        services=None,
+        jwt_secret="",
+        allowed_origins=settings.allowed_origins,  # type: ignore[arg-type]
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
-        keep_alive=True, keep_alive_interval=settings.keep_alive_seconds,
+        keep_alive=True,
+        keep_alive_interval=settings.keep_alive_seconds,
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
-    middleware = [Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
-                             allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"])]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type"],
+        )
+    ]
     return Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
