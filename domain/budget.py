@@ -1,77 +1,24 @@
-"""The budget and its ERP requests as a pure state machine.
-
-TRANSITIONS is the single source of truth for what an ERP request may do next; every check that gates a
-mutation is a function returning the reasons it is refused, so `sendBlockers` / `unlockBlockers` and the
-mutations run the very same code.
+"""The budget as a pure model: every check that gates a change is a function returning the reasons it is
+refused (so `sendBlockers` / `unlockBlockers` and the mutations run the very same code), and every change
+is a decision that returns the budget's next state and the event that records it. Nothing here reads or
+writes storage; the service layer loads the state, asks, and hands the answer to the repositories.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
+from domain import events as ev
 from domain import permissions
-from domain.errors import DomainError, DomainErrors
+from domain.errors import DomainError, DomainErrors, ErrorCode, invalid
 from domain.permissions import Actor, ProjectAccess
-
-
-class ExportStatus(enum.Enum):
-    NOT_SENT = "NOT_SENT"
-    PENDING_ACCEPTANCE = "PENDING_ACCEPTANCE"
-    RETRIEVED = "RETRIEVED"
-    REJECTED = "REJECTED"
-    EXPORTING = "EXPORTING"
-    EXPORT_FAILED = "EXPORT_FAILED"
-    AWAITING_POSTING = "AWAITING_POSTING"
-    SYNCED = "SYNCED"
-
-
-class RequestAction(enum.Enum):
-    RETRIEVE = "RETRIEVE"
-    ACCEPT = "ACCEPT"
-    REJECT = "REJECT"
-    EXPORT_WRITTEN = "EXPORT_WRITTEN"  # the connector wrote the entries; posting still to come
-    EXPORT_POSTED = "EXPORT_POSTED"  # the connector wrote entries that the ERP posts at once
-    EXPORT_FAILED = "EXPORT_FAILED"
-    RETRY = "RETRY"
-    CONFIRM_POSTING = "CONFIRM_POSTING"
-
+from domain.status import EDITS_FROZEN, IN_PROGRESS, ExportStatus, RequestAction, transition
 
 S, A = ExportStatus, RequestAction
-
-TRANSITIONS: dict[tuple[ExportStatus, RequestAction], ExportStatus] = {
-    (S.PENDING_ACCEPTANCE, A.RETRIEVE): S.RETRIEVED,
-    (S.PENDING_ACCEPTANCE, A.ACCEPT): S.EXPORTING,
-    (S.PENDING_ACCEPTANCE, A.REJECT): S.REJECTED,
-    (S.EXPORTING, A.EXPORT_WRITTEN): S.AWAITING_POSTING,
-    (S.EXPORTING, A.EXPORT_POSTED): S.SYNCED,
-    (S.EXPORTING, A.EXPORT_FAILED): S.EXPORT_FAILED,
-    (S.EXPORT_FAILED, A.RETRY): S.EXPORTING,
-    (S.AWAITING_POSTING, A.CONFIRM_POSTING): S.SYNCED,
-}
-
-# Statuses a request can no longer be decided from once an approver acted on it.
-DECIDED = frozenset({S.EXPORTING, S.EXPORT_FAILED, S.AWAITING_POSTING, S.SYNCED, S.REJECTED})
-# While the latest request is in one of these, lines and modifications are frozen.
-EDITS_FROZEN = frozenset({S.PENDING_ACCEPTANCE, S.EXPORTING})
-# While the latest request is in one of these, neither a send nor an unlock may happen.
-IN_PROGRESS = frozenset({S.PENDING_ACCEPTANCE, S.EXPORTING, S.EXPORT_FAILED})
-UNLOCKABLE = frozenset({S.NOT_SENT, S.RETRIEVED, S.REJECTED, S.SYNCED})
-# Entries of requests in these statuses were never exported: a later send carries them again.
-WITHDRAWN = frozenset({S.RETRIEVED, S.REJECTED})
-
-EVENT_NAMES: dict[RequestAction, str] = {
-    A.RETRIEVE: "BudgetRetrieved",
-    A.ACCEPT: "ExportAccepted",
-    A.REJECT: "ExportRejected",
-    A.EXPORT_WRITTEN: "ExportWritten",
-    A.EXPORT_POSTED: "ExportPosted",
-    A.EXPORT_FAILED: "ExportFailed",
-    A.RETRY: "ExportRetried",
-    A.CONFIRM_POSTING: "JobCostPosted",
-}
 
 
 @dataclass(frozen=True)
@@ -81,20 +28,38 @@ class BudgetState:
     locked: bool
     version: int
     export_status: ExportStatus
+    last_request_id: str | None = None
+    request_count: int = 0
+    locked_at: datetime | None = None
+    locked_by_id: str | None = None
 
 
-def transition(status: ExportStatus, action: RequestAction) -> ExportStatus:
-    """The next status, or the refusal a user sees for trying `action` on a request in `status`."""
-    nxt = TRANSITIONS.get((status, action))
-    if nxt is not None:
-        return nxt
-    if action in (A.ACCEPT, A.REJECT) and status in DECIDED:
-        raise DomainError("ALREADY_DECIDED", f"the request was already decided (status {status.value})")
-    if action is A.RETRY:
-        raise DomainError("NOT_FAILED", f"only a failed export can be retried (status {status.value})")
-    if action is A.CONFIRM_POSTING:
-        raise DomainError("NOT_PENDING", f"the request is not awaiting posting (status {status.value})")
-    raise DomainError("NOT_PENDING", f"the request is not pending acceptance (status {status.value})")
+@dataclass(frozen=True)
+class BudgetChange:
+    """A decision's outcome: the budget after it (its version always moves on by one) and its event."""
+
+    budget: BudgetState
+    event: ev.BudgetEvent
+
+
+def _next(budget: BudgetState, **changes: Any) -> BudgetState:
+    return replace(budget, version=budget.version + 1, **changes)
+
+
+E = TypeVar("E", bound=ev.BudgetEvent)
+
+
+def _recorded(cls: type[E], budget: BudgetState, actor_id: str | None, **data: Any) -> E:
+    """An event of `cls` that leaves the budget's export status where it is."""
+    status = budget.export_status
+    return cls(
+        project_id=budget.project_id,
+        budget_id=budget.id,
+        status=status,
+        previous_status=status,
+        actor_id=actor_id,
+        **data,
+    )
 
 
 def _present(errors: Iterable[DomainError | None]) -> list[DomainError]:
@@ -104,7 +69,7 @@ def _present(errors: Iterable[DomainError | None]) -> list[DomainError]:
 def _edits_frozen(budget: BudgetState) -> DomainError | None:
     if budget.export_status in EDITS_FROZEN:
         return DomainError(
-            "EXPORT_IN_PROGRESS",
+            ErrorCode.EXPORT_IN_PROGRESS,
             f"the budget's ERP request is {budget.export_status.value}: retrieve it or wait for the export",
         )
     return None
@@ -115,41 +80,55 @@ def line_edit_blockers(
 ) -> list[DomainError]:
     """Why lines may not be created/changed/deleted. `new_line_amount` is set when adding a line:
     a locked budget still accepts new lines with an original amount of zero."""
-    locked = None
-    if budget.locked and not (new_line_amount is not None and new_line_amount == 0):
-        locked = DomainError(
-            "BUDGET_LOCKED",
-            "the budget is locked: original amounts are read-only (add lines with amount 0 or use a modification)",
-        )
-    return _present([permissions.edit_lines_refusal(access), _edits_frozen(budget), locked])
+    return _present(
+        [permissions.edit_lines_refusal(access), _edits_frozen(budget), locked_refusal(budget, new_line_amount)]
+    )
+
+
+def locked_refusal(
+    budget: BudgetState, new_line_amount: Decimal | None = None, field: Sequence[str] | None = None
+) -> DomainError | None:
+    """The locked-budget rule, the one place it is written: a locked budget's original amounts are read-only,
+    but it still takes new lines of amount 0 (`new_line_amount` is set when the change adds a line)."""
+    if not budget.locked or (new_line_amount is not None and new_line_amount == 0):
+        return None
+    if new_line_amount is not None:
+        message = "the budget is locked: it only takes new lines of amount 0 (or use a modification)"
+    else:
+        message = "the budget is locked: original amounts are read-only (add lines with amount 0 or use a modification)"
+    return DomainError(ErrorCode.BUDGET_LOCKED, message, field)
 
 
 def modification_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainError]:
-    not_locked = None if budget.locked else DomainError(
-        "BUDGET_NOT_LOCKED", "modifications are made on a locked budget; change original amounts instead"
+    not_locked = (
+        None
+        if budget.locked
+        else DomainError(
+            ErrorCode.BUDGET_NOT_LOCKED, "modifications are made on a locked budget; change original amounts instead"
+        )
     )
     return _present([permissions.edit_lines_refusal(access), not_locked, _edits_frozen(budget)])
 
 
 def lock_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainError]:
-    locked = DomainError("BUDGET_LOCKED", "the budget is already locked") if budget.locked else None
+    locked = DomainError(ErrorCode.BUDGET_LOCKED, "the budget is already locked") if budget.locked else None
     return _present([permissions.lock_refusal(access), locked])
 
 
 def _latest_request_blocker(budget: BudgetState, doing: str) -> DomainError | None:
     status = budget.export_status
     if status in IN_PROGRESS:
-        return DomainError("EXPORT_IN_PROGRESS", f"cannot {doing} while the ERP request is {status.value}")
+        return DomainError(ErrorCode.EXPORT_IN_PROGRESS, f"cannot {doing} while the ERP request is {status.value}")
     if status is S.AWAITING_POSTING:
         return DomainError(
-            "AWAITING_POSTING",
+            ErrorCode.AWAITING_POSTING,
             f"cannot {doing} until the exported entries are posted in the ERP's Job Cost",
         )
     return None
 
 
 def unlock_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainError]:
-    not_locked = None if budget.locked else DomainError("BUDGET_NOT_LOCKED", "the budget is not locked")
+    not_locked = None if budget.locked else DomainError(ErrorCode.BUDGET_NOT_LOCKED, "the budget is not locked")
     return _present([permissions.unlock_refusal(access), not_locked, _latest_request_blocker(budget, "unlock")])
 
 
@@ -173,34 +152,38 @@ class SendConditions:
 def send_blockers(budget: BudgetState, access: ProjectAccess, cond: SendConditions) -> list[DomainError]:
     errors: list[DomainError | None] = [permissions.send_refusal(access)]
     if not budget.locked:
-        errors.append(DomainError("BUDGET_NOT_LOCKED", "lock the budget before sending it to the ERP"))
+        errors.append(DomainError(ErrorCode.BUDGET_NOT_LOCKED, "lock the budget before sending it to the ERP"))
     if not cond.erp_connected:
-        errors.append(DomainError("ERP_NOT_CONNECTED", "the company has no ERP connection"))
+        errors.append(DomainError(ErrorCode.ERP_NOT_CONNECTED, "the company has no ERP connection"))
     else:
         if not cond.project_synced:
-            errors.append(DomainError("PROJECT_NOT_SYNCED", "the project is not synced with the ERP as a job"))
+            errors.append(DomainError(ErrorCode.PROJECT_NOT_SYNCED, "the project is not synced with the ERP as a job"))
         errors += [
-            DomainError("COST_CODE_NOT_SYNCED", f"cost code {code} is not synced with the ERP")
+            DomainError(ErrorCode.COST_CODE_NOT_SYNCED, f"cost code {code} is not synced with the ERP")
             for code in cond.unsynced_cost_codes
         ]
         errors += [
-            DomainError("COST_TYPE_NOT_SYNCED", f"cost type {code} is not synced with the ERP")
+            DomainError(ErrorCode.COST_TYPE_NOT_SYNCED, f"cost type {code} is not synced with the ERP")
             for code in cond.unsynced_cost_types
         ]
         if not cond.supports_sub_jobs:
             errors += [
-                DomainError("SUB_JOB_NOT_SUPPORTED", f"line {label} has a sub job, which the ERP does not support")
+                DomainError(
+                    ErrorCode.SUB_JOB_NOT_SUPPORTED, f"line {label} has a sub job, which the ERP does not support"
+                )
                 for label in cond.sub_job_lines
             ]
         if cond.has_pending_modifications and not cond.exports_modifications:
             errors.append(
-                DomainError("MODIFICATIONS_NOT_SUPPORTED", "the ERP connector cannot export budget modifications")
+                DomainError(
+                    ErrorCode.MODIFICATIONS_NOT_SUPPORTED, "the ERP connector cannot export budget modifications"
+                )
             )
         if cond.has_pending_original and not cond.exports_budget:
-            errors.append(DomainError("VALIDATION_FAILED", "the ERP connector cannot export original budgets"))
+            errors.append(DomainError(ErrorCode.VALIDATION_FAILED, "the ERP connector cannot export original budgets"))
     errors.append(_latest_request_blocker(budget, "send"))
     if cond.nothing_to_send:
-        errors.append(DomainError("NOTHING_TO_SEND", "everything in this budget has already been exported"))
+        errors.append(DomainError(ErrorCode.NOTHING_TO_SEND, "everything in this budget has already been exported"))
     return _present(errors)
 
 
@@ -208,7 +191,8 @@ def retrieve_blockers(budget: BudgetState, access: ProjectAccess) -> list[Domain
     not_pending = None
     if budget.export_status is not S.PENDING_ACCEPTANCE:
         not_pending = DomainError(
-            "NOT_PENDING", f"only a request pending acceptance can be retrieved (status {budget.export_status.value})"
+            ErrorCode.NOT_PENDING,
+            f"only a request pending acceptance can be retrieved (status {budget.export_status.value})",
         )
     return _present([permissions.send_refusal(access), not_pending])
 
@@ -220,7 +204,7 @@ def decide_blockers(actor: Actor, status: ExportStatus, action: RequestAction, r
     except DomainError as exc:
         errors.append(exc)
     if action is A.REJECT and not (reason or "").strip():
-        errors.append(DomainError("REASON_REQUIRED", "a rejection needs a reason", ("input", "reason")))
+        errors.append(DomainError(ErrorCode.REASON_REQUIRED, "a rejection needs a reason", ("input", "reason")))
     return _present(errors)
 
 
@@ -229,3 +213,166 @@ def require_none(errors: Iterable[DomainError | None]) -> None:
     present = _present(errors)
     if present:
         raise DomainErrors(present)
+
+
+# --- decisions: the next state and its event ----------------------------------------------------------
+
+
+def lock(budget: BudgetState, access: ProjectAccess, actor_id: str, now: datetime) -> BudgetChange:
+    require_none(lock_blockers(budget, access))
+    return BudgetChange(
+        _next(budget, locked=True, locked_at=now, locked_by_id=actor_id),
+        _recorded(ev.BudgetLocked, budget, actor_id),
+    )
+
+
+def unlock(budget: BudgetState, access: ProjectAccess, actor_id: str) -> BudgetChange:
+    require_none(unlock_blockers(budget, access))
+    return BudgetChange(
+        _next(budget, locked=False, locked_at=None, locked_by_id=None),
+        _recorded(ev.BudgetUnlocked, budget, actor_id),
+    )
+
+
+def add_line(
+    budget: BudgetState, access: ProjectAccess, actor_id: str, *, line_id: str, amount: Decimal, duplicate: bool
+) -> BudgetChange:
+    """A new line; `duplicate` says the budget already has a line with the same key."""
+    require_none(line_edit_blockers(budget, access, new_line_amount=amount))
+    if duplicate:
+        raise duplicate_line(("input", "item"))
+    return BudgetChange(_next(budget), _recorded(ev.LineItemCreated, budget, actor_id, line_item_id=line_id))
+
+
+def change_line(budget: BudgetState, access: ProjectAccess, actor_id: str, *, line_id: str) -> BudgetChange:
+    require_none(line_edit_blockers(budget, access))
+    return BudgetChange(_next(budget), _recorded(ev.LineItemUpdated, budget, actor_id, line_item_id=line_id))
+
+
+def delete_line(
+    budget: BudgetState,
+    access: ProjectAccess,
+    actor_id: str,
+    *,
+    line_id: str,
+    was_exported: bool,
+    has_modifications: bool,
+) -> BudgetChange:
+    require_none(line_edit_blockers(budget, access))
+    if was_exported:
+        raise invalid("the line was part of an ERP request: set its original amount to 0 instead", ["id"])
+    if has_modifications:
+        raise invalid("the line has budget modifications and cannot be deleted", ["id"])
+    return BudgetChange(_next(budget), _recorded(ev.LineItemDeleted, budget, actor_id, line_item_id=line_id))
+
+
+LineKey = tuple[str, str, str]  # (cost code id, cost type id, sub job or '')
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One validated input row of a bulk import, with where it sits in the input (for error fields)."""
+
+    path: tuple[str, ...]
+    key: LineKey
+    original_amount: Decimal
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    new_rows: tuple[ImportRow, ...]
+    updates: tuple[tuple[ImportRow, str], ...]  # (row, id of the existing line it changes)
+    change: BudgetChange
+
+
+def plan_import(
+    budget: BudgetState,
+    access: ProjectAccess,
+    actor_id: str,
+    rows: Sequence[ImportRow],
+    existing: Mapping[LineKey, str],
+    row_errors: Sequence[DomainError] = (),
+) -> ImportPlan:
+    """All or nothing: every bad row is reported (with its index in `field`), together with the rows the
+    caller could not validate (`row_errors`); a locked budget only takes new lines of amount 0."""
+    require_none(line_edit_blockers(budget, access, new_line_amount=Decimal(0) if budget.locked else None))
+    if not rows and not row_errors:
+        raise invalid("no items to import", ["input", "items"])
+    errors = list(row_errors)
+    new_rows: list[ImportRow] = []
+    updates: list[tuple[ImportRow, str]] = []
+    seen: set[LineKey] = set()
+    for row in rows:
+        if row.key in seen:
+            errors.append(duplicate_line(row.path))
+            continue
+        seen.add(row.key)
+        line_id = existing.get(row.key)
+        if line_id is None:
+            refusal = locked_refusal(budget, row.original_amount, (*row.path, "originalAmount"))
+            if refusal is not None:
+                errors.append(refusal)
+            else:
+                new_rows.append(row)
+        elif budget.locked:
+            errors.append(
+                DomainError(ErrorCode.BUDGET_LOCKED, "the budget is locked: existing lines are read-only", row.path)
+            )
+        else:
+            updates.append((row, line_id))
+    if errors:
+        raise DomainErrors(errors)
+    event = _recorded(ev.LineItemsImported, budget, actor_id, created=len(new_rows), updated=len(updates))
+    return ImportPlan(tuple(new_rows), tuple(updates), BudgetChange(_next(budget), event))
+
+
+def duplicate_line(path: Sequence[str]) -> DomainError:
+    return DomainError(
+        ErrorCode.DUPLICATE_LINE_ITEM, "the budget already has a line with this cost code, cost type and sub job", path
+    )
+
+
+def add_modification(
+    budget: BudgetState,
+    access: ProjectAccess,
+    actor_id: str,
+    *,
+    modification_id: str,
+    number: int,
+    from_line_id: str | None,
+    to_line_id: str | None,
+) -> BudgetChange:
+    require_none(modification_blockers(budget, access))
+    if from_line_id is None and to_line_id is None:
+        raise invalid("name the line the amount moves from, to, or both", ["input", "toLineItemId"])
+    if from_line_id == to_line_id:
+        raise invalid("the amount must move between two different lines", ["input", "toLineItemId"])
+    event = _recorded(ev.BudgetModificationCreated, budget, actor_id, modification_id=modification_id, number=number)
+    return BudgetChange(_next(budget), event)
+
+
+def send(
+    budget: BudgetState, access: ProjectAccess, conditions: SendConditions, actor_id: str, *, request_id: str
+) -> BudgetChange:
+    """A new request pending acceptance becomes the budget's latest."""
+    require_none(send_blockers(budget, access, conditions))
+    after = _next(
+        budget,
+        export_status=S.PENDING_ACCEPTANCE,
+        last_request_id=request_id,
+        request_count=budget.request_count + 1,
+    )
+    event = ev.BudgetSentToErp(
+        project_id=budget.project_id,
+        budget_id=budget.id,
+        erp_request_id=request_id,
+        previous_status=budget.export_status,
+        status=S.PENDING_ACCEPTANCE,
+        actor_id=actor_id,
+    )
+    return BudgetChange(after, event)
+
+
+def sync_project(budget: BudgetState, actor_id: str, erp_job_id: str) -> ev.ProjectSyncedToErp:
+    """Syncing a project changes no budget state; it is recorded on the budget's trail."""
+    return _recorded(ev.ProjectSyncedToErp, budget, actor_id, erp_job_id=erp_job_id)

@@ -24,13 +24,13 @@ class DecimalFormatError(ValueError):
 
 def parse_decimal(value: object, *, max_places: int = QUANTITY_PLACES) -> Decimal:
     if isinstance(value, (bool, float)):
-        raise DecimalFormatError("must be a string such as \"1250.00\" or an integer, not a float")
+        raise DecimalFormatError('must be a string such as "1250.00" or an integer, not a float')
     if isinstance(value, int):
         text = str(value)
     elif isinstance(value, str):
         text = value.strip()
     else:
-        raise DecimalFormatError("must be a string such as \"1250.00\" or an integer")
+        raise DecimalFormatError('must be a string such as "1250.00" or an integer')
     match = _PLAIN_DECIMAL.match(text)
     if match is None:
         raise DecimalFormatError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
 
 
 class PermissionLevel(enum.IntEnum):
@@ -46,7 +46,7 @@ NO_ACCESS = ProjectAccess()
 
 
 def _refuse(message: str) -> DomainError:
-    return DomainError("FORBIDDEN", message)
+    return DomainError(ErrorCode.FORBIDDEN, message)
 
 
 def can_read_budget(access: ProjectAccess) -> bool:

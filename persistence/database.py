@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from domain.errors import ConcurrentChangeError
+from persistence.job_queue import SqlJobQueue
+from persistence.repositories import (
+    SqlAccess,
+    SqlBudgets,
+    SqlCompanies,
+    SqlCostCodes,
+    SqlCostTypes,
+    SqlErpRequests,
+    SqlEventLog,
+    SqlExportEntries,
+    SqlIdempotency,
+    SqlLineItems,
+    SqlModifications,
+    SqlProjects,
+)
+from persistence.unit_of_work import AbstractUnitOfWork
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -64,50 +84,73 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self)
+    def unit_of_work(self, on_events: Callable[[str], None] = lambda company_id: None) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self, on_events)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-class UnitOfWork:
-    """One transaction: everything in it commits together or not at all. Callbacks registered with
-    `after_commit` run only once the commit succeeded (wake-ups, export kicks), never on rollback."""
+class SqlUnitOfWork(AbstractUnitOfWork):
+    """One database transaction, with the SQL repositories bound to its connection.
 
-    def __init__(self, db: Database) -> None:
+    A unique-key violation (a concurrent request won the same idempotency key or line key) leaves as
+    ConcurrentChangeError, a refusal the service layer understands, never as a driver exception."""
+
+    def __init__(self, db: Database, on_events: Callable[[str], None] = lambda company_id: None) -> None:
+        super().__init__(on_events)
         self._db = db
-        self._after_commit: list[Callable[[], Awaitable[None] | None]] = []
-        self.conn: AsyncConnection
+        self._conn: AsyncConnection | None = None
 
-    async def __aenter__(self) -> UnitOfWork:
+    async def _begin(self) -> None:
         if self._db._write_lock is not None:
             await self._db._write_lock.acquire()
         try:
-            self.conn = await self._db.engine.connect()
-            await self.conn.begin()
+            conn = self._conn = await self._db.engine.connect()
+            await conn.begin()
         except BaseException:
             if self._db._write_lock is not None:
                 self._db._write_lock.release()
             raise
-        return self
+        self.companies = SqlCompanies(conn)
+        self.access = SqlAccess(conn)
+        self.projects = SqlProjects(conn)
+        self.cost_codes = SqlCostCodes(conn)
+        self.cost_types = SqlCostTypes(conn)
+        self.budgets = SqlBudgets(conn)
+        self.line_items = SqlLineItems(conn)
+        self.modifications = SqlModifications(conn)
+        self.requests = SqlErpRequests(conn)
+        self.entries = SqlExportEntries(conn)
+        self.jobs = SqlJobQueue(conn)
+        self.events = SqlEventLog(conn)
+        self.idempotency = SqlIdempotency(conn)
 
-    def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
-        self._after_commit.append(callback)
+    @property
+    def connection(self) -> AsyncConnection:
+        """For persistence's own modules (the embedded ERP's ledger, admin set-up); never above it."""
+        assert self._conn is not None, "the unit of work has not begun"
+        return self._conn
 
-    async def commit(self) -> None:
-        await self.conn.commit()
-        callbacks, self._after_commit = self._after_commit, []
-        for callback in callbacks:
-            result = callback()
-            if result is not None:
-                await result
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def _commit(self) -> None:
         try:
-            if self.conn.in_transaction():
-                await self.conn.rollback()
-            await self.conn.close()
+            await self.connection.commit()
+        except IntegrityError:
+            raise ConcurrentChangeError() from None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await super().__aexit__(exc_type, exc, tb)
+        if isinstance(exc, IntegrityError):
+            raise ConcurrentChangeError() from None
+
+    async def _end(self) -> None:
+        try:
+            if self._conn is not None:
+                if self._conn.in_transaction():
+                    await self._conn.rollback()
+                await self._conn.close()
         finally:
             if self._db._write_lock is not None:
                 self._db._write_lock.release()

@@ -1,22 +1,20 @@
-"""Everything the send/unlock checks need about one budget, loaded in a fixed number of statements.
+"""Everything the send/unlock checks need about one budget, computed from records (no storage access).
 
-Both the mutations (inside their transaction) and the `sendBlockers` / `pendingExport` fields (on a read
-connection) build this same object, so the blockers a user sees are exactly the checks a send runs.
+Both the mutations (from their unit of work's repositories) and the `sendBlockers` / `pendingExport` fields
+(from the read side's loaders) build this same object, so the blockers a user sees are exactly the checks a
+send runs.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from domain import export
-from domain.budget import BudgetState, ExportStatus, SendConditions
+from domain.budget import BudgetState, SendConditions
 from domain.export import Capabilities, ExportedEntry, ExportLine
-from persistence import reads
+from domain.status import ExportStatus
+from persistence.records import BudgetRecord, ExportEntryRecord, LineItemRecord, ModificationRecord, ProjectRecord
 from resolvers.views import domain_line, domain_modification, exported_entry
 
 
@@ -24,7 +22,6 @@ from resolvers.views import domain_line, domain_modification, exported_entry
 class ExportState:
     budget: BudgetState
     lines: list[export.Line]
-    line_rows: dict[str, Row]
     modifications: list[export.Modification]
     exported: list[ExportedEntry]
     pending: list[ExportLine]
@@ -32,47 +29,36 @@ class ExportState:
     unsynced_cost_types: tuple[str, ...]
 
 
-def budget_state(row: Row) -> BudgetState:
+def budget_state(record: BudgetRecord) -> BudgetState:
     return BudgetState(
-        id=row.id,
-        project_id=row.project_id,
-        locked=row.locked,
-        version=row.version,
-        export_status=ExportStatus(row.export_status),
+        id=record.id,
+        project_id=record.project_id,
+        locked=record.locked,
+        version=record.version,
+        export_status=ExportStatus(record.export_status),
+        last_request_id=record.last_request_id,
+        request_count=record.request_count,
+        locked_at=record.locked_at,
+        locked_by_id=record.locked_by_id,
     )
 
 
-async def load_export_states(conn: AsyncConnection, budget_rows: Sequence[Row]) -> dict[str, ExportState]:
-    """The export state of several budgets in three statements (a list of budgets asking for sendBlockers
-    costs the same as one)."""
-    ids = [row.id for row in budget_rows]
-    lines: dict[str, list[Row]] = defaultdict(list)
-    mods: dict[str, list[Row]] = defaultdict(list)
-    entries: dict[str, list[Row]] = defaultdict(list)
-    for row in await reads.lines_of_budgets(conn, ids):
-        lines[row.budget_id].append(row)
-    for row in await reads.modifications_of_budgets(conn, ids):
-        mods[row.budget_id].append(row)
-    for row in await reads.entries_of_budgets(conn, ids):
-        entries[row.budget_id].append(row)
-    return {b.id: _export_state(b, lines[b.id], mods[b.id], entries[b.id]) for b in budget_rows}
-
-
-async def load_export_state(conn: AsyncConnection, budget_row: Row) -> ExportState:
-    return (await load_export_states(conn, [budget_row]))[budget_row.id]
-
-
-def _export_state(budget_row: Row, line_rows: list[Row], mod_rows: list[Row], entry_rows: list[Row]) -> ExportState:
-    lines = [domain_line(r, r.cost_code, r.cost_type) for r in line_rows]
-    mods = [domain_modification(r) for r in mod_rows]
-    exported = [exported_entry(r) for r in entry_rows]
-    pending = export.pending_export(lines, mods, exported)
-    by_id = {r.id: r for r in line_rows}
+def export_state(
+    budget: BudgetRecord,
+    lines: Sequence[LineItemRecord],
+    modifications: Sequence[ModificationRecord],
+    entries: Sequence[ExportEntryRecord],
+) -> ExportState:
+    """The budget's export state from all its lines, modifications and export entries."""
+    domain_lines = [domain_line(r) for r in lines]
+    mods = [domain_modification(r) for r in modifications]
+    exported = [exported_entry(r) for r in entries]
+    pending = export.pending_export(domain_lines, mods, exported)
+    by_id = {r.id: r for r in lines}
     pending_rows = [by_id[p.line.id] for p in pending]
     return ExportState(
-        budget=budget_state(budget_row),
-        lines=lines,
-        line_rows=by_id,
+        budget=budget_state(budget),
+        lines=domain_lines,
         modifications=mods,
         exported=exported,
         pending=pending,
@@ -81,7 +67,7 @@ def _export_state(budget_row: Row, line_rows: list[Row], mod_rows: list[Row], en
     )
 
 
-def send_conditions(state: ExportState, capabilities: Capabilities | None, project: Row) -> SendConditions:
+def send_conditions(state: ExportState, capabilities: Capabilities | None, project: ProjectRecord) -> SendConditions:
     caps = capabilities or Capabilities()
     entries = [e for p in state.pending for e in p.entries]
     return SendConditions(

@@ -15,6 +15,7 @@ from graphql import GraphQLError
 from domain.permissions import Actor
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
+from persistence.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
 from resolvers.pagination import QueryLimitError
 
 MAX_NODES = 50_000
@@ -34,6 +35,8 @@ class Services:
     db: Database
     connectors: ConnectorRegistry
     clock: Callable[[], datetime] = utc_now
+    # Units of work for writers; None means SQL units of work on `db` (tests hand in a fake).
+    unit_of_work_factory: UnitOfWorkFactory | None = None
     # Called after a commit that queued an export, so the worker starts now instead of at its next poll.
     kick_exports: Callable[[], None] = lambda: None
     # Called after a commit that appended events for a company (wakes live subscriptions).
@@ -45,6 +48,12 @@ class Services:
     # subscription reads the log itself).
     event_tails: Any = None
     max_subscriber_lag: int = 10_000
+
+
+    def unit_of_work(self) -> AbstractUnitOfWork:
+        if self.unit_of_work_factory is not None:
+            return self.unit_of_work_factory()
+        return self.db.unit_of_work(on_events=lambda company_id: self.events_committed(company_id))
 
 
 class _SilentWaiter:

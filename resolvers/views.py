@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy.engine import Row
-
 from domain import export
-from domain.budget import WITHDRAWN, ExportStatus
 from domain.export import EntryKind, ExportedEntry
+from domain.status import WITHDRAWN, ExportStatus
+from persistence.records import ExportEntryRecord, LineItemRecord, ModificationRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,7 @@ class ModificationView:
     erp_synced: bool
 
 
-def exported_entry(row: Row) -> ExportedEntry:
+def exported_entry(row: ExportEntryRecord) -> ExportedEntry:
     status = ExportStatus(row.request_status)
     return ExportedEntry(
         line_item_id=row.line_item_id,
@@ -62,15 +61,15 @@ def exported_entry(row: Row) -> ExportedEntry:
     )
 
 
-def domain_modification(row: Row) -> export.Modification:
+def domain_modification(row: ModificationRecord) -> export.Modification:
     return export.Modification(row.id, row.number, row.from_line_item_id, row.to_line_item_id, row.amount)
 
 
-def domain_line(row: Row, cost_code: str = "", cost_type: str = "") -> export.Line:
+def domain_line(row: LineItemRecord) -> export.Line:
     return export.Line(
         id=row.id,
-        cost_code=cost_code,
-        cost_type=cost_type,
+        cost_code=row.cost_code,
+        cost_type=row.cost_type,
         sub_job=row.sub_job or None,
         description=row.description,
         original_amount=row.original_amount,
@@ -79,7 +78,9 @@ def domain_line(row: Row, cost_code: str = "", cost_type: str = "") -> export.Li
     )
 
 
-def line_item_views(rows: list[Row], mod_rows: list[Row], entry_rows: list[Row]) -> list[LineItemView]:
+def line_item_views(
+    rows: list[LineItemRecord], mod_rows: list[ModificationRecord], entry_rows: list[ExportEntryRecord]
+) -> list[LineItemView]:
     mods_by_line = export.modifications_by_line(domain_modification(r) for r in mod_rows)
     entries_by_line: dict[str, list[ExportedEntry]] = {}
     for entry_row in entry_rows:
@@ -113,7 +114,7 @@ def line_item_views(rows: list[Row], mod_rows: list[Row], entry_rows: list[Row])
     ]
 
 
-def modification_views(rows: list[Row], entry_rows: list[Row]) -> list[ModificationView]:
+def modification_views(rows: list[ModificationRecord], entry_rows: list[ExportEntryRecord]) -> list[ModificationView]:
     entries = [exported_entry(r) for r in entry_rows]
     by_source: dict[str, list[ExportedEntry]] = {}
     for entry in entries:

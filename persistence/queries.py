@@ -1,0 +1,313 @@
+"""Batched selects that return records. Each takes a set of keys and answers for all of them in one
+statement, so the repositories (write side) and the read store's DataLoaders (read side) share one
+definition of every read, and a nested GraphQL query stays at a fixed number of statements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, Table, and_, func, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
+from persistence.records import (
+    BudgetRecord,
+    BudgetTotalsRecord,
+    ErpRequestRecord,
+    EventRecord,
+    ExportEntryRecord,
+    LineItemRecord,
+    ModificationRecord,
+    ProjectRecord,
+    Record,
+    RequestLineRecord,
+)
+from persistence.tables import (
+    budgets,
+    cost_codes,
+    cost_types,
+    erp_requests,
+    events,
+    export_entries,
+    line_items,
+    modifications,
+    project_permissions,
+    projects,
+    request_lines,
+)
+
+R = TypeVar("R", bound=Record)
+
+# PostgreSQL (asyncpg) takes at most 32767 bind parameters per statement; id lists are sent in chunks.
+# A page of up to 2000 ids is still one statement, so nested reads stay at a fixed statement count.
+CHUNK = 2000
+
+
+async def records(conn: AsyncConnection, stmt: Select[Any], record: type[R]) -> list[R]:
+    return [record.of(row) for row in await conn.execute(stmt)]
+
+
+async def _chunked(
+    conn: AsyncConnection, ids: Sequence[str], build: Callable[[list[str]], Select[Any]], record: type[R]
+) -> list[R]:
+    """Run `build(chunk)` for each chunk of ids and concatenate the records."""
+    unique = list(dict.fromkeys(ids))
+    found: list[R] = []
+    for start in range(0, len(unique), CHUNK):
+        found += await records(conn, build(unique[start : start + CHUNK]), record)
+    return found
+
+
+async def by_ids(
+    conn: AsyncConnection, table: Table, record: type[R], ids: Sequence[str], company_id: str | None
+) -> list[R]:
+    """Records of `table` with these ids; restricted to one company when the table has one."""
+
+    def build(chunk: list[str]) -> Select[Any]:
+        stmt = select(table).where(table.c.id.in_(chunk))
+        if company_id is not None and "company_id" in table.c:
+            stmt = stmt.where(table.c.company_id == company_id)
+        return stmt
+
+    return await _chunked(conn, ids, build, record)
+
+
+def access_value(budget_permission: str | None, grants: Sequence[str] | None) -> ProjectAccess:
+    if budget_permission is None:
+        return NO_ACCESS
+    return ProjectAccess(PermissionLevel[budget_permission], frozenset(Grant(g) for g in (grants or [])))
+
+
+async def access_of(conn: AsyncConnection, user_id: str, project_ids: Sequence[str]) -> dict[str, ProjectAccess]:
+    """project id -> the user's access (projects without a grant are absent: NO_ACCESS)."""
+    stmt = select(project_permissions).where(
+        project_permissions.c.user_id == user_id, project_permissions.c.project_id.in_(list(project_ids))
+    )
+    return {r.project_id: access_value(r.budget_permission, r.grants) for r in await conn.execute(stmt)}
+
+
+async def visible_project_ids(conn: AsyncConnection, user_id: str) -> set[str]:
+    """Projects the user has any Budget tool permission on."""
+    stmt = select(project_permissions.c.project_id).where(
+        project_permissions.c.user_id == user_id, project_permissions.c.budget_permission != "NONE"
+    )
+    return set((await conn.execute(stmt)).scalars())
+
+
+def visible_projects(company_id: str, user_id: str, sees_all: bool) -> Select[Any]:
+    stmt = select(projects).where(projects.c.company_id == company_id)
+    if not sees_all:
+        stmt = stmt.join(
+            project_permissions,
+            and_(
+                project_permissions.c.project_id == projects.c.id,
+                project_permissions.c.user_id == user_id,
+                project_permissions.c.budget_permission != "NONE",
+            ),
+        )
+    return stmt
+
+
+async def project_page(
+    conn: AsyncConnection, company_id: str, user_id: str, sees_all: bool, *, offset: int, limit: int
+) -> tuple[list[ProjectRecord], int]:
+    base = visible_projects(company_id, user_id, sees_all)
+    page = await records(
+        conn, base.order_by(projects.c.created_at, projects.c.id).offset(offset).limit(limit), ProjectRecord
+    )
+    total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+    return page, int(total)
+
+
+async def budgets_by_project(conn: AsyncConnection, company_id: str, project_ids: Sequence[str]) -> list[BudgetRecord]:
+    stmt = select(budgets).where(budgets.c.company_id == company_id, budgets.c.project_id.in_(list(project_ids)))
+    return await records(conn, stmt, BudgetRecord)
+
+
+async def budget_totals(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[BudgetTotalsRecord]:
+    stmt = (
+        select(
+            line_items.c.budget_id,
+            func.count().label("line_count"),
+            func.sum(line_items.c.original_amount).label("original_total"),
+            func.sum(line_items.c.modifications_amount).label("modifications_total"),
+        )
+        .where(line_items.c.budget_id.in_(list(budget_ids)))
+        .group_by(line_items.c.budget_id)
+    )
+    return await records(conn, stmt, BudgetTotalsRecord)
+
+
+def _lines_with_codes(*extra: Any) -> Select[Any]:
+    """Lines joined with their cost code and cost type: every line read carries them, so a line's
+    costCode / costType are plain fields, not one loader call per line."""
+    return (
+        select(
+            line_items,
+            cost_codes.c.code.label("cost_code"),
+            cost_codes.c.description.label("cost_code_description"),
+            cost_codes.c.erp_synced.label("cost_code_synced"),
+            cost_types.c.code.label("cost_type"),
+            cost_types.c.name.label("cost_type_name"),
+            cost_types.c.erp_synced.label("cost_type_synced"),
+            *extra,
+        )
+        .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
+        .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
+    )
+
+
+async def line_item_pages(
+    conn: AsyncConnection, budget_ids: Sequence[str], *, after_position: int | None, limit: int
+) -> list[LineItemRecord]:
+    """The first `limit` lines of each budget after a position, in one windowed statement."""
+    rank = func.row_number().over(partition_by=line_items.c.budget_id, order_by=line_items.c.position).label("rn")
+    filtered = _lines_with_codes(rank).where(line_items.c.budget_id.in_(list(budget_ids)))
+    if after_position is not None:
+        filtered = filtered.where(line_items.c.position > after_position)
+    ranked = filtered.subquery()
+    stmt = select(ranked).where(ranked.c.rn <= limit).order_by(ranked.c.budget_id, ranked.c.position)
+    return await records(conn, stmt, LineItemRecord)
+
+
+async def line_items_by_ids(conn: AsyncConnection, ids: Sequence[str], company_id: str | None) -> list[LineItemRecord]:
+    def build(chunk: list[str]) -> Select[Any]:
+        stmt = _lines_with_codes().where(line_items.c.id.in_(chunk))
+        return stmt if company_id is None else stmt.where(line_items.c.company_id == company_id)
+
+    return await _chunked(conn, ids, build, LineItemRecord)
+
+
+async def lines_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[LineItemRecord]:
+    """Every line of these budgets with its cost code and cost type, for computing what a send contains."""
+    stmt = (
+        _lines_with_codes()
+        .where(line_items.c.budget_id.in_(list(budget_ids)))
+        .order_by(line_items.c.budget_id, line_items.c.position)
+    )
+    return await records(conn, stmt, LineItemRecord)
+
+
+async def modifications_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[ModificationRecord]:
+    stmt = (
+        select(modifications)
+        .where(modifications.c.budget_id.in_(list(budget_ids)))
+        .order_by(modifications.c.budget_id, modifications.c.number)
+    )
+    return await records(conn, stmt, ModificationRecord)
+
+
+def _entries_with_status() -> Select[Any]:
+    return select(export_entries, erp_requests.c.status.label("request_status")).join(
+        erp_requests, erp_requests.c.id == export_entries.c.request_id
+    )
+
+
+async def entries_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[ExportEntryRecord]:
+    stmt = _entries_with_status().where(export_entries.c.budget_id.in_(list(budget_ids)))
+    return await records(conn, stmt, ExportEntryRecord)
+
+
+async def entries_of_lines(conn: AsyncConnection, line_ids: Sequence[str]) -> list[ExportEntryRecord]:
+    return await _chunked(
+        conn,
+        line_ids,
+        lambda chunk: _entries_with_status().where(export_entries.c.line_item_id.in_(chunk)),
+        ExportEntryRecord,
+    )
+
+
+async def modifications_touching(conn: AsyncConnection, line_ids: Sequence[str]) -> list[ModificationRecord]:
+    found = await _chunked(
+        conn,
+        line_ids,
+        lambda chunk: select(modifications).where(
+            modifications.c.from_line_item_id.in_(chunk) | modifications.c.to_line_item_id.in_(chunk)
+        ),
+        ModificationRecord,
+    )
+    return list({m.id: m for m in found}.values())  # a modification between two chunks comes twice
+
+
+async def requests_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[ErpRequestRecord]:
+    stmt = (
+        select(erp_requests)
+        .where(erp_requests.c.budget_id.in_(list(budget_ids)))
+        .order_by(erp_requests.c.budget_id, erp_requests.c.sequence.desc())
+    )
+    return await records(conn, stmt, ErpRequestRecord)
+
+
+async def lines_of_requests(conn: AsyncConnection, request_ids: Sequence[str]) -> list[RequestLineRecord]:
+    stmt = (
+        select(request_lines)
+        .where(request_lines.c.request_id.in_(list(request_ids)))
+        .order_by(request_lines.c.request_id, request_lines.c.position)
+    )
+    return await records(conn, stmt, RequestLineRecord)
+
+
+async def request_queue(
+    conn: AsyncConnection,
+    company_id: str,
+    *,
+    statuses: Sequence[str] | None,
+    project_id: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[ErpRequestRecord], int]:
+    where = [erp_requests.c.company_id == company_id]
+    if statuses:
+        where.append(erp_requests.c.status.in_(list(statuses)))
+    if project_id is not None:
+        where.append(erp_requests.c.project_id == project_id)
+    base = select(erp_requests).where(and_(true(), *where))
+    page = await records(
+        conn,
+        base.order_by(erp_requests.c.sent_at.desc(), erp_requests.c.id).offset(offset).limit(limit),
+        ErpRequestRecord,
+    )
+    total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+    return page, int(total)
+
+
+async def company_list(conn: AsyncConnection, table: Table, record: type[R], company_id: str) -> list[R]:
+    return await records(conn, select(table).where(table.c.company_id == company_id).order_by(table.c.code), record)
+
+
+# --- the event log ---------------------------------------------------------------------------------------
+
+
+async def budget_history(
+    conn: AsyncConnection, budget_id: str, *, limit: int, before: int | None
+) -> tuple[list[EventRecord], int]:
+    """A page of the budget's events, newest first, and how many it has in all."""
+    stmt = select(events).where(events.c.budget_id == budget_id)
+    if before is not None:
+        stmt = stmt.where(events.c.sequence < before)
+    page = await records(conn, stmt.order_by(events.c.sequence.desc()).limit(limit), EventRecord)
+    total = (await conn.execute(select(func.count()).where(events.c.budget_id == budget_id))).scalar_one()
+    return page, int(total)
+
+
+async def company_events_after(
+    conn: AsyncConnection, company_id: str, after: int, *, limit: int = 500
+) -> list[EventRecord]:
+    stmt = (
+        select(events)
+        .where(events.c.company_id == company_id, events.c.sequence > after)
+        .order_by(events.c.sequence)
+        .limit(limit)
+    )
+    return await records(conn, stmt, EventRecord)
+
+
+async def latest_sequence(conn: AsyncConnection, company_id: str) -> int:
+    stmt = select(func.max(events.c.sequence)).where(events.c.company_id == company_id)
+    return int((await conn.execute(stmt)).scalar_one() or 0)
+
+
+async def events_after_count(conn: AsyncConnection, company_id: str, after: int) -> int:
+    stmt = select(func.count()).where(events.c.company_id == company_id, events.c.sequence > after)
+    return int((await conn.execute(stmt)).scalar_one())

@@ -1,0 +1,327 @@
+"""The SQLAlchemy repositories: each holds the unit of work's connection and speaks records, not rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.budget import BudgetState, LineKey
+from domain.errors import VersionConflictError
+from domain.events import BudgetEvent
+from domain.permissions import NO_ACCESS, ProjectAccess
+from persistence import queries
+from persistence.records import (
+    BudgetRecord,
+    CompanyRecord,
+    CostCodeRecord,
+    CostTypeRecord,
+    ErpRequestRecord,
+    ExportEntryRecord,
+    LineItemRecord,
+    ModificationRecord,
+    ProjectRecord,
+    RequestLineRecord,
+    StoredResultRecord,
+)
+from persistence.tables import (
+    budgets,
+    companies,
+    cost_codes,
+    cost_types,
+    erp_requests,
+    events,
+    export_entries,
+    idempotency_keys,
+    line_items,
+    modifications,
+    project_permissions,
+    projects,
+    request_lines,
+)
+from persistence.unit_of_work import (
+    LINE_UPDATABLE,
+    AccessRepository,
+    BudgetRepository,
+    CompanyRepository,
+    CostCodeRepository,
+    CostTypeRepository,
+    ErpRequestRepository,
+    EventLog,
+    ExportEntryRepository,
+    IdempotencyStore,
+    LineItemRepository,
+    ModificationRepository,
+    NewExportEntry,
+    NewLineItem,
+    ProjectRepository,
+)
+
+
+class _Sql:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def _exists(self, table: Table, company_id: str, column: str, value: str) -> bool:
+        stmt = select(table.c.id).where(table.c.company_id == company_id, table.c[column] == value).limit(1)
+        return (await self._conn.execute(stmt)).first() is not None
+
+
+class SqlCompanies(_Sql, CompanyRepository):
+    async def get(self, company_id: str) -> CompanyRecord | None:
+        row = (await self._conn.execute(select(companies).where(companies.c.id == company_id))).first()
+        return CompanyRecord.of(row) if row is not None else None
+
+
+class SqlAccess(_Sql, AccessRepository):
+    async def of(self, user_id: str, project_id: str) -> ProjectAccess:
+        found = await queries.access_of(self._conn, user_id, [project_id])
+        return found.get(project_id, NO_ACCESS)
+
+    async def grant(self, user_id: str, project_id: str, access: ProjectAccess) -> None:
+        await self._conn.execute(
+            insert(project_permissions).values(
+                user_id=user_id,
+                project_id=project_id,
+                budget_permission=access.budget_permission.name,
+                grants=sorted(g.value for g in access.grants),
+            )
+        )
+
+
+class SqlProjects(_Sql, ProjectRepository):
+    async def get(self, company_id: str, project_id: str) -> ProjectRecord | None:
+        found = await queries.by_ids(self._conn, projects, ProjectRecord, [project_id], company_id)
+        return found[0] if found else None
+
+    async def number_taken(self, company_id: str, number: str) -> bool:
+        return await self._exists(projects, company_id, "number", number)
+
+    async def add(self, project: ProjectRecord) -> None:
+        await self._conn.execute(insert(projects).values(**asdict(project)))
+
+    async def set_erp_job(self, project_id: str, erp_job_id: str) -> None:
+        await self._conn.execute(update(projects).where(projects.c.id == project_id).values(erp_job_id=erp_job_id))
+
+
+class _SqlCostList(_Sql):
+    table: Table
+
+    async def code_taken(self, company_id: str, code: str) -> bool:
+        return await self._exists(self.table, company_id, "code", code)
+
+    async def mark_synced(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._conn.execute(update(self.table).where(self.table.c.id.in_(list(ids))).values(erp_synced=True))
+
+
+class SqlCostCodes(_SqlCostList, CostCodeRepository):
+    table = cost_codes
+
+    async def get_many(self, company_id: str, ids: Sequence[str]) -> list[CostCodeRecord]:
+        return await queries.by_ids(self._conn, cost_codes, CostCodeRecord, ids, company_id)
+
+    async def add(self, cost_code: CostCodeRecord) -> None:
+        await self._conn.execute(insert(cost_codes).values(**asdict(cost_code)))
+
+
+class SqlCostTypes(_SqlCostList, CostTypeRepository):
+    table = cost_types
+
+    async def get_many(self, company_id: str, ids: Sequence[str]) -> list[CostTypeRecord]:
+        return await queries.by_ids(self._conn, cost_types, CostTypeRecord, ids, company_id)
+
+    async def add(self, cost_type: CostTypeRecord) -> None:
+        await self._conn.execute(insert(cost_types).values(**asdict(cost_type)))
+
+
+class SqlBudgets(_Sql, BudgetRepository):
+    async def get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None:
+        stmt = select(budgets).where(budgets.c.id == budget_id)
+        if company_id is not None:
+            stmt = stmt.where(budgets.c.company_id == company_id)
+        row = (await self._conn.execute(stmt.with_for_update())).first()
+        return BudgetRecord.of(row) if row is not None else None
+
+    async def of_project(self, company_id: str, project_id: str) -> BudgetRecord | None:
+        stmt = select(budgets).where(budgets.c.company_id == company_id, budgets.c.project_id == project_id)
+        row = (await self._conn.execute(stmt)).first()
+        return BudgetRecord.of(row) if row is not None else None
+
+    async def add(self, budget: BudgetRecord) -> None:
+        await self._conn.execute(insert(budgets).values(**asdict(budget)))
+
+    async def save(self, before: BudgetRecord, after: BudgetState) -> BudgetRecord:
+        values = {
+            "locked": after.locked,
+            "locked_at": after.locked_at,
+            "locked_by_id": after.locked_by_id,
+            "version": before.version + 1,
+            "export_status": after.export_status.value,
+            "last_request_id": after.last_request_id,
+            "request_count": after.request_count,
+        }
+        result = await self._conn.execute(
+            update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
+        )
+        if result.rowcount != 1:
+            raise VersionConflictError(actual=None)
+        return BudgetRecord(**{**asdict(before), **values})
+
+
+class SqlLineItems(_Sql, LineItemRepository):
+    async def get(self, company_id: str, line_id: str) -> LineItemRecord | None:
+        found = await queries.line_items_by_ids(self._conn, [line_id], company_id)
+        return found[0] if found else None
+
+    async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
+        return await queries.lines_of_budgets(self._conn, [budget_id])
+
+    async def keys_of_budget(self, budget_id: str) -> dict[LineKey, str]:
+        stmt = select(line_items.c.id, line_items.c.cost_code_id, line_items.c.cost_type_id, line_items.c.sub_job)
+        rows = await self._conn.execute(stmt.where(line_items.c.budget_id == budget_id))
+        return {(r.cost_code_id, r.cost_type_id, r.sub_job): r.id for r in rows}
+
+    async def next_position(self, budget_id: str) -> int:
+        stmt = select(func.max(line_items.c.position)).where(line_items.c.budget_id == budget_id)
+        return int((await self._conn.execute(stmt)).scalar_one() or 0) + 1
+
+    async def add_many(self, lines: Sequence[NewLineItem]) -> None:
+        if lines:
+            rows = [{**asdict(line), "modifications_amount": Decimal("0.00")} for line in lines]
+            await self._conn.execute(insert(line_items), rows)
+
+    async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        # One executemany per set of changed columns (an update names only the columns it changes).
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for line_id, values in changes.items():
+            unknown = set(values) - set(LINE_UPDATABLE)
+            if unknown:
+                raise ValueError(f"not updatable: {sorted(unknown)}")
+            if values:
+                by_columns.setdefault(tuple(sorted(values)), []).append({"line_id": line_id, **values})
+        for columns, params in by_columns.items():
+            await self._conn.execute(
+                update(line_items)
+                .where(line_items.c.id == bindparam("line_id"))
+                .values({name: bindparam(name) for name in columns}),
+                params,
+            )
+
+    async def delete(self, line_id: str) -> None:
+        await self._conn.execute(delete(line_items).where(line_items.c.id == line_id))
+
+    async def add_to_modifications(self, line_id: str, delta: Decimal) -> None:
+        await self._conn.execute(
+            update(line_items)
+            .where(line_items.c.id == line_id)
+            .values(modifications_amount=line_items.c.modifications_amount + delta)
+        )
+
+
+class SqlModifications(_Sql, ModificationRepository):
+    async def of_budget(self, budget_id: str) -> list[ModificationRecord]:
+        return await queries.modifications_of_budgets(self._conn, [budget_id])
+
+    async def touching(self, line_ids: Sequence[str]) -> list[ModificationRecord]:
+        return await queries.modifications_touching(self._conn, line_ids)
+
+    async def next_number(self, budget_id: str) -> int:
+        stmt = select(func.max(modifications.c.number)).where(modifications.c.budget_id == budget_id)
+        return int((await self._conn.execute(stmt)).scalar_one() or 0) + 1
+
+    async def add(self, modification: ModificationRecord) -> None:
+        await self._conn.execute(insert(modifications).values(**asdict(modification)))
+
+
+class SqlErpRequests(_Sql, ErpRequestRepository):
+    async def get(self, company_id: str | None, request_id: str) -> ErpRequestRecord | None:
+        found = await queries.by_ids(self._conn, erp_requests, ErpRequestRecord, [request_id], company_id)
+        return found[0] if found else None
+
+    async def by_export_id(self, export_id: str) -> ErpRequestRecord | None:
+        row = (await self._conn.execute(select(erp_requests).where(erp_requests.c.export_id == export_id))).first()
+        return ErpRequestRecord.of(row) if row is not None else None
+
+    async def add(self, request: ErpRequestRecord, lines: Sequence[RequestLineRecord]) -> None:
+        await self._conn.execute(insert(erp_requests).values(**asdict(request)))
+        if lines:
+            await self._conn.execute(insert(request_lines), [asdict(line) for line in lines])
+
+    async def update(self, request_id: str, **values: Any) -> None:
+        await self._conn.execute(update(erp_requests).where(erp_requests.c.id == request_id).values(**values))
+
+
+class SqlExportEntries(_Sql, ExportEntryRepository):
+    async def of_budget(self, budget_id: str) -> list[ExportEntryRecord]:
+        return await queries.entries_of_budgets(self._conn, [budget_id])
+
+    async def of_lines(self, line_ids: Sequence[str]) -> list[ExportEntryRecord]:
+        return await queries.entries_of_lines(self._conn, line_ids)
+
+    async def add_many(self, entries: Sequence[NewExportEntry]) -> None:
+        if entries:
+            await self._conn.execute(insert(export_entries), [asdict(e) for e in entries])
+
+
+class SqlEventLog(EventLog):
+    """Each event is written in the transaction of the change it records. Its sequence comes from the
+    company row (`UPDATE ... RETURNING`), which also holds that row's lock until commit: two transactions
+    of one company cannot interleave their sequences, so a reader that has seen N has seen every event
+    below N."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__()
+        self._conn = conn
+
+    async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
+        sequence = (
+            await self._conn.execute(
+                update(companies)
+                .where(companies.c.id == company_id)
+                .values(event_sequence=companies.c.event_sequence + 1)
+                .returning(companies.c.event_sequence)
+            )
+        ).scalar_one()
+        await self._conn.execute(
+            insert(events).values(
+                company_id=company_id,
+                sequence=sequence,
+                occurred_at=at,
+                type=event.type,
+                actor_id=event.actor_id,
+                project_id=event.project_id,
+                budget_id=event.budget_id,
+                erp_request_id=event.erp_request_id,
+                previous_status=event.previous_status.value if event.previous_status else None,
+                status=event.status.value,
+                reason=event.reason,
+                data=event.data,
+            )
+        )
+        return int(sequence)
+
+
+class SqlIdempotency(_Sql, IdempotencyStore):
+    async def get(self, user_id: str, operation: str, key: str) -> StoredResultRecord | None:
+        stmt = select(idempotency_keys.c.input_hash, idempotency_keys.c.result).where(
+            idempotency_keys.c.user_id == user_id,
+            idempotency_keys.c.operation == operation,
+            idempotency_keys.c.key == key,
+        )
+        row = (await self._conn.execute(stmt)).first()
+        return StoredResultRecord.of(row) if row is not None else None
+
+    async def put(
+        self, user_id: str, operation: str, key: str, input_hash: str, result: Mapping[str, Any], at: datetime
+    ) -> None:
+        await self._conn.execute(
+            insert(idempotency_keys).values(
+                user_id=user_id, operation=operation, key=key, input_hash=input_hash, result=dict(result), created_at=at
+            )
+        )

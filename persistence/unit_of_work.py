@@ -1,0 +1,345 @@
+"""The unit of work and the repositories that hang on it: the only way anything above persistence writes.
+
+`AbstractUnitOfWork` is one transaction. Its repositories read and write inside it; nothing is visible to
+anyone else until `commit()`, and callbacks registered with `after_commit` (wake-ups, export kicks) run only
+once the commit succeeded. `persistence.sql.SqlUnitOfWork` is the SQLAlchemy implementation; the tests'
+`FakeUnitOfWork` keeps the same repositories in memory, so the service layer is tested without a database.
+
+Repositories speak records (persistence.records) and domain values, never rows. Lookups by id take the
+company and find nothing for another company's id, so tenancy cannot be forgotten at a call site.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+from domain.budget import BudgetState, LineKey
+from domain.events import BudgetEvent
+from domain.permissions import ProjectAccess
+from persistence.records import (
+    BudgetRecord,
+    CompanyRecord,
+    CostCodeRecord,
+    CostTypeRecord,
+    ErpRequestRecord,
+    ExportEntryRecord,
+    ExportJobRecord,
+    LineItemRecord,
+    ModificationRecord,
+    ProjectRecord,
+    RequestLineRecord,
+    StoredResultRecord,
+)
+
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+# --- values the repositories take ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewLineItem:
+    id: str
+    company_id: str
+    budget_id: str
+    cost_code_id: str
+    cost_type_id: str
+    sub_job: str  # '' for none
+    description: str | None
+    original_amount: Decimal
+    quantity: Decimal | None
+    unit_of_measure: str | None
+    unit_cost: Decimal | None
+    position: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewExportEntry:
+    id: str
+    request_id: str
+    budget_id: str
+    line_item_id: str
+    kind: str
+    source_id: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    request_id: str
+    attempts: int
+
+
+# States of an export job.
+QUEUED, RUNNING, AWAITING_CALLBACK, DONE, FAILED = "QUEUED", "RUNNING", "AWAITING_CALLBACK", "DONE", "FAILED"
+
+# Columns of a line that an update may change.
+LINE_UPDATABLE = ("description", "original_amount", "quantity", "unit_of_measure", "unit_cost")
+
+
+# --- repositories --------------------------------------------------------------------------------------
+
+
+class CompanyRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, company_id: str) -> CompanyRecord | None: ...
+
+
+class AccessRepository(abc.ABC):
+    """Users' Budget tool permissions per project."""
+
+    @abc.abstractmethod
+    async def of(self, user_id: str, project_id: str) -> ProjectAccess: ...
+
+    @abc.abstractmethod
+    async def grant(self, user_id: str, project_id: str, access: ProjectAccess) -> None: ...
+
+
+class ProjectRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, company_id: str, project_id: str) -> ProjectRecord | None: ...
+
+    @abc.abstractmethod
+    async def number_taken(self, company_id: str, number: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def add(self, project: ProjectRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def set_erp_job(self, project_id: str, erp_job_id: str) -> None: ...
+
+
+class CostCodeRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get_many(self, company_id: str, ids: Sequence[str]) -> list[CostCodeRecord]: ...
+
+    @abc.abstractmethod
+    async def code_taken(self, company_id: str, code: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def add(self, cost_code: CostCodeRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def mark_synced(self, ids: Sequence[str]) -> None: ...
+
+
+class CostTypeRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get_many(self, company_id: str, ids: Sequence[str]) -> list[CostTypeRecord]: ...
+
+    @abc.abstractmethod
+    async def code_taken(self, company_id: str, code: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def add(self, cost_type: CostTypeRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def mark_synced(self, ids: Sequence[str]) -> None: ...
+
+
+class BudgetRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None:
+        """The budget, locked until the unit of work ends (row lock on PostgreSQL; SQLite has one writer).
+        `company_id` None only for the system (worker, callbacks), which acts across companies."""
+
+    @abc.abstractmethod
+    async def of_project(self, company_id: str, project_id: str) -> BudgetRecord | None: ...
+
+    @abc.abstractmethod
+    async def add(self, budget: BudgetRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def save(self, before: BudgetRecord, after: BudgetState) -> BudgetRecord:
+        """Write a decision's state, compare-and-set on `before.version` (a lost race raises
+        VersionConflictError instead of losing an update). Returns the record as now stored."""
+
+
+class LineItemRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, company_id: str, line_id: str) -> LineItemRecord | None: ...
+
+    @abc.abstractmethod
+    async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
+        """Every line of the budget with its cost code and type, in position order."""
+
+    @abc.abstractmethod
+    async def keys_of_budget(self, budget_id: str) -> dict[LineKey, str]:
+        """(cost code id, cost type id, sub job) -> line id for every line of the budget."""
+
+    @abc.abstractmethod
+    async def next_position(self, budget_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def add_many(self, lines: Sequence[NewLineItem]) -> None: ...
+
+    @abc.abstractmethod
+    async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """line id -> {column: value}, columns from LINE_UPDATABLE."""
+
+    @abc.abstractmethod
+    async def delete(self, line_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def add_to_modifications(self, line_id: str, delta: Decimal) -> None:
+        """Move the line's net modifications amount by `delta` (in the database, not read-modify-write)."""
+
+
+class ModificationRepository(abc.ABC):
+    @abc.abstractmethod
+    async def of_budget(self, budget_id: str) -> list[ModificationRecord]: ...
+
+    @abc.abstractmethod
+    async def touching(self, line_ids: Sequence[str]) -> list[ModificationRecord]: ...
+
+    @abc.abstractmethod
+    async def next_number(self, budget_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def add(self, modification: ModificationRecord) -> None: ...
+
+
+class ErpRequestRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, company_id: str | None, request_id: str) -> ErpRequestRecord | None:
+        """`company_id` None only for the system (worker, callbacks)."""
+
+    @abc.abstractmethod
+    async def by_export_id(self, export_id: str) -> ErpRequestRecord | None: ...
+
+    @abc.abstractmethod
+    async def add(self, request: ErpRequestRecord, lines: Sequence[RequestLineRecord]) -> None: ...
+
+    @abc.abstractmethod
+    async def update(self, request_id: str, **values: Any) -> None:
+        """Set columns of the request (status, decided_at, erp_reference, ...)."""
+
+
+class ExportEntryRepository(abc.ABC):
+    @abc.abstractmethod
+    async def of_budget(self, budget_id: str) -> list[ExportEntryRecord]: ...
+
+    @abc.abstractmethod
+    async def of_lines(self, line_ids: Sequence[str]) -> list[ExportEntryRecord]: ...
+
+    @abc.abstractmethod
+    async def add_many(self, entries: Sequence[NewExportEntry]) -> None: ...
+
+
+class JobQueue(abc.ABC):
+    """The durable export queue (`export_jobs`). Job states: QUEUED RUNNING AWAITING_CALLBACK DONE FAILED."""
+
+    @abc.abstractmethod
+    async def enqueue(self, company_id: str, request_id: str, at: datetime) -> None:
+        """Inside the ACCEPT / retryExport transaction: the job exists iff the decision committed."""
+
+    @abc.abstractmethod
+    async def claim(self, now: datetime, lease: timedelta, company_id: str | None = None) -> ClaimedJob | None:
+        """The next due job (or a RUNNING one whose lease ran out), leased to the caller."""
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> ExportJobRecord | None: ...
+
+    @abc.abstractmethod
+    async def finish(self, job_id: str, status: str, at: datetime, error: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def requeue(self, job_id: str, at: datetime, next_attempt_at: datetime, error: str) -> None: ...
+
+    @abc.abstractmethod
+    async def overdue_callbacks(self, now: datetime, wait: timedelta, company_id: str | None) -> list[ClaimedJob]: ...
+
+    @abc.abstractmethod
+    async def close_awaiting_callback(self, request_id: str, at: datetime) -> None: ...
+
+
+class EventLog(abc.ABC):
+    def __init__(self) -> None:
+        self.companies_written: set[str] = set()  # whose subscribers the commit must wake
+
+    async def append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
+        """Write the event in this transaction with the company's next gapless sequence; returns it."""
+        sequence = await self._append(company_id, event, at)
+        self.companies_written.add(company_id)
+        return sequence
+
+    @abc.abstractmethod
+    async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int: ...
+
+
+class IdempotencyStore(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, user_id: str, operation: str, key: str) -> StoredResultRecord | None: ...
+
+    @abc.abstractmethod
+    async def put(
+        self, user_id: str, operation: str, key: str, input_hash: str, result: Mapping[str, Any], at: datetime
+    ) -> None: ...
+
+
+# --- the unit of work ----------------------------------------------------------------------------------
+
+
+class AbstractUnitOfWork(abc.ABC):
+    companies: CompanyRepository
+    access: AccessRepository
+    projects: ProjectRepository
+    cost_codes: CostCodeRepository
+    cost_types: CostTypeRepository
+    budgets: BudgetRepository
+    line_items: LineItemRepository
+    modifications: ModificationRepository
+    requests: ErpRequestRepository
+    entries: ExportEntryRepository
+    jobs: JobQueue
+    events: EventLog
+    idempotency: IdempotencyStore
+
+    def __init__(self, on_events: Callable[[str], None] = lambda company_id: None) -> None:
+        self._after_commit: list[AfterCommit] = []
+        # Called after a commit that appended events for a company (wakes its live subscriptions): every
+        # writer gets the wake-ups by committing, none sends them by hand.
+        self._on_events = on_events
+
+    async def __aenter__(self) -> Self:
+        await self._begin()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._end()  # rolls back whatever was not committed
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self._after_commit.append(callback)
+
+    async def commit(self) -> None:
+        await self._commit()
+        for company_id in sorted(self.events.companies_written):
+            self._on_events(company_id)
+        self.events.companies_written.clear()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            result = callback()
+            if result is not None:
+                await result
+
+    @abc.abstractmethod
+    async def _begin(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _end(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], AbstractUnitOfWork]
