@@ -1,40 +1,43 @@
-"""Moving an ERP request through the domain's transition table, with its budget and its event."""
+"""Moving an ERP request through the domain's decision, with its budget and its event, in a unit of work.
+
+Every path that moves a request (an approver's mutation, the export worker, posting detection, an
+integrator's callback) goes through `apply_request_action`, so the transition table, the budget's export
+status and the event log stay in step.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from domain.requests import RequestState, decide
+from domain.status import ExportStatus, RequestAction
+from persistence.records import BudgetRecord, ErpRequestRecord
+from persistence.unit_of_work import AbstractUnitOfWork
+from resolvers.budget_state import budget_state
 
-from domain import budget as wf
-from domain.budget import ExportStatus, RequestAction
-from domain.events import BudgetEvent
-from persistence import event_log, writes
-from persistence.tables import erp_requests
+
+def request_state(record: ErpRequestRecord) -> RequestState:
+    return RequestState(
+        id=record.id, budget_id=record.budget_id, project_id=record.project_id, status=ExportStatus(record.status)
+    )
 
 
 async def apply_request_action(
-    conn: AsyncConnection,
-    budget: Row,
-    request: Row,
+    uow: AbstractUnitOfWork,
+    budget: BudgetRecord,
+    request: ErpRequestRecord,
     action: RequestAction,
     *,
     actor_id: str | None,
-    at: Any,
+    at: datetime,
     reason: str | None = None,
     **values: Any,
 ) -> ExportStatus:
-    """Move a request (and its budget's export status) through TRANSITIONS, with its event."""
-    previous = ExportStatus(request.status)
-    status = wf.transition(previous, action)
-    await writes.update_row(conn, erp_requests, request.id, status=status.value, **values)
-    budget_values: dict[str, Any] = {}
-    if budget.last_request_id == request.id:
-        budget_values["export_status"] = status.value
-    await writes.bump_budget(conn, budget, **budget_values)
-    await event_log.append(conn, budget.company_id, BudgetEvent(
-        type=wf.EVENT_NAMES[action], project_id=budget.project_id, budget_id=budget.id, erp_request_id=request.id,
-        previous_status=previous, status=status, actor_id=actor_id, reason=reason,
-    ), at)
-    return status
+    """Decide, then write the request (with `values`: decided_at, erp_reference, ...), the budget and the
+    event. The budget must have been read with `get_for_update` in this unit of work."""
+    change = decide(budget_state(budget), request_state(request), action, actor_id=actor_id, reason=reason)
+    await uow.requests.update(request.id, status=change.request.status.value, **values)
+    await uow.budgets.save(budget, change.budget)
+    await uow.events.append(budget.company_id, change.event, at)
+    return change.request.status
