@@ -61,7 +61,7 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
             if not demo:
                 raise SettingsError("BUDGETBRIDGE_JWT_SECRET is not set (use at least 32 random characters)")
             async with db.unit_of_work() as uow:
-                secret = await auth.demo_secret(uow.conn)
+                secret = await auth.demo_secret(uow.connection)
                 await uow.commit()
     except BaseException:
         await db.dispose()
