@@ -95,15 +95,21 @@ async def _budget_payload(ctx: Context, outcome: Outcome) -> BudgetPayload:
 
 async def _request_payload(ctx: Context, outcome: Outcome) -> ErpRequestPayload:
     loaded = _Loaded(ctx, outcome)
-    return ErpRequestPayload(erp_request=await loaded.erp_request(), budget=await loaded.budget(),
-                             user_errors=loaded.errors)
+    return ErpRequestPayload(
+        erp_request=await loaded.erp_request(), budget=await loaded.budget(), user_errors=loaded.errors
+    )
 
 
 def _line_fields(item: BudgetLineItemFields) -> LineFields:
     return LineFields(
-        cost_code_id=str(item.cost_code_id), cost_type_id=str(item.cost_type_id), sub_job=item.sub_job,
-        description=item.description, original_amount=item.original_amount, quantity=item.quantity,
-        unit_of_measure=item.unit_of_measure, unit_cost=item.unit_cost,
+        cost_code_id=str(item.cost_code_id),
+        cost_type_id=str(item.cost_type_id),
+        sub_job=item.sub_job,
+        description=item.description,
+        original_amount=item.original_amount,
+        quantity=item.quantity,
+        unit_of_measure=item.unit_of_measure,
+        unit_cost=item.unit_cost,
     )
 
 
@@ -136,11 +142,13 @@ class Mutation:
 
     @strawberry.mutation
     async def create_budget_line_item(self, info: Ctx, input: CreateBudgetLineItemInput) -> BudgetLineItemPayload:
-        outcome = await budget_lines.create_line_item(info.context, str(input.budget_id), _line_fields(input.item),
-                                             input.expected_version)
+        outcome = await budget_lines.create_line_item(
+            info.context, str(input.budget_id), _line_fields(input.item), input.expected_version
+        )
         loaded = _Loaded(info.context, outcome)
-        return BudgetLineItemPayload(line_item=await loaded.line_item(), budget=await loaded.budget(),
-                                     user_errors=loaded.errors)
+        return BudgetLineItemPayload(
+            line_item=await loaded.line_item(), budget=await loaded.budget(), user_errors=loaded.errors
+        )
 
     @strawberry.mutation
     async def update_budget_line_item(self, info: Ctx, input: UpdateBudgetLineItemInput) -> BudgetLineItemPayload:
@@ -151,19 +159,23 @@ class Mutation:
         }
         outcome = await budget_lines.update_line_item(info.context, str(input.id), changes, input.expected_version)
         loaded = _Loaded(info.context, outcome)
-        return BudgetLineItemPayload(line_item=await loaded.line_item(), budget=await loaded.budget(),
-                                     user_errors=loaded.errors)
+        return BudgetLineItemPayload(
+            line_item=await loaded.line_item(), budget=await loaded.budget(), user_errors=loaded.errors
+        )
 
     @strawberry.mutation
     async def delete_budget_line_item(
         self, info: Ctx, id: strawberry.ID, expected_version: int | None = None
     ) -> BudgetPayload:
-        return await _budget_payload(info.context, await budget_lines.delete_line_item(info.context, str(id), expected_version))
+        return await _budget_payload(
+            info.context, await budget_lines.delete_line_item(info.context, str(id), expected_version)
+        )
 
     @strawberry.mutation
     async def import_budget_line_items(self, info: Ctx, input: ImportBudgetLineItemsInput) -> BudgetPayload:
-        outcome = await budget_lines.import_line_items(info.context, str(input.budget_id),
-                                              [_line_fields(i) for i in input.items], input.expected_version)
+        outcome = await budget_lines.import_line_items(
+            info.context, str(input.budget_id), [_line_fields(i) for i in input.items], input.expected_version
+        )
         return await _budget_payload(info.context, outcome)
 
     @strawberry.mutation
@@ -171,43 +183,52 @@ class Mutation:
         self, info: Ctx, input: CreateBudgetModificationInput
     ) -> BudgetModificationPayload:
         outcome = await budget_lines.create_modification(
-            info.context, str(input.budget_id),
+            info.context,
+            str(input.budget_id),
             str(input.from_line_item_id) if input.from_line_item_id is not None else None,
             str(input.to_line_item_id) if input.to_line_item_id is not None else None,
-            input.amount, input.notes, input.expected_version,
+            input.amount,
+            input.notes,
+            input.expected_version,
         )
         loaded = _Loaded(info.context, outcome)
-        return BudgetModificationPayload(modification=await loaded.modification(), budget=await loaded.budget(),
-                                         user_errors=loaded.errors)
+        return BudgetModificationPayload(
+            modification=await loaded.modification(), budget=await loaded.budget(), user_errors=loaded.errors
+        )
 
     @strawberry.mutation
     async def lock_budget(self, info: Ctx, input: BudgetActionInput) -> BudgetPayload:
-        outcome = await locking.lock_budget(info.context, str(input.budget_id), input.expected_version,
-                                        input.idempotency_key)
+        outcome = await locking.lock_budget(
+            info.context, str(input.budget_id), input.expected_version, input.idempotency_key
+        )
         return await _budget_payload(info.context, outcome)
 
     @strawberry.mutation
     async def unlock_budget(self, info: Ctx, input: BudgetActionInput) -> BudgetPayload:
-        outcome = await locking.unlock_budget(info.context, str(input.budget_id), input.expected_version,
-                                          input.idempotency_key)
+        outcome = await locking.unlock_budget(
+            info.context, str(input.budget_id), input.expected_version, input.idempotency_key
+        )
         return await _budget_payload(info.context, outcome)
 
     @strawberry.mutation(name="sendToERP")
     async def send_to_erp(self, info: Ctx, input: BudgetActionInput) -> ErpRequestPayload:
-        outcome = await erp_requests.send_to_erp(info.context, str(input.budget_id), input.expected_version,
-                                        input.idempotency_key)
+        outcome = await erp_requests.send_to_erp(
+            info.context, str(input.budget_id), input.expected_version, input.idempotency_key
+        )
         return await _request_payload(info.context, outcome)
 
     @strawberry.mutation
     async def retrieve_budget(self, info: Ctx, input: BudgetActionInput) -> ErpRequestPayload:
-        outcome = await erp_requests.retrieve_budget(info.context, str(input.budget_id), input.expected_version,
-                                            input.idempotency_key)
+        outcome = await erp_requests.retrieve_budget(
+            info.context, str(input.budget_id), input.expected_version, input.idempotency_key
+        )
         return await _request_payload(info.context, outcome)
 
     @strawberry.mutation
     async def decide_export(self, info: Ctx, input: DecideExportInput) -> ErpRequestPayload:
-        outcome = await erp_requests.decide_export(info.context, str(input.erp_request_id), input.decision.value,
-                                          input.reason, input.idempotency_key)
+        outcome = await erp_requests.decide_export(
+            info.context, str(input.erp_request_id), input.decision.value, input.reason, input.idempotency_key
+        )
         return await _request_payload(info.context, outcome)
 
     @strawberry.mutation
@@ -219,6 +240,7 @@ class Mutation:
         description="The ERP reports the exported entries posted in Job Cost (integrator or ERP admin)."
     )
     async def confirm_job_cost_posting(self, info: Ctx, input: ErpRequestActionInput) -> ErpRequestPayload:
-        outcome = await erp_requests.confirm_posting(info.context, str(input.erp_request_id), input.erp_reference,
-                                            input.idempotency_key)
+        outcome = await erp_requests.confirm_posting(
+            info.context, str(input.erp_request_id), input.erp_reference, input.idempotency_key
+        )
         return await _request_payload(info.context, outcome)
