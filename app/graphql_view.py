@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
-from app import auth
+from app import auth, pages
 from resolvers.context import Context, Viewer
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema: Any, allowed_origins: tuple[str, ...] = ("*",), **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
         self.allowed_origins = allowed_origins
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from this package's own files (app/static), not strawberry's page that loads a CDN."""
+        return pages.graphiql_response(request)
 
     def encode_json(self, data: object) -> str:
         # orjson is ~4x faster than json; text (not bytes) because WebSocket protocols need text frames.

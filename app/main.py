@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from app import auth
+from app import auth, pages
 from app.export_worker import ExportWorker
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
@@ -167,6 +167,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
             WebSocketRoute("/graphql", view),
             Route("/erp/callbacks/webhook", webhook_callback, methods=["POST"]),
             Route("/healthz", health),
+            *pages.routes(),  # the dashboard at / and its deep links, /static/..., /graphql/assets/...
         ],
         middleware=middleware,
         lifespan=lifespan,
