@@ -49,7 +49,10 @@ async def test_graphiql_works_offline_and_runs_a_query_and_a_subscription(
 
     page.on("websocket", watch)
 
-    await page.goto(tab.url("/graphql"), wait_until="load")
+    # GraphiQL is ready once it has the schema (introspection without a token: the placeholder is not sent).
+    async with page.expect_response(lambda r: "IntrospectionQuery" in (r.request.post_data or "")) as schema:
+        await page.goto(tab.url("/graphql"), wait_until="load")
+    assert (await schema.value).ok
     await expect(page.locator(QUERY_EDITOR)).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     # Everything came from the server itself, GraphiQL's code from /graphql/assets/.
     assert tab.url("/graphql/assets/vendor/graphiql-4.1.2/graphiql.min.js") in requested
@@ -66,7 +69,10 @@ async def test_graphiql_works_offline_and_runs_a_query_and_a_subscription(
     token = company.token("approver")
     await set_editor(page, HEADERS_EDITOR, json.dumps({"Authorization": f"Bearer {token}"}))
     await set_editor(page, QUERY_EDITOR, "query Me { viewer { name company { name } } }")
-    await page.locator(".graphiql-execute-button").click()
+    await expect(page.get_by_role("tab", name="Me", exact=True)).to_be_visible()  # GraphiQL has parsed the new operation
+    async with page.expect_request(lambda r: "query Me" in (r.post_data or "")) as query:
+        await page.locator(".graphiql-execute-button").click()
+    assert (await query.value).headers["authorization"] == f"Bearer {token}"
     result = page.locator(".result-window")
     await expect(result).to_contain_text("Summit Ridge Builders", timeout=LIVE_TIMEOUT_MS)
     await expect(result).to_contain_text("Alex Rivera")
@@ -75,8 +81,9 @@ async def test_graphiql_works_offline_and_runs_a_query_and_a_subscription(
     await set_editor(
         page,
         QUERY_EDITOR,
-        "subscription Live { exportStatusChanged { type status project { name } } }",
+        "subscription Changes { exportStatusChanged { type status project { name } } }",
     )
+    await expect(page.get_by_role("tab", name="Changes", exact=True)).to_be_visible()
     await page.locator(".graphiql-execute-button").click()
     await asyncio.wait_for(subscribed.wait(), LIVE_TIMEOUT_MS / 1000)
     init = next(frame for frame in frames_sent if frame["type"] == "connection_init")

@@ -97,7 +97,7 @@ function Shell() {
   else view = html`<section><${PageTitle}>Page not found<//><p><a href=${href("/")}>Go to the start page</a></p></section>`;
 
   return html`<div class="shell">
-    <a class="skip-link" href="#main">Skip to main content</a>
+    <a class="skip-link" href="#main" onClick=${skipToMain}>Skip to main content</a>
     <header class="topbar">
       <div class="brand">
         <a href=${href("/")} class="brand-name">BudgetBridge</a>
@@ -119,6 +119,12 @@ function Shell() {
     <main id="main" tabindex="-1">${view}</main>
     <${Announcer} />
   </div>`;
+}
+
+function skipToMain(event) {
+  event.preventDefault();
+  const main = document.getElementById("main");
+  if (main) main.focus();
 }
 
 const LIVE_LABELS = {

@@ -17,13 +17,13 @@ export const ROUTES = [
 function current() {
   let path = window.location.pathname;
   if (ROOT && path.startsWith(ROOT)) path = path.slice(ROOT.length) || "/";
+  const search = window.location.search;
+  const query = new URLSearchParams(search);
   for (const route of ROUTES) {
     const match = route.pattern.exec(path);
-    if (match) {
-      return { name: route.name, id: match[1] ? decodeURIComponent(match[1]) : null, path, query: new URLSearchParams(window.location.search) };
-    }
+    if (match) return { name: route.name, id: match[1] ? decodeURIComponent(match[1]) : null, path, search, query };
   }
-  return { name: "notFound", id: null, path, query: new URLSearchParams(window.location.search) };
+  return { name: "notFound", id: null, path, search, query };
 }
 
 let route = current();
@@ -60,7 +60,11 @@ export function useRoute() {
   return state;
 }
 
-window.addEventListener("popstate", () => changed(false));
+window.addEventListener("popstate", () => {
+  // A change of the fragment alone (an in-page link) is not a new page.
+  const next = current();
+  if (next.path !== route.path || next.search !== route.search) changed(false);
+});
 
 /** Links to app routes are followed in place; everything else (GraphiQL, new tabs, modified clicks) as usual. */
 document.addEventListener("click", (event) => {
