@@ -69,7 +69,8 @@ async def test_graphiql_works_offline_and_runs_a_query_and_a_subscription(
     token = company.token("approver")
     await set_editor(page, HEADERS_EDITOR, json.dumps({"Authorization": f"Bearer {token}"}))
     await set_editor(page, QUERY_EDITOR, "query Me { viewer { name company { name } } }")
-    await expect(page.get_by_role("tab", name="Me", exact=True)).to_be_visible()  # GraphiQL has parsed the new operation
+    # GraphiQL has parsed the new operation (clicking earlier would run the old one's name).
+    await expect(page.get_by_role("tab", name="Me", exact=True)).to_be_visible()
     async with page.expect_request(lambda r: "query Me" in (r.post_data or "")) as query:
         await page.locator(".graphiql-execute-button").click()
     assert (await query.value).headers["authorization"] == f"Bearer {token}"

@@ -199,9 +199,7 @@ export function BlockerList({ id, blockers, lineLink }) {
     ${blockers.map(
       (b, i) => html`<li key=${i} data-code=${b.code}>
         ${sentence(b.message)}
-        ${b.lineItem &&
-        lineLink &&
-        html` <a href=${lineLink(b.lineItem)}>Go to line ${lineLabel(b.lineItem)}</a>`}
+        ${b.lineItem && lineLink && html`${" "}<a href=${lineLink(b.lineItem)}>Go to line ${lineLabel(b.lineItem)}</a>`}
       </li>`,
     )}
   </ul>`;
@@ -231,7 +229,7 @@ export function ExportLines({ lines, currency, caption, totals }) {
       <tbody>
         ${lines.map(
           (line, i) => html`<tr key=${i}>
-            <td data-label="Cost code">${line.costCode}${line.isNewLine ? html` <span class="tag">new</span>` : ""}</td>
+            <td data-label="Cost code">${line.costCode}${line.isNewLine ? html`${" "}<span class="tag">new</span>` : ""}</td>
             <td data-label="Cost type">${line.costType}</td>
             <td data-label="Sub job">${line.subJob || html`<span class="muted">—</span>`}</td>
             <td data-label="Description">${line.description || ""}</td>

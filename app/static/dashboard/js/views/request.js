@@ -73,8 +73,7 @@ export function RequestView({ caps, id }) {
     <p class="status-line"><${StatusBadge} status=${r.status} /> ${KIND_LABELS[r.kind] || r.kind}</p>
 
     <dl class="facts">
-      <div><dt>Project</dt><dd>${r.project.name} (${r.project.number})${r.project.erpJobId ? `, ERP job ${r.project.erpJobId}` : ""}
-        · <a href=${href(`/budgets/${r.budget.id}`)}>budget</a></dd></div>
+      <div><dt>Project</dt><dd>${r.project.name} (${r.project.number})${r.project.erpJobId ? `, ERP job ${r.project.erpJobId}` : ""}${" · "}<a href=${href(`/budgets/${r.budget.id}`)}>open the budget</a></dd></div>
       <div><dt>Sent by</dt><dd>${r.sentBy.name} <span class="muted">${r.sentBy.email}</span>, <${When} value=${r.sentAt} /></dd></div>
       ${r.decidedBy && html`<div><dt>${r.status === "REJECTED" ? "Rejected by" : "Decided by"}</dt><dd>${r.decidedBy.name}, <${When} value=${r.decidedAt} /></dd></div>`}
       ${r.rejectionReason && html`<div><dt>Reason</dt><dd><q class="reason">${r.rejectionReason}</q></dd></div>`}
