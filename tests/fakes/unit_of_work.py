@@ -12,6 +12,7 @@ The database's rules are kept where the service layer could notice them:
   deleted) and the modification amount check: a violation raises `ConcurrentChangeError`, as the SQL unit of
   work turns every IntegrityError into one;
 - money is kept to 2 places and quantities to 4, timestamps in UTC, JSON values as JSON round-trips them;
+- text longer than its column raises ValueTooLongError, as PostgreSQL does (SQLite would keep it);
 - lines carry their cost code / type, export entries their request's status; orders as the SQL queries.
 tests/persistence/test_repository_contract.py runs the same behaviour tests on this and on both engines.
 
@@ -29,6 +30,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
+
+from sqlalchemy import String
 
 from domain.budget import BudgetState, LineKey
 from domain.errors import ConcurrentChangeError, VersionConflictError
@@ -53,6 +56,7 @@ from persistence.records import (
     StoredResultRecord,
     UserRecord,
 )
+from persistence.tables import metadata
 from persistence.unit_of_work import (
     AWAITING_CALLBACK,
     DONE,
@@ -194,6 +198,39 @@ QUANTITY_COLUMNS = frozenset({"quantity", "unit_cost"})
 CENT, TEN_THOUSANDTH = Decimal("0.01"), Decimal("0.0001")
 
 
+# The tables of persistence.tables behind the fake's, for the lengths of their text columns.
+SQL_TABLES = {
+    "companies": "companies",
+    "users": "users",
+    "access": "project_permissions",
+    "projects": "projects",
+    "cost_codes": "cost_codes",
+    "cost_types": "cost_types",
+    "budgets": "budgets",
+    "line_items": "budget_line_items",
+    "modifications": "budget_modifications",
+    "requests": "erp_requests",
+    "request_lines": "erp_request_lines",
+    "entries": "export_entries",
+    "events": "events",
+    "idempotency": "idempotency_keys",
+    "jobs": "export_jobs",
+}
+MAX_LENGTHS: dict[str, dict[str, int]] = {
+    name: {
+        column.name: column.type.length
+        for column in metadata.tables[sql_name].columns
+        if isinstance(column.type, String) and column.type.length is not None
+    }
+    for name, sql_name in SQL_TABLES.items()
+}
+
+
+class ValueTooLongError(ValueError):
+    """What PostgreSQL raises (a DataError, not an IntegrityError: no ConcurrentChangeError) for text longer
+    than its VARCHAR column. SQLite would store it; the fake keeps to the stricter engine."""
+
+
 def _violation(what: str) -> ConcurrentChangeError:
     error = ConcurrentChangeError()
     error.add_note(f"fake database: {what}")
@@ -315,6 +352,10 @@ def _values(record: Any, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
 
 
 def _check_constraints(name: str, record: Any) -> None:
+    for column, length in MAX_LENGTHS[name].items():
+        value = getattr(record, column, None)
+        if isinstance(value, str) and len(value) > length:
+            raise ValueTooLongError(f"value too long for {SQL_TABLES[name]}.{column} (varchar({length}))")
     if name == "modifications" and not record.amount > 0:
         raise _violation("check constraint amount_positive")
 
