@@ -1007,19 +1007,8 @@ async def test_idempotency_results_are_kept_per_user_operation_and_key(backend: 
     assert stored is not None and stored.input_hash == "hash-1"
 
 
-async def test_a_violation_is_a_concurrent_change_already_inside_the_unit_of_work(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    """Where the SQL unit of work falls short of the fake: it translates IntegrityError only when it leaves the
-    `async with` (or at commit), so a body sees the driver's exception and cannot handle the refusal itself."""
-    if backend.name != "fake":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="INTERFACE GAP: the SQL repositories let IntegrityError through; SqlUnitOfWork translates "
-                "it only in __aexit__/_commit",
-            )
-        )
+async def test_a_violation_is_a_concurrent_change_already_inside_the_unit_of_work(backend: Backend) -> None:
+    """A key violation is a ConcurrentChangeError as soon as the statement fails, in every implementation."""
     w = await make_world(backend)
     caught: list[BaseException] = []
     async with backend.uow() as uow:

@@ -565,11 +565,6 @@ async def test_modifications_while_a_request_is_pending() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (behaviour change): create_modification checks the amount before the permission and budget "
-    "blockers; the old mutation answered FORBIDDEN / BUDGET_NOT_LOCKED before looking at the input",
-)
 async def test_a_refused_modification_reports_the_blockers_before_the_input() -> None:
     shop = make_shop()
     a, b = await shop.add_line(), await shop.add_line("05-120")

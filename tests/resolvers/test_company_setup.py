@@ -14,7 +14,6 @@ from erp.base import ConnectorError
 from resolvers import company_setup
 from resolvers.company_setup import create_cost_list_entry, create_project, sync_project_to_erp
 from resolvers.service import Changed
-from tests.fakes.unit_of_work import ValueTooLongError
 from tests.resolvers.service_support import (
     T0,
     accepted,
@@ -258,13 +257,6 @@ async def test_sync_when_the_erp_does_not_answer(monkeypatch: pytest.MonkeyPatch
     assert "did not answer in time" in outcome.errors[0].message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueTooLongError,
-    reason="BUG (pre-existing): a cost type's name is checked against 200 characters, but cost_types.name is "
-    "VARCHAR(100): on PostgreSQL a 101-200 character name fails with a DataError (an internal error), not "
-    "VALIDATION_FAILED",
-)
 async def test_a_cost_type_name_longer_than_its_column_is_refused() -> None:
     shop = make_shop()
     await refused(

@@ -585,11 +585,6 @@ async def test_confirm_posting_with_a_reference_too_long() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (pre-existing): confirm_posting calls connector.mark_posted before checking erpReference, so a "
-    "refused call (VALIDATION_FAILED) has already marked the batch posted in the ERP",
-)
 async def test_a_refused_confirmation_does_not_mark_the_erp_posted() -> None:
     shop = make_shop()
     request_id = await shop.request_in(S.AWAITING_POSTING)
