@@ -14,8 +14,8 @@ from sqlalchemy import select
 from app import admin
 from app.export_worker import ExportWorker
 from persistence.tables import erp_job_cost_entries
-from resolvers import exports
 from resolvers.context import Services
+from resolvers.export_pipeline import RetryPolicy
 from tests.erp.webhook_server import Integrator, running_integrator
 from tests.erp.workflow import (
     ACCEPT,
@@ -46,8 +46,7 @@ async def connected(name: str, tmp_path: Path) -> AsyncIterator[tuple[dict[str, 
 
 
 async def export_now(services: Services, tenant: Tenant) -> None:
-    worker = ExportWorker(services.db, services.connectors, timeout_seconds=5, company_id=tenant.company_id,
-                          policy=exports.RetryPolicy(max_attempts=1))
+    worker = ExportWorker(services, timeout_seconds=5, company_id=tenant.company_id, policy=RetryPolicy(max_attempts=1))
     assert await worker.run_once() == 1
 
 
@@ -56,7 +55,7 @@ async def test_the_whole_story_runs_against_each_connector(name: str, services: 
     async with connected(name, tmp_path) as (options, integrator):
         tenant = await make_tenant(services, connector=None)
         async with services.db.unit_of_work() as uow:
-            await admin.set_company_connector(uow.conn, tenant.company_id, name, options)
+            await admin.set_company_connector(uow.connection, tenant.company_id, name, options)
             await uow.commit()
         sub_job = "BLDG-A" if name in ("embedded", "webhook") else None  # the file formats take no sub jobs
         concrete = await add_line(tenant, "03-300", "L", "125000.00", sub_job=sub_job, quantity="1500",
