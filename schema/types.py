@@ -456,7 +456,7 @@ class BudgetEventConnection:
 
 
 def _blockers(errors: list) -> list[Blocker]:  # type: ignore[type-arg]
-    return [Blocker(code=ErrorCode[e.code], message=e.message) for e in errors]
+    return [Blocker(code=e.code, message=e.message) for e in errors]
 
 
 @strawberry.type
