@@ -122,6 +122,9 @@ async def seed_exporting(
                     "sub_job": "",
                     "description": "Steel, furnish & erect",
                     "original_amount": Decimal("486900.00"),
+                    "quantity": None,
+                    "unit_of_measure": None,
+                    "unit_cost": None,
                     "position": 2,
                 },
                 {
@@ -187,6 +190,7 @@ async def seed_exporting(
                 {
                     **row,
                     "position": 2,
+                    "sub_job": None,
                     "line_item_id": lines[1],
                     "cost_code": "05-120",
                     "cost_type": "S",
