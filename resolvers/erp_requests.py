@@ -3,6 +3,8 @@ confirmation that the entries were posted in Job Cost."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain import budget as wf
 from domain import permissions
 from domain.export import request_kind
@@ -199,7 +201,7 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
         budget, req = await request_for_change(ctx, uow, request_id)
         wf.require_none([permissions.confirm_posting_refusal(actor)])
         now = ctx.services.clock()
-        values: dict[str, object] = {"posted_at": now}
+        values: dict[str, Any] = {"posted_at": now}
         reference = check.text(erp_reference, ["input", "erpReference"], max_len=200)
         if reference:
             values["erp_reference"] = reference
