@@ -45,18 +45,14 @@ async def append(conn: AsyncConnection, company_id: str, event: BudgetEvent, at:
     return int(sequence)
 
 
-async def budget_history(
-    conn: AsyncConnection, budget_id: str, *, limit: int, before: int | None
-) -> list[Row]:
+async def budget_history(conn: AsyncConnection, budget_id: str, *, limit: int, before: int | None) -> list[Row]:
     stmt = select(events).where(events.c.budget_id == budget_id)
     if before is not None:
         stmt = stmt.where(events.c.sequence < before)
     return list((await conn.execute(stmt.order_by(events.c.sequence.desc()).limit(limit))).all())
 
 
-async def company_events_after(
-    conn: AsyncConnection, company_id: str, after: int, *, limit: int = 500
-) -> list[Row]:
+async def company_events_after(conn: AsyncConnection, company_id: str, after: int, *, limit: int = 500) -> list[Row]:
     stmt = (
         select(events)
         .where(events.c.company_id == company_id, events.c.sequence > after)

@@ -57,8 +57,13 @@ async def rows_by_ids(conn: AsyncConnection, table, ids: Sequence[str], company_
 
 async def user_with_company(conn: AsyncConnection, user_id: str) -> Row | None:
     stmt = (
-        select(users, companies.c.currency, companies.c.name.label("company_name"), companies.c.erp_connector,
-               companies.c.erp_settings)
+        select(
+            users,
+            companies.c.currency,
+            companies.c.name.label("company_name"),
+            companies.c.erp_connector,
+            companies.c.erp_settings,
+        )
         .join(companies, companies.c.id == users.c.company_id)
         .where(users.c.id == user_id)
     )
@@ -184,13 +189,19 @@ async def entries_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -
 
 
 async def entries_of_lines(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
-    return await _chunked(conn, line_ids, lambda chunk: _entries_with_status().where(
-        export_entries.c.line_item_id.in_(chunk)))
+    return await _chunked(
+        conn, line_ids, lambda chunk: _entries_with_status().where(export_entries.c.line_item_id.in_(chunk))
+    )
 
 
 async def modifications_touching(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
-    rows = await _chunked(conn, line_ids, lambda chunk: select(modifications).where(
-        modifications.c.from_line_item_id.in_(chunk) | modifications.c.to_line_item_id.in_(chunk)))
+    rows = await _chunked(
+        conn,
+        line_ids,
+        lambda chunk: select(modifications).where(
+            modifications.c.from_line_item_id.in_(chunk) | modifications.c.to_line_item_id.in_(chunk)
+        ),
+    )
     return list({row.id: row for row in rows}.values())  # a modification between two chunks comes twice
 
 
@@ -227,9 +238,7 @@ async def request_queue(
     if project_id is not None:
         where.append(erp_requests.c.project_id == project_id)
     base = select(erp_requests).where(and_(true(), *where))
-    rows = await _all(
-        conn, base.order_by(erp_requests.c.sent_at.desc(), erp_requests.c.id).offset(offset).limit(limit)
-    )
+    rows = await _all(conn, base.order_by(erp_requests.c.sent_at.desc(), erp_requests.c.id).offset(offset).limit(limit))
     total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
     return rows, int(total)
 

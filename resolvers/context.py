@@ -49,7 +49,6 @@ class Services:
     event_tails: Any = None
     max_subscriber_lag: int = 10_000
 
-
     def unit_of_work(self) -> AbstractUnitOfWork:
         if self.unit_of_work_factory is not None:
             return self.unit_of_work_factory()

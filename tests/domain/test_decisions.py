@@ -150,9 +150,16 @@ def test_an_empty_import_is_refused() -> None:
 
 
 def test_a_modification_needs_a_locked_budget_and_two_different_lines() -> None:
-    def add(b: BudgetState, from_id: str | None, to_id: str | None) -> wf.BudgetChange:
+    def add(b: BudgetState, from_id: str | None, to_id: str | None, amount: str = "250.00") -> wf.BudgetChange:
         return wf.add_modification(
-            b, ADMIN, "u1", modification_id="m1", number=4, from_line_id=from_id, to_line_id=to_id
+            b,
+            ADMIN,
+            "u1",
+            modification_id="m1",
+            number=4,
+            amount=Decimal(amount),
+            from_line_id=from_id,
+            to_line_id=to_id,
         )
 
     change = add(budget(locked=True), "li1", "li2")
@@ -160,6 +167,10 @@ def test_a_modification_needs_a_locked_budget_and_two_different_lines() -> None:
     assert refused(lambda: add(budget(), "li1", "li2")) == ["BUDGET_NOT_LOCKED"]
     assert refused(lambda: add(budget(locked=True), None, None)) == ["VALIDATION_FAILED"]
     assert refused(lambda: add(budget(locked=True), "li1", "li1")) == ["VALIDATION_FAILED"]
+    assert refused(lambda: add(budget(locked=True), "li1", "li2", "0.00")) == ["VALIDATION_FAILED"]
+    assert refused(lambda: add(budget(), "li1", "li2", "0.00")) == ["BUDGET_NOT_LOCKED"]  # blockers come first
+    assert refused(lambda: add(budget(locked=True), "li1", "li2", "0.00")) == ["VALIDATION_FAILED"]
+    assert refused(lambda: add(budget(), "li1", "li2", "0.00")) == ["BUDGET_NOT_LOCKED"]  # blockers come first
 
 
 def test_sending_makes_the_new_request_the_latest_and_records_the_status_change() -> None:
