@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.browser.conftest import OpenTab, expect
 from tests.browser.support import LIVE_TIMEOUT_MS, SYNC_PROJECT, Company
 from tests.live_server import LiveServer
@@ -14,11 +12,6 @@ from tests.live_server import LiveServer
 ROWS = "#queue-panel tbody tr"
 
 
-@pytest.mark.xfail(
-    reason="arch: the export worker still calls uow.conn (not yet on the unit of work), so nothing leaves EXPORTING; "
-    "remove this marker when the worker is ported",
-    strict=True,
-)
 async def test_a_budget_goes_from_lock_to_synced_in_the_browser(
     open_tab: OpenTab, server: LiveServer, company: Company
 ) -> None:
