@@ -129,7 +129,7 @@ async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[dict[str,
         if db.is_sqlite:
             await migrate(db)
         async with db.unit_of_work() as uow:
-            result = await work(uow.conn)
+            result = await work(uow.connection)
             await uow.commit()
         return result
     finally:

@@ -12,8 +12,10 @@ from app import admin, auth
 from domain.permissions import PermissionLevel
 from persistence import writes
 from persistence.tables import budgets, server_settings, users
-from resolvers import mutations as svc
+from resolvers import budget_lines, company_setup
 from resolvers.context import Context, Services
+from resolvers.input_validation import LineFields
+from resolvers.service import Changed, Outcome
 
 DEMO_KEY = "demo_company_id"
 
@@ -106,7 +108,7 @@ async def seed(services: Services, jwt_secret: str) -> list[DemoUser]:
 
 async def _create(services: Services) -> str:
     async with services.db.unit_of_work() as uow:
-        conn = uow.conn
+        conn = uow.connection
         company_id = await admin.create_company(conn, "Summit Ridge Builders (demo)", "USD", "embedded")
         pm = await admin.create_user(conn, company_id, "pm@demo.budgetbridge.dev", "Pat Morgan", company_admin=True)
         approver = await admin.create_user(
@@ -124,19 +126,23 @@ async def _create(services: Services) -> str:
         pm_viewer = await auth.viewer_for(conn, pm)
     ctx = Context(services=services, viewer_or_none=pm_viewer)
 
-    def ok(outcome: svc.Outcome) -> dict[str, str | None]:
+    def ok(outcome: Outcome) -> Changed:
         if outcome.errors:
             raise RuntimeError(f"demo seeding refused: {outcome.errors}")
-        return outcome.result
+        return outcome.changed
 
-    project_id = ok(await svc.create_project(ctx, "Riverside Medical Office Building", "2026-014"))["project"]
+    project_id = ok(await company_setup.create_project(ctx, "Riverside Medical Office Building", "2026-014")).project_id
     assert project_id is not None
-    codes = {c: ok(await svc.create_cost_list_entry(ctx, "costCode", c, d))["costCode"] for c, d in COST_CODES}
-    types = {c: ok(await svc.create_cost_list_entry(ctx, "costType", c, n))["costType"] for c, n in COST_TYPES}
+    codes = {
+        c: ok(await company_setup.create_cost_list_entry(ctx, "costCode", c, d)).cost_code_id for c, d in COST_CODES
+    }
+    types = {
+        c: ok(await company_setup.create_cost_list_entry(ctx, "costType", c, n)).cost_type_id for c, n in COST_TYPES
+    }
     async with services.db.read() as conn:
         budget_id = (await conn.execute(select(budgets.c.id).where(budgets.c.project_id == project_id))).scalar_one()
     items = [
-        svc.LineFields(
+        LineFields(
             cost_code_id=str(codes[code]),
             cost_type_id=str(types[ctype]),
             sub_job=sub,
@@ -148,10 +154,10 @@ async def _create(services: Services) -> str:
         )
         for code, ctype, sub, desc, amount, qty, unit, cost in LINES
     ]
-    ok(await svc.import_line_items(ctx, budget_id, items, None))
-    ok(await svc.sync_project_to_erp(ctx, project_id))
+    ok(await budget_lines.import_line_items(ctx, budget_id, items, None))
+    ok(await company_setup.sync_project_to_erp(ctx, project_id))
     async with services.db.unit_of_work() as uow:
-        await admin.grant(uow.conn, viewer, project_id, PermissionLevel.READ_ONLY, [])
-        await admin.grant(uow.conn, approver, project_id, PermissionLevel.READ_ONLY, [])
+        await admin.grant(uow.connection, viewer, project_id, PermissionLevel.READ_ONLY, [])
+        await admin.grant(uow.connection, approver, project_id, PermissionLevel.READ_ONLY, [])
         await uow.commit()
     return company_id

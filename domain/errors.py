@@ -11,7 +11,9 @@ import enum
 from collections.abc import Sequence
 
 
-class ErrorCode(enum.Enum):
+class ErrorCode(enum.StrEnum):
+    """A StrEnum: a code compares equal to its name, as clients and logs spell it."""
+
     NOT_FOUND = "NOT_FOUND"
     FORBIDDEN = "FORBIDDEN"
     VALIDATION_FAILED = "VALIDATION_FAILED"

@@ -40,7 +40,7 @@ class EmbeddedConnector:
 
     async def sync_job(self, job: JobSpec) -> str:
         async with self._db.unit_of_work() as uow:
-            conn = uow.conn
+            conn = uow.connection
             job_id = (
                 await conn.execute(select(erp_jobs.c.id).where(erp_jobs.c.project_id == job.project_id))
             ).scalar_one_or_none()
@@ -78,7 +78,7 @@ class EmbeddedConnector:
     async def export(self, batch: ExportBatch) -> ExportReceipt:
         reference = self.reference(batch.export_id)
         async with self._db.unit_of_work() as uow:
-            conn = uow.conn
+            conn = uow.connection
             job_id = (
                 await conn.execute(
                     select(erp_jobs.c.id).where(
@@ -127,7 +127,7 @@ class EmbeddedConnector:
 
     async def mark_posted(self, export_id: str) -> None:
         async with self._db.unit_of_work() as uow:
-            await uow.conn.execute(
+            await uow.connection.execute(
                 update(erp_job_cost_entries)
                 .where(
                     erp_job_cost_entries.c.batch == self.reference(export_id), erp_job_cost_entries.c.posted.is_(False)

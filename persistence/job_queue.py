@@ -88,7 +88,9 @@ class SqlJobQueue(JobQueue):
         )
         if company_id is not None:
             stmt = stmt.where(export_jobs.c.company_id == company_id)
-        return [ClaimedJob(id=j.id, request_id=j.request_id, attempts=j.attempts) for j in await self._conn.execute(stmt)]
+        return [
+            ClaimedJob(id=j.id, request_id=j.request_id, attempts=j.attempts) for j in await self._conn.execute(stmt)
+        ]
 
     async def close_awaiting_callback(self, request_id: str, at: datetime) -> None:
         await self._conn.execute(

@@ -15,12 +15,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from persistence.reads import EventRelations, ReadStore
+from persistence.reads import EventRelations
 from persistence.records import EventRecord
 
 PAGE = 500
+
+
+class EventSource(Protocol):
+    """What the cache reads (the app's ReadStore; tests hand in a fake)."""
+
+    async def latest_sequence(self, company_id: str) -> int: ...
+
+    async def company_events_after(self, company_id: str, after: int, *, limit: int) -> list[EventRecord]: ...
+
+    async def relations_of_events(self, events: Sequence[EventRecord]) -> EventRelations: ...
 
 
 @dataclass
@@ -35,7 +47,7 @@ class _Tail:
 
 
 class EventTails:
-    def __init__(self, reads: ReadStore, *, capacity: int = 2000, max_age: float = 1.0, companies: int = 256) -> None:
+    def __init__(self, reads: EventSource, *, capacity: int = 2000, max_age: float = 1.0, companies: int = 256) -> None:
         self._reads = reads
         self._capacity = capacity
         self._max_age = max_age

@@ -66,6 +66,10 @@ class Outcome:
 Body = Callable[[AbstractUnitOfWork], Awaitable[Changed]]
 
 
+def refusals(exc: DomainError | DomainErrors) -> list[DomainError]:
+    return exc.errors if isinstance(exc, DomainErrors) else [exc]
+
+
 async def run_unit(services: Services, body: Callable[[AbstractUnitOfWork], Awaitable[T]]) -> T:
     """Run `body` in one unit of work and commit it; after-commit callbacks run once it committed."""
     async with services.unit_of_work() as uow:
@@ -109,8 +113,6 @@ async def run_mutation(
 
     try:
         changed = await run_unit(ctx.services, unit)
-    except DomainErrors as exc:
-        return Outcome(errors=exc.errors)
     except ConcurrentChangeError as exc:
         # A concurrent request won a unique key (same idempotency key, same line key, ...). Nothing of
         # ours was committed; a retry with the same key answers with the winner's result.
@@ -121,8 +123,8 @@ async def run_mutation(
                 ctx.reset_loaders()
                 return Outcome(changed=replay)
         return Outcome(errors=[exc])
-    except DomainError as exc:
-        return Outcome(errors=[exc])
+    except (DomainError, DomainErrors) as exc:
+        return Outcome(errors=refusals(exc))
     ctx.reset_loaders()  # a commit makes cached records stale; later fields read afresh
     return Outcome(changed=changed)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -75,7 +75,7 @@ async def export_status_changed(
     reread_seconds: float,
     max_lag: int,
     tails: EventTails | None = None,
-) -> AsyncIterator[EventRecord]:
+) -> AsyncGenerator[EventRecord, None]:
     actor = ctx.actor
     start = parse_after(after)
     async with wakeups.listen(actor.company_id) as waiter:

@@ -9,11 +9,10 @@ from typing import Optional
 import strawberry
 
 from domain.money import ZERO
-from domain.status import ExportStatus as DomainExportStatus
 from persistence.records import BudgetRecord
 from resolvers import queries
 from resolvers.views import LineItemView, ModificationView
-from schema.common import Blocker, Connection, Ctx, Node, blockers, connection
+from schema.common import Blocker, Connection, Ctx, Node, blockers, connection, described
 from schema.enums import ExportStatus
 from schema.events import BudgetEvent
 from schema.people import User, load_known_user, load_user
@@ -137,7 +136,7 @@ class Budget(Node):
             locked=r.locked,
             locked_at=r.locked_at,
             version=r.version,
-            export_status=DomainExportStatus(r.export_status),
+            export_status=ExportStatus(r.export_status),
             record=r,
         )
 
@@ -154,7 +153,7 @@ class Budget(Node):
         requests = await info.context.loaders.requests_of_budget.load(self.record.id)
         return ErpRequest.from_record(requests[0]) if requests else None
 
-    @strawberry.field(description="Newest first.")
+    @described("Newest first.")
     async def erp_requests(self, info: Ctx) -> list[ErpRequest]:
         return [ErpRequest.from_record(r) for r in await info.context.loaders.requests_of_budget.load(self.record.id)]
 
@@ -189,19 +188,19 @@ class Budget(Node):
     async def modifications(self, info: Ctx) -> list[BudgetModification]:
         return [BudgetModification.from_view(v) for v in await info.context.loaders.modifications.load(self.record.id)]
 
-    @strawberry.field(description="Why sendToERP would be refused now; empty when it would succeed.")
+    @described("Why sendToERP would be refused now; empty when it would succeed.")
     async def send_blockers(self, info: Ctx) -> list[Blocker]:
         return blockers(await queries.send_blockers(info.context, self.record))
 
-    @strawberry.field(description="Why unlockBudget would be refused now; empty when it would succeed.")
+    @described("Why unlockBudget would be refused now; empty when it would succeed.")
     async def unlock_blockers(self, info: Ctx) -> list[Blocker]:
         return blockers(await queries.unlock_blockers(info.context, self.record))
 
-    @strawberry.field(description="What a send would contain now: only what is not yet exported.")
+    @described("What a send would contain now: only what is not yet exported.")
     async def pending_export(self, info: Ctx) -> list[ExportLine]:
         return [ExportLine.from_pending(p) for p in await queries.pending_export(info.context, self.record)]
 
-    @strawberry.field(description="Audit trail, newest first.")
+    @described("Audit trail, newest first.")
     async def history(
         self, info: Ctx, first: Optional[int] = 50, after: Optional[str] = None
     ) -> Connection[BudgetEvent]:

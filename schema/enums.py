@@ -1,5 +1,6 @@
 """GraphQL enums. ErrorCode, ExportStatus, PermissionLevel and ExportEntryKind are the domain's own enums,
-exposed as they are (a code cannot exist on one side only)."""
+served as they are: `strawberry.enum` registers the domain class itself, so a code or status cannot exist
+on one side only, and resolvers hand the domain's members straight to the schema."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import enum
 
 import strawberry
 
-from domain.errors import ErrorCode as DomainErrorCode
-from domain.export import EntryKind
-from domain.permissions import PermissionLevel as DomainPermissionLevel
-from domain.status import ExportStatus as DomainExportStatus
+from domain.errors import ErrorCode
+from domain.export import EntryKind as ExportEntryKind
+from domain.permissions import PermissionLevel
+from domain.status import ExportStatus
 
-ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
-ExportStatus = strawberry.enum(DomainExportStatus, name="ExportStatus")
-ExportEntryKind = strawberry.enum(EntryKind, name="ExportEntryKind")
-PermissionLevel = strawberry.enum(DomainPermissionLevel, name="PermissionLevel")
+strawberry.enum(ErrorCode, name="ErrorCode")
+strawberry.enum(ExportStatus, name="ExportStatus")
+strawberry.enum(ExportEntryKind, name="ExportEntryKind")
+strawberry.enum(PermissionLevel, name="PermissionLevel")
 
 
 @strawberry.enum
@@ -28,3 +29,6 @@ class ErpRequestKind(enum.Enum):
 class ErpDecision(enum.Enum):
     ACCEPT = "ACCEPT"
     REJECT = "REJECT"
+
+
+__all__ = ["ErpDecision", "ErpRequestKind", "ErrorCode", "ExportEntryKind", "ExportStatus", "PermissionLevel"]

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import strawberry
 
-from domain.status import ExportStatus as DomainExportStatus
 from persistence.records import EventRecord
 from schema.common import Ctx
 from schema.enums import ExportStatus
@@ -58,8 +57,8 @@ class BudgetEvent:
             sequence=str(r.sequence),
             occurred_at=r.occurred_at,
             type=r.type,
-            previous_status=DomainExportStatus(r.previous_status) if r.previous_status else None,
-            status=DomainExportStatus(r.status),
+            previous_status=ExportStatus(r.previous_status) if r.previous_status else None,
+            status=ExportStatus(r.status),
             reason=r.reason,
             record=r,
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.permissions import PermissionLevel as DomainPermissionLevel
 from persistence.records import CompanyRecord, UserRecord
 from schema.common import Ctx, Node
 from schema.enums import PermissionLevel
@@ -43,7 +42,7 @@ class User(Node):
             name=r.name,
             email=r.email,
             is_accounting_approver=r.is_accounting_approver,
-            erp_integrations_permission=DomainPermissionLevel[r.erp_permission],
+            erp_integrations_permission=PermissionLevel[r.erp_permission],
             company_id=r.company_id,
         )
 

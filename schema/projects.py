@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import strawberry
 
 from persistence.records import CostCodeRecord, CostTypeRecord, ProjectRecord
-from schema.common import Ctx, Node
+from schema.common import Ctx, Node, described
 from schema.enums import PermissionLevel
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Project(Node):
         assert budget is not None, "every project has its budget"
         return Budget.from_record(budget, info.context.viewer.currency)
 
-    @strawberry.field(description="The viewer's Budget tool permission on this project.")
+    @described("The viewer's Budget tool permission on this project.")
     async def viewer_permission(self, info: Ctx) -> PermissionLevel:
         return (await info.context.loaders.access.load(str(self.id))).budget_permission
 

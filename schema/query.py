@@ -19,7 +19,7 @@ from persistence.records import (
 from resolvers import queries
 from resolvers.views import LineItemView, ModificationView
 from schema.budgets import Budget, BudgetLineItem, BudgetModification
-from schema.common import Connection, Ctx, Node, connection
+from schema.common import Connection, Ctx, Node, connection, described
 from schema.enums import ExportStatus
 from schema.people import Company, User
 from schema.projects import CostCode, CostType, Project
@@ -69,7 +69,7 @@ class Query:
         budget = await queries.visible_budget(info.context, str(id))
         return Budget.from_record(budget, info.context.viewer.currency) if budget is not None else None
 
-    @strawberry.field(description="The ERP Integrations queue of the viewer's company (approver dashboard).")
+    @described("The ERP Integrations queue of the viewer's company (approver dashboard).")
     async def erp_requests(
         self,
         info: Ctx,

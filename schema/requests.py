@@ -10,10 +10,9 @@ import strawberry
 
 from domain import export
 from domain.money import ZERO
-from domain.status import ExportStatus as DomainExportStatus
 from erp.base import Connector
 from persistence.records import ErpRequestRecord, RequestLineRecord
-from schema.common import Ctx, Node
+from schema.common import Ctx, Node, described
 from schema.enums import ErpRequestKind, ExportStatus
 from schema.people import User, load_known_user, load_user
 from schema.projects import Project, load_project
@@ -113,7 +112,7 @@ class ErpRequest(Node):
     async def retrieved_by(self, info: Ctx) -> Optional[User]:
         return await load_user(info, self.record.retrieved_by_id)
 
-    @strawberry.field(description="Frozen at send time.")
+    @described("Frozen at send time.")
     async def lines(self, info: Ctx) -> list[ExportLine]:
         return [ExportLine.from_record(r) for r in await info.context.loaders.request_lines.load(self.record.id)]
 
@@ -133,7 +132,7 @@ class ErpRequest(Node):
             id=strawberry.ID(r.id),
             sequence=r.sequence,
             kind=ErpRequestKind[r.kind],
-            status=DomainExportStatus(r.status),
+            status=ExportStatus(r.status),
             sent_at=r.sent_at,
             decided_at=r.decided_at,
             rejection_reason=r.rejection_reason,

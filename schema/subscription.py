@@ -8,14 +8,14 @@ from typing import Optional
 import strawberry
 
 from resolvers import subscriptions
-from schema.common import Ctx
+from schema.common import Ctx, described_subscription
 from schema.events import BudgetEvent
 
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(
-        description="Every export status change the viewer may see: of one project when projectId is given, else "
+    @described_subscription(
+        "Every export status change the viewer may see: of one project when projectId is given, else "
         "of the whole company (approver dashboards). With `after`, first replays every event after that sequence, "
         "in order, then goes live — no event is lost or repeated across a reconnect."
     )

@@ -13,7 +13,7 @@ from tests.support import JWT_SECRET, make_services
 
 async def test_demo_seed_creates_a_ready_budget_once_and_its_tokens_work(services: Services) -> None:
     async with services.db.unit_of_work() as uow:  # another test may have seeded this shared database
-        await uow.conn.execute(delete(server_settings).where(server_settings.c.key == demo.DEMO_KEY))
+        await uow.connection.execute(delete(server_settings).where(server_settings.c.key == demo.DEMO_KEY))
         await uow.commit()
     people = await demo.seed(services, JWT_SECRET)
     assert [p.role for p in people] == ["budget admin", "accounting approver", "read-only user"]

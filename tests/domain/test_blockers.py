@@ -9,8 +9,6 @@ import pytest
 
 from domain.budget import (
     BudgetState,
-    ExportStatus,
-    RequestAction,
     SendConditions,
     decide_blockers,
     line_edit_blockers,
@@ -23,6 +21,7 @@ from domain.budget import (
 )
 from domain.errors import DomainError, DomainErrors
 from domain.permissions import Actor, Grant, PermissionLevel, ProjectAccess
+from domain.status import ExportStatus, RequestAction
 
 S, A, L = ExportStatus, RequestAction, PermissionLevel
 

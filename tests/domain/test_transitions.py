@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from domain.budget import EVENT_NAMES, TRANSITIONS, ExportStatus, RequestAction, transition
+from domain import events
 from domain.errors import DomainError
+from domain.requests import EVENTS
+from domain.status import TRANSITIONS, ExportStatus, RequestAction, transition
 
 S, A = ExportStatus, RequestAction
 
@@ -140,6 +142,9 @@ def test_withdrawn_and_synced_requests_are_final(status: ExportStatus) -> None:
     assert not [action for (source, action) in TRANSITIONS if source is status]
 
 
-def test_every_action_has_an_audit_event_name() -> None:
-    assert set(EVENT_NAMES) == set(RequestAction)
-    assert len(set(EVENT_NAMES.values())) == len(RequestAction)
+def test_every_action_has_its_own_audit_event_class_named_in_the_past_tense() -> None:
+    assert set(EVENTS) == set(RequestAction)
+    assert len(set(EVENTS.values())) == len(RequestAction)
+    for event_class in EVENTS.values():
+        assert issubclass(event_class, events.BudgetEvent)
+        assert event_class.__name__.endswith(("ed", "Sent", "Written", "Retrieved")), event_class.__name__

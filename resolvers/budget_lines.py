@@ -1,0 +1,231 @@
+"""Budget lines and modifications: create, change, delete, bulk import, and moving money between lines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from domain import budget as wf
+from domain.budget import ImportRow
+from domain.errors import DomainError, DomainErrors, not_found
+from persistence.ids import new_id
+from persistence.records import ModificationRecord
+from persistence.unit_of_work import AbstractUnitOfWork, NewLineItem
+from resolvers import input_validation as check
+from resolvers.budget_state import budget_state
+from resolvers.change_targets import budget_for_change, line_for_change
+from resolvers.context import Context
+from resolvers.input_validation import LineFields, ValidLine
+from resolvers.service import Changed, Outcome, run_mutation
+
+
+async def _known_codes(
+    ctx: Context, uow: AbstractUnitOfWork, items: Sequence[LineFields]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The company's cost code / cost type ids among those the input names (one statement each)."""
+    company = ctx.actor.company_id
+    codes = await uow.cost_codes.get_many(company, [i.cost_code_id for i in items])
+    types = await uow.cost_types.get_many(company, [i.cost_type_id for i in items])
+    return frozenset(c.id for c in codes), frozenset(t.id for t in types)
+
+
+def _new_line(ctx: Context, budget_id: str, line: ValidLine, line_id: str, position: int) -> NewLineItem:
+    return NewLineItem(
+        id=line_id,
+        company_id=ctx.actor.company_id,
+        budget_id=budget_id,
+        cost_code_id=line.cost_code_id,
+        cost_type_id=line.cost_type_id,
+        sub_job=line.sub_job,
+        description=line.description,
+        original_amount=line.original_amount,
+        quantity=line.quantity,
+        unit_of_measure=line.unit_of_measure,
+        unit_cost=line.unit_cost,
+        position=position,
+        created_at=ctx.services.clock(),
+    )
+
+
+def _updatable(line: ValidLine) -> dict[str, Any]:
+    return {
+        "description": line.description,
+        "original_amount": line.original_amount,
+        "quantity": line.quantity,
+        "unit_of_measure": line.unit_of_measure,
+        "unit_cost": line.unit_cost,
+    }
+
+
+async def create_line_item(ctx: Context, budget_id: str, item: LineFields, expected: int | None) -> Outcome:
+    actor = ctx.actor
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, access = await budget_for_change(ctx, uow, budget_id, expected)
+        line = check.valid_line(item, ["input", "item"], *await _known_codes(ctx, uow, [item]))
+        line_id = new_id("BudgetLineItem")
+        duplicate = line.key in await uow.line_items.keys_of_budget(budget.id)
+        change = wf.add_line(
+            budget_state(budget),
+            access,
+            actor.user_id,
+            line_id=line_id,
+            amount=line.original_amount,
+            duplicate=duplicate,
+        )
+        position = await uow.line_items.next_position(budget.id)
+        await uow.line_items.add_many([_new_line(ctx, budget.id, line, line_id, position)])
+        await uow.budgets.save(budget, change.budget)
+        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
+        return Changed(line_item_id=line_id, budget_id=budget.id)
+
+    return await run_mutation(ctx, "createBudgetLineItem", body)
+
+
+def _line_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked values of the fields an update names (absent fields stay as they are)."""
+    values: dict[str, Any] = {}
+    if "original_amount" in changes:
+        values["original_amount"] = check.amount(changes["original_amount"], ["input", "originalAmount"])
+    for name, graphql_name in (("quantity", "quantity"), ("unit_cost", "unitCost")):
+        if name in changes:
+            values[name] = check.quantity(changes[name], ["input", graphql_name])
+    if "description" in changes:
+        values["description"] = check.text(changes["description"], ["input", "description"], max_len=500)
+    if "unit_of_measure" in changes:
+        values["unit_of_measure"] = check.text(changes["unit_of_measure"], ["input", "unitOfMeasure"], max_len=20)
+    return values
+
+
+async def update_line_item(ctx: Context, line_id: str, changes: Mapping[str, Any], expected: int | None) -> Outcome:
+    actor = ctx.actor
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        line = await line_for_change(ctx, uow, line_id, ["input", "id"])
+        budget, access = await budget_for_change(ctx, uow, line.budget_id, expected)
+        change = wf.change_line(budget_state(budget), access, actor.user_id, line_id=line.id)
+        values = _line_changes(changes)
+        if values:  # an update that names no field changes nothing, not even the version
+            await uow.line_items.update_many({line.id: values})
+            await uow.budgets.save(budget, change.budget)
+            await uow.events.append(actor.company_id, change.event, ctx.services.clock())
+        return Changed(line_item_id=line.id, budget_id=budget.id)
+
+    return await run_mutation(ctx, "updateBudgetLineItem", body)
+
+
+async def delete_line_item(ctx: Context, line_id: str, expected: int | None) -> Outcome:
+    actor = ctx.actor
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        line = await line_for_change(ctx, uow, line_id, ["id"])
+        budget, access = await budget_for_change(ctx, uow, line.budget_id, expected)
+        change = wf.delete_line(
+            budget_state(budget),
+            access,
+            actor.user_id,
+            line_id=line.id,
+            was_exported=bool(await uow.entries.of_lines([line.id])),
+            has_modifications=bool(await uow.modifications.touching([line.id])),
+        )
+        await uow.line_items.delete(line.id)
+        await uow.budgets.save(budget, change.budget)
+        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
+        return Changed(budget_id=budget.id)
+
+    return await run_mutation(ctx, "deleteBudgetLineItem", body)
+
+
+async def import_line_items(ctx: Context, budget_id: str, items: Sequence[LineFields], expected: int | None) -> Outcome:
+    """All or nothing: every bad row is reported (with its index in `field`), and then nothing changes."""
+    actor = ctx.actor
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, access = await budget_for_change(ctx, uow, budget_id, expected)
+        known_codes, known_types = await _known_codes(ctx, uow, items)
+        valid: dict[ImportRow, ValidLine] = {}
+        row_errors: list[DomainError] = []
+        for index, item in enumerate(items):
+            path = ("input", "items", str(index))
+            try:
+                line = check.valid_line(item, path, known_codes, known_types)
+            except DomainErrors as exc:
+                row_errors += exc.errors
+                continue
+            valid[ImportRow(path, line.key, line.original_amount)] = line
+        plan = wf.plan_import(
+            budget_state(budget),
+            access,
+            actor.user_id,
+            list(valid),
+            await uow.line_items.keys_of_budget(budget.id),
+            row_errors,
+        )
+        position = await uow.line_items.next_position(budget.id)
+        await uow.line_items.add_many(
+            [
+                _new_line(ctx, budget.id, valid[row], new_id("BudgetLineItem"), position + offset)
+                for offset, row in enumerate(plan.new_rows)
+            ]
+        )
+        await uow.line_items.update_many({line_id: _updatable(valid[row]) for row, line_id in plan.updates})
+        await uow.budgets.save(budget, plan.change.budget)
+        await uow.events.append(actor.company_id, plan.change.event, ctx.services.clock())
+        return Changed(budget_id=budget.id)
+
+    return await run_mutation(ctx, "importBudgetLineItems", body)
+
+
+async def create_modification(
+    ctx: Context,
+    budget_id: str,
+    from_id: str | None,
+    to_id: str | None,
+    amount: Decimal,
+    notes: str | None,
+    expected: int | None,
+) -> Outcome:
+    actor = ctx.actor
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, access = await budget_for_change(ctx, uow, budget_id, expected)
+        value = check.amount(amount, ["input", "amount"], positive=True)
+        modification_id = new_id("BudgetModification")
+        number = await uow.modifications.next_number(budget.id)
+        change = wf.add_modification(
+            budget_state(budget),
+            access,
+            actor.user_id,
+            modification_id=modification_id,
+            number=number,
+            from_line_id=from_id,
+            to_line_id=to_id,
+        )
+        clean_notes = check.text(notes, ["input", "notes"], max_len=2000)
+        for line_id, field in ((from_id, "fromLineItemId"), (to_id, "toLineItemId")):
+            if line_id is None:
+                continue
+            line = await uow.line_items.get(actor.company_id, line_id)
+            if line is None or line.budget_id != budget.id:
+                raise not_found("budget line item", ["input", field])
+            await uow.line_items.add_to_modifications(line_id, value if line_id == to_id else -value)
+        await uow.modifications.add(
+            ModificationRecord(
+                id=modification_id,
+                company_id=actor.company_id,
+                budget_id=budget.id,
+                number=number,
+                from_line_item_id=from_id,
+                to_line_item_id=to_id,
+                amount=value,
+                notes=clean_notes,
+                created_at=ctx.services.clock(),
+                created_by_id=actor.user_id,
+            )
+        )
+        await uow.budgets.save(budget, change.budget)
+        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
+        return Changed(modification_id=modification_id, budget_id=budget.id)
+
+    return await run_mutation(ctx, "createBudgetModification", body)

@@ -1,0 +1,48 @@
+"""What every change loads first: its budget under the budget's lock, with the viewer's access and the
+caller's version check. Another company's id, or a budget the viewer may not see, is NOT_FOUND (never a
+FORBIDDEN that would confirm it exists)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from domain import permissions
+from domain.errors import VersionConflictError, not_found
+from domain.permissions import ProjectAccess
+from persistence.records import BudgetRecord, ErpRequestRecord, LineItemRecord
+from persistence.unit_of_work import AbstractUnitOfWork
+from resolvers.context import Context
+
+
+async def budget_for_change(
+    ctx: Context, uow: AbstractUnitOfWork, budget_id: str, expected: int | None
+) -> tuple[BudgetRecord, ProjectAccess]:
+    budget = await uow.budgets.get_for_update(ctx.actor.company_id, budget_id)
+    if budget is None:
+        raise not_found("budget", ["input", "budgetId"])
+    access = await uow.access.of(ctx.actor.user_id, budget.project_id)
+    if not permissions.can_view_project(ctx.actor, access):
+        raise not_found("budget", ["input", "budgetId"])
+    if expected is not None and expected != budget.version:
+        raise VersionConflictError(actual=budget.version, expected=expected)
+    return budget, access
+
+
+async def line_for_change(ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str]) -> LineItemRecord:
+    line = await uow.line_items.get(ctx.actor.company_id, line_id)
+    if line is None:
+        raise not_found("budget line item", field)
+    return line
+
+
+async def request_for_change(
+    ctx: Context, uow: AbstractUnitOfWork, request_id: str
+) -> tuple[BudgetRecord, ErpRequestRecord]:
+    """The request and its budget, the budget locked first: the status decided on is the committed one."""
+    found = await uow.requests.get(ctx.actor.company_id, request_id)
+    if found is None:
+        raise not_found("ERP request", ["input", "erpRequestId"])
+    budget = await uow.budgets.get_for_update(ctx.actor.company_id, found.budget_id)
+    request = await uow.requests.get(ctx.actor.company_id, request_id)  # re-read under the budget's lock
+    assert budget is not None and request is not None  # a request's budget is never deleted
+    return budget, request

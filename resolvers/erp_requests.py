@@ -1,0 +1,213 @@
+"""The ERP request lifecycle a user drives: send, retrieve, the approver's decision, retry, and the ERP's
+confirmation that the entries were posted in Job Cost."""
+
+from __future__ import annotations
+
+from domain import budget as wf
+from domain import permissions
+from domain.export import request_kind
+from domain.status import ExportStatus, RequestAction
+from persistence.ids import new_id
+from persistence.records import ErpRequestRecord, RequestLineRecord
+from persistence.unit_of_work import AbstractUnitOfWork, NewExportEntry
+from resolvers import input_validation as check
+from resolvers.budget_state import budget_state, export_state, send_conditions
+from resolvers.change_targets import budget_for_change, request_for_change
+from resolvers.company_setup import connector_of
+from resolvers.context import Context
+from resolvers.service import Changed, Outcome, run_mutation, run_unit
+from resolvers.transitions import apply_request_action
+
+
+async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: str | None) -> Outcome:
+    actor = ctx.actor
+    connector = connector_of(ctx)
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, access = await budget_for_change(ctx, uow, budget_id, expected)
+        project = await uow.projects.get(actor.company_id, budget.project_id)
+        assert project is not None
+        state = export_state(
+            budget,
+            await uow.line_items.of_budget(budget.id),
+            await uow.modifications.of_budget(budget.id),
+            await uow.entries.of_budget(budget.id),
+        )
+        conditions = send_conditions(state, connector.capabilities if connector else None, project)
+        request_id = new_id("ErpRequest")
+        change = wf.send(state.budget, access, conditions, actor.user_id, request_id=request_id)
+        now = ctx.services.clock()
+        await uow.requests.add(
+            ErpRequestRecord(
+                id=request_id,
+                company_id=actor.company_id,
+                budget_id=budget.id,
+                project_id=budget.project_id,
+                sequence=change.budget.request_count,
+                kind=request_kind(state.exported),
+                status=ExportStatus.PENDING_ACCEPTANCE.value,
+                sent_at=now,
+                sent_by_id=actor.user_id,
+                decided_at=None,
+                decided_by_id=None,
+                rejection_reason=None,
+                retrieved_at=None,
+                retrieved_by_id=None,
+                exported_at=None,
+                posted_at=None,
+                erp_reference=None,
+                failure_message=None,
+                export_attempts=0,
+                export_id=f"bb-{request_id.removeprefix('req_')}",
+            ),
+            [
+                RequestLineRecord(
+                    request_id=request_id,
+                    position=position,
+                    line_item_id=p.line.id,
+                    cost_code=p.line.cost_code,
+                    cost_type=p.line.cost_type,
+                    sub_job=p.line.sub_job,
+                    description=p.line.description,
+                    original_budget=p.original_budget,
+                    budget_changes=p.budget_changes,
+                    revised_estimate=p.revised_estimate,
+                    is_new_line=p.is_new_line,
+                )
+                for position, p in enumerate(state.pending, start=1)
+            ],
+        )
+        await uow.entries.add_many(
+            [
+                NewExportEntry(
+                    id=new_id("ExportEntry"),
+                    request_id=request_id,
+                    budget_id=budget.id,
+                    line_item_id=e.line_item_id,
+                    kind=e.kind.value,
+                    source_id=e.source_id,
+                    amount=e.amount,
+                )
+                for p in state.pending
+                for e in p.entries
+            ]
+        )
+        await uow.budgets.save(budget, change.budget)
+        await uow.events.append(actor.company_id, change.event, now)
+        return Changed(erp_request_id=request_id, budget_id=budget.id)
+
+    return await run_mutation(ctx, "sendToERP", body, idempotency_key=key, fingerprint_of=[budget_id, expected])
+
+
+async def retrieve_budget(ctx: Context, budget_id: str, expected: int | None, key: str | None) -> Outcome:
+    actor = ctx.actor
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, access = await budget_for_change(ctx, uow, budget_id, expected)
+        wf.require_none(wf.retrieve_blockers(budget_state(budget), access))
+        assert budget.last_request_id is not None  # a pending budget has a latest request
+        request = await uow.requests.get(actor.company_id, budget.last_request_id)
+        assert request is not None
+        now = ctx.services.clock()
+        await apply_request_action(
+            uow,
+            budget,
+            request,
+            RequestAction.RETRIEVE,
+            actor_id=actor.user_id,
+            at=now,
+            retrieved_at=now,
+            retrieved_by_id=actor.user_id,
+        )
+        return Changed(erp_request_id=request.id, budget_id=budget.id)
+
+    return await run_mutation(ctx, "retrieveBudget", body, idempotency_key=key, fingerprint_of=[budget_id, expected])
+
+
+async def decide_export(ctx: Context, request_id: str, decision: str, reason: str | None, key: str | None) -> Outcome:
+    actor = ctx.actor
+    action = RequestAction.ACCEPT if decision == "ACCEPT" else RequestAction.REJECT
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, request = await request_for_change(ctx, uow, request_id)
+        clean_reason = (reason or "").strip() or None
+        wf.require_none(wf.decide_blockers(actor, ExportStatus(request.status), action, clean_reason))
+        now = ctx.services.clock()
+        await apply_request_action(
+            uow,
+            budget,
+            request,
+            action,
+            actor_id=actor.user_id,
+            at=now,
+            reason=clean_reason,
+            decided_at=now,
+            decided_by_id=actor.user_id,
+            rejection_reason=clean_reason if action is RequestAction.REJECT else None,
+        )
+        if action is RequestAction.ACCEPT:
+            await uow.jobs.enqueue(actor.company_id, request.id, now)
+        return Changed(erp_request_id=request.id, budget_id=budget.id)
+
+    kick = ctx.services.kick_exports if action is RequestAction.ACCEPT else None
+    return await run_mutation(
+        ctx, "decideExport", body, idempotency_key=key, fingerprint_of=[request_id, decision, reason], after_commit=kick
+    )
+
+
+async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcome:
+    actor = ctx.actor
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, request = await request_for_change(ctx, uow, request_id)
+        wf.require_none([permissions.decide_refusal(actor)])
+        now = ctx.services.clock()
+        await apply_request_action(
+            uow, budget, request, RequestAction.RETRY, actor_id=actor.user_id, at=now, failure_message=None
+        )
+        await uow.jobs.enqueue(actor.company_id, request.id, now)
+        return Changed(erp_request_id=request.id, budget_id=budget.id)
+
+    return await run_mutation(
+        ctx,
+        "retryExport",
+        body,
+        idempotency_key=key,
+        fingerprint_of=[request_id],
+        after_commit=ctx.services.kick_exports,
+    )
+
+
+async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | None, key: str | None) -> Outcome:
+    actor = ctx.actor
+    connector = connector_of(ctx)
+
+    async def current(uow: AbstractUnitOfWork) -> ErpRequestRecord | None:
+        return await uow.requests.get(actor.company_id, request_id)
+
+    request = await run_unit(ctx.services, current)
+    if (
+        request is not None
+        and request.status == ExportStatus.AWAITING_POSTING.value
+        and connector is not None
+        and permissions.confirm_posting_refusal(actor) is None
+    ):
+        # Posting is recorded in the ERP first (idempotent), then here.
+        await connector.mark_posted(request.export_id)
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        budget, req = await request_for_change(ctx, uow, request_id)
+        wf.require_none([permissions.confirm_posting_refusal(actor)])
+        now = ctx.services.clock()
+        values: dict[str, object] = {"posted_at": now}
+        reference = check.text(erp_reference, ["input", "erpReference"], max_len=200)
+        if reference:
+            values["erp_reference"] = reference
+        await apply_request_action(
+            uow, budget, req, RequestAction.CONFIRM_POSTING, actor_id=actor.user_id, at=now, **values
+        )
+        return Changed(erp_request_id=req.id, budget_id=budget.id)
+
+    return await run_mutation(
+        ctx, "confirmJobCostPosting", body, idempotency_key=key, fingerprint_of=[request_id, erp_reference]
+    )
