@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -15,7 +15,10 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
 from app import auth
-from resolvers.context import Context, Services, Viewer
+from resolvers.context import Context, Viewer
+
+if TYPE_CHECKING:
+    from app.main import Runtime
 
 
 class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -44,34 +47,39 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class GraphQLView(GraphQL[Context, None]):
+    """Built with the app, before its lifespan starts; each request finds the running services and signing
+    secret in `app.state.runtime`, which the lifespan sets before the server accepts any request."""
+
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
 
-    def __init__(
-        self, schema: Any, services: Services, jwt_secret: str, allowed_origins: tuple[str, ...] = ("*",),
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, schema: Any, allowed_origins: tuple[str, ...] = ("*",), **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
-        self.services = services
-        self.jwt_secret = jwt_secret
         self.allowed_origins = allowed_origins
 
     def encode_json(self, data: object) -> str:
         # orjson is ~4x faster than json; text (not bytes) because WebSocket protocols need text frames.
         return orjson.dumps(data).decode()
 
-    async def viewer_from_token(self, token: str | None) -> Viewer | None:
+    @staticmethod
+    def _runtime(connection: HTTPConnection) -> Runtime:
+        runtime: Runtime = connection.app.state.runtime
+        return runtime
+
+    async def viewer_from_token(self, connection: HTTPConnection, token: str | None) -> Viewer | None:
         if token is None:
             return None
-        user_id = auth.user_id_from_token(self.jwt_secret, token)
+        runtime = self._runtime(connection)
+        user_id = auth.user_id_from_token(runtime.jwt_secret, token)
         if user_id is None:
             return None
-        async with self.services.db.read() as conn:
+        async with runtime.services.db.read() as conn:
             return await auth.viewer_for(conn, user_id)
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         token = auth.bearer(request.headers.get("authorization"))
-        viewer = await self.viewer_from_token(token)
-        return Context(services=self.services, viewer_or_none=viewer, request=request, response=response)
+        viewer = await self.viewer_from_token(request, token)
+        services = self._runtime(request).services
+        return Context(services=services, viewer_or_none=viewer, request=request, response=response)
 
     async def on_ws_connect(self, context: Context) -> None:
         """Authenticate a WebSocket from its connection_init payload (browsers cannot set headers on
@@ -80,7 +88,7 @@ class GraphQLView(GraphQL[Context, None]):
             params = context.connection_params if isinstance(context.connection_params, dict) else {}
             header = params.get("authorization") or params.get("Authorization")
             token = auth.bearer(header if isinstance(header, str) else None)
-            context.viewer_or_none = await self.viewer_from_token(token)
+            context.viewer_or_none = await self.viewer_from_token(context.request, token)
             context.reset_loaders()
         if context.viewer_or_none is None:
             raise ConnectionRejectionError(

@@ -131,8 +131,6 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await start_runtime(settings, demo=demo)
         app.state.runtime = runtime
-        view.services = runtime.services
-        view.jwt_secret = runtime.jwt_secret
         await runtime.live.start()
         # Everything built so far lives as long as the process: keep it out of the garbage collector's
         # generations, so full collections during large responses scan only per-request objects.
@@ -149,13 +147,9 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
             await run_bounded(runtime.services.connectors.aclose(), 10, "closing ERP connectors")
             await run_bounded(runtime.db.dispose(), 10, "closing the database pool")
 
-    # The view exists before the lifespan runs (routes are fixed at construction); its services are
-    # filled in when the lifespan has built them.
     view = GraphQLView(
         schema,
-        services=None,
-        jwt_secret="",
-        allowed_origins=settings.allowed_origins,  # type: ignore[arg-type]
+        allowed_origins=settings.allowed_origins,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         keep_alive=True,
         keep_alive_interval=settings.keep_alive_seconds,

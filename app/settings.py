@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from erp.registry import UnknownConnectorError, check_connector_name
 from persistence.database import DatabaseUrlError, normalise_url
@@ -37,75 +39,100 @@ class Settings:
     export_callback_wait_seconds: float = 24 * 3600.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Each setting is `BUDGETBRIDGE_<FIELD NAME>`; an unset or blank one takes the field's default."""
         env = dict(os.environ if env is None else env)
-        try:
-            database_url = normalise_url(env.get("BUDGETBRIDGE_DATABASE_URL", DEFAULT_DATABASE_URL))
-        except DatabaseUrlError as exc:
-            raise SettingsError(f"BUDGETBRIDGE_DATABASE_URL: {exc}") from None
-        secret = env.get("BUDGETBRIDGE_JWT_SECRET") or None
-        if secret is not None and len(secret) < 32:
-            raise SettingsError("BUDGETBRIDGE_JWT_SECRET: use at least 32 characters (e.g. `openssl rand -hex 32`)")
-        broadcast = env.get("BUDGETBRIDGE_BROADCAST_URL", "memory://")
-        if broadcast.split("://", 1)[0] not in BROADCAST_SCHEMES or "://" not in broadcast:
-            raise SettingsError(
-                f"BUDGETBRIDGE_BROADCAST_URL: {broadcast!r} is not memory://, redis://host:port or postgres://..."
-            )
-        try:
-            connector = check_connector_name(env.get("BUDGETBRIDGE_ERP_CONNECTOR", "embedded"))
-        except UnknownConnectorError as exc:
-            raise SettingsError(f"BUDGETBRIDGE_ERP_CONNECTOR: {exc}") from None
-        lease = _positive(env, "BUDGETBRIDGE_EXPORT_LEASE_SECONDS", 120.0)
-        if lease <= _positive(env, "BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS", 30.0):
+
+        def raw(name: str) -> str | None:
+            value = env.get(f"BUDGETBRIDGE_{name.upper()}")
+            return value if value is not None and value.strip() != "" else None
+
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            text = raw(item.name)
+            if text is None:
+                continue
+            variable = f"BUDGETBRIDGE_{item.name.upper()}"
+            parse = _PARSERS.get(item.name) or _PARSERS_BY_TYPE[str(item.type)]
+            try:
+                values[item.name] = parse(text)
+            except ValueError as exc:
+                raise SettingsError(f"{variable}: {exc}") from None
+        settings = cls(**values)
+        if settings.export_lease_seconds <= settings.export_timeout_seconds:
             raise SettingsError(
                 "BUDGETBRIDGE_EXPORT_LEASE_SECONDS must exceed BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS, or a "
                 "slow export would be claimed twice"
             )
-        origins = tuple(o.strip() for o in env.get("BUDGETBRIDGE_ALLOWED_ORIGINS", "*").split(",") if o.strip())
-        return cls(
-            database_url=database_url,
-            jwt_secret=secret,
-            broadcast_url=broadcast,
-            erp_connector=connector,
-            export_poll_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_POLL_SECONDS", 2.0),
-            export_timeout_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS", 30.0),
-            allowed_origins=origins or ("*",),
-            subscription_reread_seconds=_positive(env, "BUDGETBRIDGE_SUBSCRIPTION_REREAD_SECONDS", 5.0),
-            keep_alive_seconds=_positive(env, "BUDGETBRIDGE_KEEP_ALIVE_SECONDS", 15.0),
-            connection_init_timeout_seconds=_positive(env, "BUDGETBRIDGE_CONNECTION_INIT_TIMEOUT_SECONDS", 10.0),
-            max_subscriptions_per_connection=int(_positive(env, "BUDGETBRIDGE_MAX_SUBSCRIPTIONS_PER_CONNECTION", 20)),
-            max_subscriber_lag=int(_positive(env, "BUDGETBRIDGE_MAX_SUBSCRIBER_LAG", 10_000)),
-            run_export_worker=_flag(env, "BUDGETBRIDGE_RUN_EXPORT_WORKER", True),
-            export_max_attempts=int(_positive(env, "BUDGETBRIDGE_EXPORT_MAX_ATTEMPTS", 5)),
-            export_backoff_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_BACKOFF_SECONDS", 2.0),
-            export_lease_seconds=lease,
-            export_callback_wait_seconds=_positive(env, "BUDGETBRIDGE_EXPORT_CALLBACK_WAIT_SECONDS", 24 * 3600.0),
-        )
+        return settings
 
     @property
     def broadcast_is_local(self) -> bool:
         return self.broadcast_url.startswith("memory://")
 
 
-def _positive(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+def _positive(text: str) -> float:
     try:
-        value = float(raw)
+        value = float(text)
     except ValueError:
-        raise SettingsError(f"{name}: {raw!r} is not a number") from None
+        raise ValueError(f"{text!r} is not a number") from None
     if value <= 0:
-        raise SettingsError(f"{name}: must be greater than 0")
+        raise ValueError("must be greater than 0")
     return value
 
 
-def _flag(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
+def _count(text: str) -> int:
+    value = _positive(text)
+    if value != int(value):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
         return True
-    if raw in ("0", "false", "no", "off"):
+    if lowered in ("0", "false", "no", "off"):
         return False
-    raise SettingsError(f"{name}: {raw!r} is not true/false")
+    raise ValueError(f"{text!r} is not true/false")
+
+
+def _database_url(text: str) -> str:
+    try:
+        return normalise_url(text)
+    except DatabaseUrlError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _jwt_secret(text: str) -> str:
+    if len(text) < 32:
+        raise ValueError("use at least 32 characters (e.g. `openssl rand -hex 32`)")
+    return text
+
+
+def _broadcast_url(text: str) -> str:
+    if "://" not in text or text.split("://", 1)[0] not in BROADCAST_SCHEMES:
+        raise ValueError(f"{text!r} is not memory://, redis://host:port or postgres://...")
+    return text
+
+
+def _connector(text: str) -> str:
+    try:
+        return check_connector_name(text)
+    except UnknownConnectorError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in text.split(",") if o.strip()) or ("*",)
+
+
+# How each setting is read: by field name where it needs its own check, else by the field's type.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "database_url": _database_url,
+    "jwt_secret": _jwt_secret,
+    "broadcast_url": _broadcast_url,
+    "erp_connector": _connector,
+    "allowed_origins": _origins,
+}
+_PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {"float": _positive, "int": _count, "bool": _flag}

@@ -339,10 +339,14 @@ def add_modification(
     *,
     modification_id: str,
     number: int,
+    amount: Decimal,
     from_line_id: str | None,
     to_line_id: str | None,
 ) -> BudgetChange:
+    """Money moves from one line to another (or onto / off one line); the amount is always positive."""
     require_none(modification_blockers(budget, access))
+    if amount <= 0:
+        raise invalid("must be greater than 0", ["input", "amount"])
     if from_line_id is None and to_line_id is None:
         raise invalid("name the line the amount moves from, to, or both", ["input", "toLineItemId"])
     if from_line_id == to_line_id:

@@ -74,9 +74,7 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(self.url, echo=echo)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(
-                self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            self.engine = create_async_engine(self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager

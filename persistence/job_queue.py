@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from persistence.ids import new_id
 from persistence.records import ExportJobRecord
+from persistence.repositories import execute
 from persistence.tables import export_jobs
 from persistence.unit_of_work import AWAITING_CALLBACK, DONE, QUEUED, RUNNING, ClaimedJob, JobQueue
 
@@ -24,7 +25,8 @@ class SqlJobQueue(JobQueue):
         self._conn = conn
 
     async def enqueue(self, company_id: str, request_id: str, at: datetime) -> None:
-        await self._conn.execute(
+        await execute(
+            self._conn,
             export_jobs.insert().values(
                 id=new_id("ExportJob"),
                 company_id=company_id,
@@ -34,7 +36,7 @@ class SqlJobQueue(JobQueue):
                 next_attempt_at=at,
                 created_at=at,
                 updated_at=at,
-            )
+            ),
         )
 
     async def claim(self, now: datetime, lease: timedelta, company_id: str | None = None) -> ClaimedJob | None:
@@ -51,14 +53,15 @@ class SqlJobQueue(JobQueue):
         if job is None:
             return None
         # Compare-and-set on what we read: on SQLite (no row locks) two workers cannot both win.
-        result = await self._conn.execute(
+        result = await execute(
+            self._conn,
             update(export_jobs)
             .where(
                 export_jobs.c.id == job.id,
                 export_jobs.c.status == job.status,
                 export_jobs.c.updated_at == job.updated_at,
             )
-            .values(status=RUNNING, attempts=job.attempts + 1, lease_until=now + lease, updated_at=now)
+            .values(status=RUNNING, attempts=job.attempts + 1, lease_until=now + lease, updated_at=now),
         )
         if result.rowcount != 1:
             return None
@@ -69,17 +72,19 @@ class SqlJobQueue(JobQueue):
         return ExportJobRecord.of(row) if row is not None else None
 
     async def finish(self, job_id: str, status: str, at: datetime, error: str | None = None) -> None:
-        await self._conn.execute(
+        await execute(
+            self._conn,
             update(export_jobs)
             .where(export_jobs.c.id == job_id)
-            .values(status=status, lease_until=None, updated_at=at, last_error=error)
+            .values(status=status, lease_until=None, updated_at=at, last_error=error),
         )
 
     async def requeue(self, job_id: str, at: datetime, next_attempt_at: datetime, error: str) -> None:
-        await self._conn.execute(
+        await execute(
+            self._conn,
             update(export_jobs)
             .where(export_jobs.c.id == job_id)
-            .values(status=QUEUED, lease_until=None, updated_at=at, next_attempt_at=next_attempt_at, last_error=error)
+            .values(status=QUEUED, lease_until=None, updated_at=at, next_attempt_at=next_attempt_at, last_error=error),
         )
 
     async def overdue_callbacks(self, now: datetime, wait: timedelta, company_id: str | None) -> list[ClaimedJob]:
@@ -93,8 +98,9 @@ class SqlJobQueue(JobQueue):
         ]
 
     async def close_awaiting_callback(self, request_id: str, at: datetime) -> None:
-        await self._conn.execute(
+        await execute(
+            self._conn,
             update(export_jobs)
             .where(export_jobs.c.request_id == request_id, export_jobs.c.status == AWAITING_CALLBACK)
-            .values(status=DONE, updated_at=at)
+            .values(status=DONE, updated_at=at),
         )

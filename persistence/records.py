@@ -18,7 +18,7 @@ from typing import Any, Self
 
 
 @cache
-def _names(cls: type) -> tuple[str, ...]:
+def _names(cls: type[Any]) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
@@ -30,7 +30,8 @@ class Record:
     @classmethod
     def of(cls, row: Any) -> Self:
         mapping: Mapping[str, Any] = row._mapping if hasattr(row, "_mapping") else row
-        return cls(**{name: mapping[name] for name in _names(cls)})
+        names: tuple[str, ...] = _names(cls)  # type: ignore[arg-type]  # classes are hashable
+        return cls(**{name: mapping[name] for name in names})
 
 
 @dataclass(frozen=True, slots=True)

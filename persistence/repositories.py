@@ -8,11 +8,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Executable, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.budget import BudgetState, LineKey
-from domain.errors import VersionConflictError
+from domain.errors import ConcurrentChangeError, VersionConflictError
 from domain.events import BudgetEvent
 from domain.permissions import NO_ACCESS, ProjectAccess
 from persistence import queries
@@ -46,6 +47,7 @@ from persistence.tables import (
 )
 from persistence.unit_of_work import (
     LINE_UPDATABLE,
+    REQUEST_UPDATABLE,
     AccessRepository,
     BudgetRepository,
     CompanyRepository,
@@ -63,9 +65,22 @@ from persistence.unit_of_work import (
 )
 
 
+async def execute(conn: AsyncConnection, statement: Executable, params: Any = None) -> CursorResult[Any]:
+    """Run a write; a unique or foreign key violation leaves as ConcurrentChangeError (a concurrent request
+    won the key), the refusal the service layer understands. The unit of work is spoiled by then (PostgreSQL
+    aborts the transaction), so a body must not go on after one."""
+    try:
+        return await conn.execute(statement, params)
+    except IntegrityError:
+        raise ConcurrentChangeError() from None
+
+
 class _Sql:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+
+    async def _write(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
+        return await execute(self._conn, statement, params)
 
     async def _exists(self, table: Table, company_id: str, column: str, value: str) -> bool:
         stmt = select(table.c.id).where(table.c.company_id == company_id, table.c[column] == value).limit(1)
@@ -84,7 +99,7 @@ class SqlAccess(_Sql, AccessRepository):
         return found.get(project_id, NO_ACCESS)
 
     async def grant(self, user_id: str, project_id: str, access: ProjectAccess) -> None:
-        await self._conn.execute(
+        await self._write(
             insert(project_permissions).values(
                 user_id=user_id,
                 project_id=project_id,
@@ -103,10 +118,10 @@ class SqlProjects(_Sql, ProjectRepository):
         return await self._exists(projects, company_id, "number", number)
 
     async def add(self, project: ProjectRecord) -> None:
-        await self._conn.execute(insert(projects).values(**asdict(project)))
+        await self._write(insert(projects).values(**asdict(project)))
 
     async def set_erp_job(self, project_id: str, erp_job_id: str) -> None:
-        await self._conn.execute(update(projects).where(projects.c.id == project_id).values(erp_job_id=erp_job_id))
+        await self._write(update(projects).where(projects.c.id == project_id).values(erp_job_id=erp_job_id))
 
 
 class _SqlCostList(_Sql):
@@ -117,27 +132,29 @@ class _SqlCostList(_Sql):
 
     async def mark_synced(self, ids: Sequence[str]) -> None:
         if ids:
-            await self._conn.execute(update(self.table).where(self.table.c.id.in_(list(ids))).values(erp_synced=True))
+            await self._write(update(self.table).where(self.table.c.id.in_(list(ids))).values(erp_synced=True))
 
 
 class SqlCostCodes(_SqlCostList, CostCodeRepository):
     table = cost_codes
 
     async def get_many(self, company_id: str, ids: Sequence[str]) -> list[CostCodeRecord]:
-        return await queries.by_ids(self._conn, cost_codes, CostCodeRecord, ids, company_id)
+        found = await queries.by_ids(self._conn, cost_codes, CostCodeRecord, ids, company_id)
+        return sorted(found, key=lambda c: c.code)
 
     async def add(self, cost_code: CostCodeRecord) -> None:
-        await self._conn.execute(insert(cost_codes).values(**asdict(cost_code)))
+        await self._write(insert(cost_codes).values(**asdict(cost_code)))
 
 
 class SqlCostTypes(_SqlCostList, CostTypeRepository):
     table = cost_types
 
     async def get_many(self, company_id: str, ids: Sequence[str]) -> list[CostTypeRecord]:
-        return await queries.by_ids(self._conn, cost_types, CostTypeRecord, ids, company_id)
+        found = await queries.by_ids(self._conn, cost_types, CostTypeRecord, ids, company_id)
+        return sorted(found, key=lambda t: t.code)
 
     async def add(self, cost_type: CostTypeRecord) -> None:
-        await self._conn.execute(insert(cost_types).values(**asdict(cost_type)))
+        await self._write(insert(cost_types).values(**asdict(cost_type)))
 
 
 class SqlBudgets(_Sql, BudgetRepository):
@@ -154,7 +171,7 @@ class SqlBudgets(_Sql, BudgetRepository):
         return BudgetRecord.of(row) if row is not None else None
 
     async def add(self, budget: BudgetRecord) -> None:
-        await self._conn.execute(insert(budgets).values(**asdict(budget)))
+        await self._write(insert(budgets).values(**asdict(budget)))
 
     async def save(self, before: BudgetRecord, after: BudgetState) -> BudgetRecord:
         values = {
@@ -166,7 +183,7 @@ class SqlBudgets(_Sql, BudgetRepository):
             "last_request_id": after.last_request_id,
             "request_count": after.request_count,
         }
-        result = await self._conn.execute(
+        result = await self._write(
             update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
         )
         if result.rowcount != 1:
@@ -194,7 +211,7 @@ class SqlLineItems(_Sql, LineItemRepository):
     async def add_many(self, lines: Sequence[NewLineItem]) -> None:
         if lines:
             rows = [{**asdict(line), "modifications_amount": Decimal("0.00")} for line in lines]
-            await self._conn.execute(insert(line_items), rows)
+            await self._write(insert(line_items), rows)
 
     async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
         # One executemany per set of changed columns (an update names only the columns it changes).
@@ -206,7 +223,7 @@ class SqlLineItems(_Sql, LineItemRepository):
             if values:
                 by_columns.setdefault(tuple(sorted(values)), []).append({"line_id": line_id, **values})
         for columns, params in by_columns.items():
-            await self._conn.execute(
+            await self._write(
                 update(line_items)
                 .where(line_items.c.id == bindparam("line_id"))
                 .values({name: bindparam(name) for name in columns}),
@@ -214,10 +231,10 @@ class SqlLineItems(_Sql, LineItemRepository):
             )
 
     async def delete(self, line_id: str) -> None:
-        await self._conn.execute(delete(line_items).where(line_items.c.id == line_id))
+        await self._write(delete(line_items).where(line_items.c.id == line_id))
 
     async def add_to_modifications(self, line_id: str, delta: Decimal) -> None:
-        await self._conn.execute(
+        await self._write(
             update(line_items)
             .where(line_items.c.id == line_id)
             .values(modifications_amount=line_items.c.modifications_amount + delta)
@@ -236,7 +253,7 @@ class SqlModifications(_Sql, ModificationRepository):
         return int((await self._conn.execute(stmt)).scalar_one() or 0) + 1
 
     async def add(self, modification: ModificationRecord) -> None:
-        await self._conn.execute(insert(modifications).values(**asdict(modification)))
+        await self._write(insert(modifications).values(**asdict(modification)))
 
 
 class SqlErpRequests(_Sql, ErpRequestRepository):
@@ -249,12 +266,15 @@ class SqlErpRequests(_Sql, ErpRequestRepository):
         return ErpRequestRecord.of(row) if row is not None else None
 
     async def add(self, request: ErpRequestRecord, lines: Sequence[RequestLineRecord]) -> None:
-        await self._conn.execute(insert(erp_requests).values(**asdict(request)))
+        await self._write(insert(erp_requests).values(**asdict(request)))
         if lines:
-            await self._conn.execute(insert(request_lines), [asdict(line) for line in lines])
+            await self._write(insert(request_lines), [asdict(line) for line in lines])
 
     async def update(self, request_id: str, **values: Any) -> None:
-        await self._conn.execute(update(erp_requests).where(erp_requests.c.id == request_id).values(**values))
+        unknown = set(values) - REQUEST_UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        await self._write(update(erp_requests).where(erp_requests.c.id == request_id).values(**values))
 
 
 class SqlExportEntries(_Sql, ExportEntryRepository):
@@ -266,29 +286,29 @@ class SqlExportEntries(_Sql, ExportEntryRepository):
 
     async def add_many(self, entries: Sequence[NewExportEntry]) -> None:
         if entries:
-            await self._conn.execute(insert(export_entries), [asdict(e) for e in entries])
+            await self._write(insert(export_entries), [asdict(e) for e in entries])
 
 
-class SqlEventLog(EventLog):
+class SqlEventLog(_Sql, EventLog):
     """Each event is written in the transaction of the change it records. Its sequence comes from the
     company row (`UPDATE ... RETURNING`), which also holds that row's lock until commit: two transactions
     of one company cannot interleave their sequences, so a reader that has seen N has seen every event
     below N."""
 
     def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__()
-        self._conn = conn
+        _Sql.__init__(self, conn)
+        EventLog.__init__(self)
 
     async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
         sequence = (
-            await self._conn.execute(
+            await self._write(
                 update(companies)
                 .where(companies.c.id == company_id)
                 .values(event_sequence=companies.c.event_sequence + 1)
                 .returning(companies.c.event_sequence)
             )
         ).scalar_one()
-        await self._conn.execute(
+        await self._write(
             insert(events).values(
                 company_id=company_id,
                 sequence=sequence,
@@ -320,7 +340,7 @@ class SqlIdempotency(_Sql, IdempotencyStore):
     async def put(
         self, user_id: str, operation: str, key: str, input_hash: str, result: Mapping[str, Any], at: datetime
     ) -> None:
-        await self._conn.execute(
+        await self._write(
             insert(idempotency_keys).values(
                 user_id=user_id, operation=operation, key=key, input_hash=input_hash, result=dict(result), created_at=at
             )

@@ -6,7 +6,9 @@ once the commit succeeded. `persistence.sql.SqlUnitOfWork` is the SQLAlchemy imp
 `FakeUnitOfWork` keeps the same repositories in memory, so the service layer is tested without a database.
 
 Repositories speak records (persistence.records) and domain values, never rows. Lookups by id take the
-company and find nothing for another company's id, so tenancy cannot be forgotten at a call site.
+company and find nothing for another company's id, so tenancy cannot be forgotten at a call site; writes
+and reads that take an id of a record (or a budget id) expect one that came from such a scoped lookup.
+A unique or foreign key violation raises ConcurrentChangeError and spoils the unit of work.
 """
 
 from __future__ import annotations
@@ -83,6 +85,22 @@ QUEUED, RUNNING, AWAITING_CALLBACK, DONE, FAILED = "QUEUED", "RUNNING", "AWAITIN
 
 # Columns of a line that an update may change.
 LINE_UPDATABLE = ("description", "original_amount", "quantity", "unit_of_measure", "unit_cost")
+# Columns of a request that its transitions set (the status with its timestamps, actors and outcome).
+REQUEST_UPDATABLE = frozenset(
+    {
+        "status",
+        "decided_at",
+        "decided_by_id",
+        "rejection_reason",
+        "retrieved_at",
+        "retrieved_by_id",
+        "exported_at",
+        "posted_at",
+        "erp_reference",
+        "failure_message",
+        "export_attempts",
+    }
+)
 
 
 # --- repositories --------------------------------------------------------------------------------------

@@ -190,7 +190,6 @@ async def create_modification(
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
         budget, access = await budget_for_change(ctx, uow, budget_id, expected)
-        value = check.amount(amount, ["input", "amount"], positive=True)
         modification_id = new_id("BudgetModification")
         number = await uow.modifications.next_number(budget.id)
         change = wf.add_modification(
@@ -199,9 +198,11 @@ async def create_modification(
             actor.user_id,
             modification_id=modification_id,
             number=number,
+            amount=amount,
             from_line_id=from_id,
             to_line_id=to_id,
         )
+        value = check.amount(amount, ["input", "amount"])
         clean_notes = check.text(notes, ["input", "notes"], max_len=2000)
         for line_id, field in ((from_id, "fromLineItemId"), (to_id, "toLineItemId")):
             if line_id is None:

@@ -69,23 +69,23 @@ async def create_project(ctx: Context, name: str, number: str) -> Outcome:
     return await run_mutation(ctx, "createProject", body)
 
 
-# Per kind: the column of the label, its length, the id prefix.
-_COST_LISTS: dict[CostListKind, tuple[str, int, str]] = {
-    "costCode": ("description", 40, "CostCode"),
-    "costType": ("name", 20, "CostType"),
+# Per kind: the label's input name, the lengths of the code and the label (as stored), the id prefix.
+_COST_LISTS: dict[CostListKind, tuple[str, int, int, str]] = {
+    "costCode": ("description", 40, 200, "CostCode"),
+    "costType": ("name", 20, 100, "CostType"),
 }
 
 
 async def create_cost_list_entry(ctx: Context, kind: CostListKind, code: str, label: str) -> Outcome:
     """createCostCode / createCostType: the two company lists differ only in their label column."""
     actor = ctx.actor
-    label_column, code_length, id_type = _COST_LISTS[kind]
+    label_column, code_length, label_length, id_type = _COST_LISTS[kind]
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
         what = "a cost code" if kind == "costCode" else "a cost type"
         wf.require_none([permissions.company_admin_refusal(actor, f"creating {what}")])
         clean_code = check.required_text(code, ["input", "code"], max_len=code_length)
-        clean_label = check.required_text(label, ["input", label_column], max_len=200)
+        clean_label = check.required_text(label, ["input", label_column], max_len=label_length)
         repository = uow.cost_codes if kind == "costCode" else uow.cost_types
         if await repository.code_taken(actor.company_id, clean_code):
             raise invalid(f"code {clean_code} already exists", ["input", "code"])

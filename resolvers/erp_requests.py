@@ -3,8 +3,11 @@ confirmation that the entries were posted in Job Cost."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain import budget as wf
 from domain import permissions
+from domain.errors import DomainError
 from domain.export import request_kind
 from domain.status import ExportStatus, RequestAction
 from persistence.ids import new_id
@@ -181,6 +184,10 @@ async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcom
 async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | None, key: str | None) -> Outcome:
     actor = ctx.actor
     connector = connector_of(ctx)
+    try:
+        reference = check.text(erp_reference, ["input", "erpReference"], max_len=200)
+    except DomainError as exc:
+        return Outcome(errors=[exc])
 
     async def current(uow: AbstractUnitOfWork) -> ErpRequestRecord | None:
         return await uow.requests.get(actor.company_id, request_id)
@@ -192,15 +199,15 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
         and connector is not None
         and permissions.confirm_posting_refusal(actor) is None
     ):
-        # Posting is recorded in the ERP first (idempotent), then here.
+        # Posting is recorded in the ERP first (idempotent), then here; only a confirmation that will not be
+        # refused gets this far.
         await connector.mark_posted(request.export_id)
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
         budget, req = await request_for_change(ctx, uow, request_id)
         wf.require_none([permissions.confirm_posting_refusal(actor)])
         now = ctx.services.clock()
-        values: dict[str, object] = {"posted_at": now}
-        reference = check.text(erp_reference, ["input", "erpReference"], max_len=200)
+        values: dict[str, Any] = {"posted_at": now}
         if reference:
             values["erp_reference"] = reference
         await apply_request_action(

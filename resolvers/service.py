@@ -25,6 +25,8 @@ log = logging.getLogger("budgetbridge.mutations")
 
 T = TypeVar("T")
 
+MAX_IDEMPOTENCY_KEY = 200  # characters, as stored
+
 
 @dataclass(frozen=True)
 class Changed:
@@ -93,6 +95,10 @@ async def run_mutation(
 ) -> Outcome:
     actor = ctx.actor
     key = (idempotency_key or "").strip() or None
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
+        return Outcome(
+            errors=[invalid(f"must be at most {MAX_IDEMPOTENCY_KEY} characters", ["input", "idempotencyKey"])]
+        )
     input_hash = fingerprint(fingerprint_of) if key else ""
 
     async def unit(uow: AbstractUnitOfWork) -> Changed:

@@ -4,6 +4,7 @@ gapless per-company event sequence."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -12,13 +13,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from domain.budget import ExportStatus
 from domain.errors import DomainError
-from domain.events import BudgetEvent
-from persistence import event_log, writes
+from domain.events import LineItemUpdated
+from domain.status import ExportStatus
 from persistence.database import Database
 from persistence.migrate import is_current
 from persistence.tables import budgets, events, line_items, metadata
+from resolvers.budget_state import budget_state
 from tests.support import make_services, make_tenant
 
 
@@ -36,15 +37,21 @@ async def test_migrations_create_exactly_the_declared_schema(engine_db: Database
 async def test_money_round_trips_exactly(engine_db: Database, amount: str) -> None:
     tenant = await make_tenant(make_services(engine_db))
     code, ctype = next(iter(tenant.cost_codes.values())), next(iter(tenant.cost_types.values()))
-    await tenant.ok("admin", """mutation($i: CreateBudgetLineItemInput!) { createBudgetLineItem(input: $i) {
+    await tenant.ok(
+        "admin",
+        """mutation($i: CreateBudgetLineItemInput!) { createBudgetLineItem(input: $i) {
         lineItem { id } userErrors { code } } }""",
-                    i={"budgetId": tenant.budget_id, "item": {"costCodeId": code, "costTypeId": ctype,
-                                                              "originalAmount": amount}})
+        i={"budgetId": tenant.budget_id, "item": {"costCodeId": code, "costTypeId": ctype, "originalAmount": amount}},
+    )
     async with engine_db.read() as conn:
-        stored = (await conn.execute(select(line_items.c.original_amount)
-                                     .where(line_items.c.budget_id == tenant.budget_id))).scalar_one()
-        total = (await conn.execute(select(func.sum(line_items.c.original_amount))
-                                    .where(line_items.c.budget_id == tenant.budget_id))).scalar_one()
+        stored = (
+            await conn.execute(select(line_items.c.original_amount).where(line_items.c.budget_id == tenant.budget_id))
+        ).scalar_one()
+        total = (
+            await conn.execute(
+                select(func.sum(line_items.c.original_amount)).where(line_items.c.budget_id == tenant.budget_id)
+            )
+        ).scalar_one()
     assert isinstance(stored, Decimal)
     assert stored == Decimal(amount)
     assert str(stored) == amount
@@ -54,30 +61,40 @@ async def test_money_round_trips_exactly(engine_db: Database, amount: str) -> No
 async def test_a_stale_version_is_refused_and_nothing_is_written(engine_db: Database) -> None:
     tenant = await make_tenant(make_services(engine_db))
     async with engine_db.unit_of_work() as uow:
-        row = await writes.budget_for_update(uow.conn, tenant.company_id, tenant.budget_id)
-        await writes.bump_budget(uow.conn, row, locked=True)
+        row = await uow.budgets.get_for_update(tenant.company_id, tenant.budget_id)
+        assert row is not None
+        locked = dataclasses.replace(budget_state(row), locked=True)
+        await uow.budgets.save(row, locked)
         with pytest.raises(DomainError) as refused:
-            await writes.bump_budget(uow.conn, row, locked=False)  # same old version again
+            await uow.budgets.save(row, dataclasses.replace(locked, locked=False))  # same old version again
         assert refused.value.code == "VERSION_CONFLICT"
         await uow.commit()
     async with engine_db.read() as conn:
-        version, locked = (await conn.execute(select(budgets.c.version, budgets.c.locked)
-                                              .where(budgets.c.id == tenant.budget_id))).one()
+        version, locked = (
+            await conn.execute(select(budgets.c.version, budgets.c.locked).where(budgets.c.id == tenant.budget_id))
+        ).one()
     assert (version, locked) == (2, True)
 
 
 async def test_concurrent_writers_get_a_gapless_company_sequence(engine_db: Database) -> None:
     tenant = await make_tenant(make_services(engine_db))
     async with engine_db.read() as conn:
-        start = (await conn.execute(select(func.count()).select_from(events)
-                                    .where(events.c.company_id == tenant.company_id))).scalar_one()
+        start = (
+            await conn.execute(select(func.count()).select_from(events).where(events.c.company_id == tenant.company_id))
+        ).scalar_one()
 
     async def append_one(i: int) -> int:
         async with engine_db.unit_of_work() as uow:
-            seq = await event_log.append(uow.conn, tenant.company_id, BudgetEvent(
-                type="Probe", project_id=tenant.project_id, budget_id=tenant.budget_id,
-                status=ExportStatus.NOT_SENT, data={"i": str(i)},
-            ), at=datetime.now(UTC))
+            seq = await uow.events.append(
+                tenant.company_id,
+                LineItemUpdated(
+                    project_id=tenant.project_id,
+                    budget_id=tenant.budget_id,
+                    status=ExportStatus.NOT_SENT,
+                    line_item_id=f"li_{i}",
+                ),
+                at=datetime.now(UTC),
+            )
             await asyncio.sleep(0)  # let other transactions interleave before the commit
             await uow.commit()
             return seq
@@ -85,8 +102,15 @@ async def test_concurrent_writers_get_a_gapless_company_sequence(engine_db: Data
     sequences = await asyncio.gather(*(append_one(i) for i in range(20)))
     assert sorted(sequences) == list(range(start + 1, start + 21))
     async with engine_db.read() as conn:
-        stored = list((await conn.execute(select(events.c.sequence).where(events.c.company_id == tenant.company_id)
-                                          .order_by(events.c.sequence))).scalars())
+        stored = list(
+            (
+                await conn.execute(
+                    select(events.c.sequence)
+                    .where(events.c.company_id == tenant.company_id)
+                    .order_by(events.c.sequence)
+                )
+            ).scalars()
+        )
     assert stored == list(range(1, start + 21))
 
 
@@ -94,8 +118,9 @@ async def test_unit_of_work_rolls_back_everything_on_error(engine_db: Database) 
     tenant = await make_tenant(make_services(engine_db))
     with pytest.raises(RuntimeError):
         async with engine_db.unit_of_work() as uow:
-            row = await writes.budget_for_update(uow.conn, tenant.company_id, tenant.budget_id)
-            await writes.bump_budget(uow.conn, row, locked=True)
+            row = await uow.budgets.get_for_update(tenant.company_id, tenant.budget_id)
+            assert row is not None
+            await uow.budgets.save(row, dataclasses.replace(budget_state(row), locked=True))
             raise RuntimeError("boom")
     async with engine_db.read() as conn:
         locked = (await conn.execute(select(budgets.c.locked).where(budgets.c.id == tenant.budget_id))).scalar_one()
