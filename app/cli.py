@@ -100,23 +100,11 @@ def _connector_options(args: argparse.Namespace) -> dict[str, Any]:
 def _worker(settings: Settings, company_id: str | None) -> None:
     import logging
 
-    from app.main import start_runtime
+    from app.export_worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def run() -> None:
-        runtime = await start_runtime(settings)
-        runtime.worker.company_id = company_id
-        await runtime.live.start()  # so subscribers on the servers hear this worker's status changes
-        try:
-            await runtime.worker.run_forever()
-        finally:
-            await runtime.live.stop()
-            await runtime.services.connectors.aclose()
-            await runtime.db.dispose()
-
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        asyncio.run(run_worker(settings, company_id))
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

@@ -1,11 +1,15 @@
 """Runs accepted exports: inside the server (default) and as `budgetbridge worker` for deployments.
 
-The queue is the `export_jobs` table, written in the ACCEPT's own transaction. A worker claims a due job
-with a lease (SKIP LOCKED on PostgreSQL), runs the connector with a timeout, and records the outcome:
-retryable failures go back to the queue with exponential backoff until the attempts run out. A worker
-that dies mid-export leaves its lease to expire and another claims the job again; the connector's
-de-duplication on the request's export id makes that exactly-once. Each pass also asks connectors that
-can see the ERP's Job Cost whether awaiting requests were posted.
+The worker orchestrates only. Each pass claims due jobs (resolvers.export_pipeline, one unit of work
+each), loads a job's batch (persistence.export_reads), runs the connector with a timeout outside any
+transaction, and records the outcome through the pipeline: retryable failures go back to the queue with
+exponential backoff until the attempts run out. A worker that dies mid-export leaves its lease to expire
+and another claims the job again; the connector's de-duplication on the request's export id makes that
+exactly-once. Each pass also asks connectors that can see the ERP's Job Cost whether awaiting requests
+were posted, and fails deferred exports whose integrator never called back.
+
+The clock and a hook run right after a successful connector export (before its outcome is committed) are
+injected, so tests can move time and kill a worker process at the worst moment.
 """
 
 from __future__ import annotations
@@ -13,45 +17,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
+from app.settings import Settings
 from app.tasks import cancel_and_wait
 from erp.base import ConnectorError
-from erp.registry import ConnectorRegistry, posting_detectors
-from persistence.database import Database
-from resolvers import exports
-from resolvers.context import utc_now
+from erp.registry import posting_detectors
+from persistence.export_reads import ExportReads, SqlExportReads
+from resolvers import export_pipeline
+from resolvers.context import Services
+from resolvers.export_pipeline import RetryPolicy
 
 log = logging.getLogger("budgetbridge.exports")
 
-# Test-only fault injection: die between the ERP write and our commit (see tests/erp/test_exactly_once.py).
-CRASH_AFTER_EXPORT = os.environ.get("BUDGETBRIDGE_FAULT_INJECTION") == "crash-after-export"
+
+def _nothing() -> None:
+    return None
 
 
 class ExportWorker:
     def __init__(
         self,
-        db: Database,
-        connectors: ConnectorRegistry,
+        services: Services,
         *,
         poll_seconds: float = 2.0,
         timeout_seconds: float = 30.0,
-        policy: exports.RetryPolicy | None = None,
+        policy: RetryPolicy | None = None,
         callback_wait_seconds: float = 24 * 3600,
-        events_committed: Callable[[str], None] = lambda company_id: None,
         company_id: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        after_export: Callable[[], None] = _nothing,
+        reads: ExportReads | None = None,
+        detectors: Sequence[str] | None = None,
     ) -> None:
-        self._db = db
+        self._services = services
         self.company_id = company_id  # None: every company
-        self._connectors = connectors
         self._poll = poll_seconds
         self._timeout = timeout_seconds
-        self.policy = policy or exports.RetryPolicy()
+        self.policy = policy or RetryPolicy()
         self._callback_wait = timedelta(seconds=callback_wait_seconds)
-        self._events_committed = events_committed
-        self._detectors = posting_detectors()
+        self._clock = clock or services.clock
+        self._after_export = after_export
+        self._reads = reads or SqlExportReads(services.db)
+        self._detectors = list(posting_detectors() if detectors is None else detectors)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,7 +84,7 @@ class ExportWorker:
             self._wake.clear()
 
     async def run_once(self) -> int:
-        """Run every job that is due now, then check posting. Returns how many jobs ran."""
+        """Run every job that is due now, then check posting and overdue callbacks. Returns how many jobs ran."""
         ran = 0
         while await self.run_next_job():
             ran += 1
@@ -84,101 +93,102 @@ class ExportWorker:
         return ran
 
     async def run_next_job(self) -> bool:
-        async with self._db.unit_of_work() as uow:
-            job = await exports.claim(uow.conn, utc_now(), self.policy, self.company_id)
-            await uow.commit()
+        services = self._services
+        job = await export_pipeline.claim(services, self._clock(), self.policy, self.company_id)
         if job is None:
             return False
-        async with self._db.read() as conn:
-            loaded = await exports.export_batch(conn, job.request_id, utc_now().date())
+        loaded = await self._reads.export_batch(job.request_id, self._clock().date())
         if loaded is None:  # the request moved on (a callback recorded it); nothing to export
-            async with self._db.unit_of_work() as uow:
-                await exports.record_success(
-                    uow.conn, job, utc_now(), erp_reference=None, deferred=False, requires_posting=True
-                )
-                await uow.commit()
+            await export_pipeline.record_moved_on(services, job, self._clock())
             return True
-        company, batch = loaded
-        connector = self._connectors.get(company.erp_connector, company.erp_settings)
-        status = None
+        connector = services.connectors.get(loaded.company.erp_connector, loaded.company.erp_settings)
         try:
             if connector is None:
                 raise ConnectorError("the company has no working ERP connection")
-            receipt = await asyncio.wait_for(connector.export(batch), self._timeout)
-            if CRASH_AFTER_EXPORT:
-                os._exit(70)
-            async with self._db.unit_of_work() as uow:
-                status = await exports.record_success(
-                    uow.conn,
-                    job,
-                    utc_now(),
-                    erp_reference=receipt.erp_reference,
-                    deferred=receipt.deferred,
-                    requires_posting=connector.capabilities.requires_posting,
-                )
-                await uow.commit()
+            receipt = await asyncio.wait_for(connector.export(loaded.batch), self._timeout)
         except (ConnectorError, TimeoutError, OSError) as exc:
-            message, retryable = _describe(exc, self._timeout)
+            message, retryable = export_pipeline.describe_failure(exc, self._timeout)
             log.warning("export of %s failed (attempt %d): %s", job.request_id, job.attempts, message)
-            async with self._db.unit_of_work() as uow:
-                status = await exports.record_failure(
-                    uow.conn, job, utc_now(), message, retryable=retryable, policy=self.policy
-                )
-                await uow.commit()
+            status = await export_pipeline.record_failure(
+                services, job, self._clock(), message, retryable=retryable, policy=self.policy
+            )
+        else:
+            self._after_export()  # the ERP has the entries; we have not recorded it yet
+            status = await export_pipeline.record_success(
+                services,
+                job,
+                self._clock(),
+                erp_reference=receipt.erp_reference,
+                deferred=receipt.deferred,
+                requires_posting=connector.capabilities.requires_posting,
+            )
         if status is not None:
             log.info("export %s -> %s", job.request_id, status.value)
-            self._events_committed(company.id)
         return True
 
     async def fail_overdue_callbacks(self) -> None:
         """An integrator that accepted an export and never reported back: fail it visibly, so the approver
         can look and retry, instead of leaving it EXPORTING forever."""
-        async with self._db.read() as conn:  # the common case: nothing overdue, no write transaction
-            if not await exports.overdue_callbacks(conn, utc_now(), self._callback_wait, self.company_id):
-                return
-        async with self._db.unit_of_work() as uow:
-            overdue = await exports.overdue_callbacks(uow.conn, utc_now(), self._callback_wait, self.company_id)
-            failed = []
-            for job in overdue:
-                message = f"the integrator did not report the outcome within {self._callback_wait}"
-                status = await exports.record_failure(
-                    uow.conn, job, utc_now(), message, retryable=False, policy=self.policy
-                )
-                if status is not None:
-                    failed.append(job.request_id)
-            await uow.commit()
+        now = self._clock()
+        # The common case, nothing overdue, needs no write transaction.
+        if not await self._reads.any_overdue_callback(now, self._callback_wait, self.company_id):
+            return
+        failed = await export_pipeline.fail_overdue_callbacks(self._services, now, self._callback_wait, self.company_id)
         if failed:
             log.warning("no integrator callback for %s", ", ".join(failed))
-            async with self._db.read() as conn:
-                companies = await exports.companies_of_requests(conn, failed)
-            for company_id in companies:
-                self._events_committed(company_id)
 
     async def detect_posting(self) -> None:
-        async with self._db.read() as conn:
-            waiting = await exports.awaiting_posting(conn, self._detectors, self.company_id)
-        for row in waiting:
-            connector = self._connectors.get(row.erp_connector, row.erp_settings)
+        for check in await self._reads.awaiting_posting(self._detectors, self.company_id):
+            connector = self._services.connectors.get(check.erp_connector, check.erp_settings)
             if connector is None:
                 continue
             try:
-                posted = await asyncio.wait_for(connector.posted(row.export_id), self._timeout)
+                posted = await asyncio.wait_for(connector.posted(check.export_id), self._timeout)
             except Exception:
-                log.warning("posting check of %s failed", row.id, exc_info=True)
+                log.warning("posting check of %s failed", check.id, exc_info=True)
                 continue
             if not posted:
                 continue
-            async with self._db.unit_of_work() as uow:
-                status = await exports.record_posted(uow.conn, row.id, utc_now())
-                await uow.commit()
-            if status is not None:
-                log.info("posting detected for %s", row.id)
-                self._events_committed(row.company_id)
+            if await export_pipeline.record_posted(self._services, check.id, self._clock()) is not None:
+                log.info("posting detected for %s", check.id)
 
 
-def _describe(exc: BaseException, timeout: float) -> tuple[str, bool]:
-    if isinstance(exc, ConnectorError):
-        return str(exc) or "the ERP refused the export", exc.retryable
-    if isinstance(exc, TimeoutError):
-        return f"the ERP did not answer within {timeout:g} s", True
-    return f"the ERP could not be reached ({exc})", True
+def build_worker(
+    settings: Settings,
+    services: Services,
+    *,
+    company_id: str | None = None,
+    after_export: Callable[[], None] = _nothing,
+) -> ExportWorker:
+    """The worker the settings describe: the server's and `budgetbridge worker`'s (and the crash test's)."""
+    return ExportWorker(
+        services,
+        poll_seconds=settings.export_poll_seconds,
+        timeout_seconds=settings.export_timeout_seconds,
+        policy=RetryPolicy(
+            max_attempts=settings.export_max_attempts,
+            base_seconds=settings.export_backoff_seconds,
+            lease_seconds=settings.export_lease_seconds,
+        ),
+        callback_wait_seconds=settings.export_callback_wait_seconds,
+        company_id=company_id,
+        after_export=after_export,
+    )
+
+
+async def run_worker(
+    settings: Settings, company_id: str | None = None, *, after_export: Callable[[], None] = _nothing
+) -> None:
+    """`budgetbridge worker`: the export worker alone, until cancelled. Its commits wake subscribers on the
+    servers through the shared broadcast."""
+    from app.main import start_runtime  # the composition root builds on this module
+
+    runtime = await start_runtime(settings)
+    worker = build_worker(settings, runtime.services, company_id=company_id, after_export=after_export)
+    await runtime.live.start()  # so subscribers on the servers hear this worker's status changes
+    try:
+        await worker.run_forever()
+    finally:
+        await runtime.live.stop()
+        await runtime.services.connectors.aclose()
+        await runtime.db.dispose()

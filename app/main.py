@@ -19,7 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from app import auth
-from app.export_worker import ExportWorker
+from app.export_worker import ExportWorker, build_worker
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
 from app.settings import Settings, SettingsError
@@ -31,7 +31,6 @@ from persistence.migrate import is_current, migrate
 from persistence.reads import ReadStore
 from resolvers.context import Services
 from resolvers.event_tail import EventTails
-from resolvers.exports import RetryPolicy
 from schema.build import schema
 
 log = logging.getLogger("budgetbridge")
@@ -81,19 +80,7 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
         live_reread_seconds=settings.subscription_reread_seconds,
         max_subscriber_lag=settings.max_subscriber_lag,
     )
-    worker = ExportWorker(
-        db,
-        connectors,
-        poll_seconds=settings.export_poll_seconds,
-        timeout_seconds=settings.export_timeout_seconds,
-        policy=RetryPolicy(
-            max_attempts=settings.export_max_attempts,
-            base_seconds=settings.export_backoff_seconds,
-            lease_seconds=settings.export_lease_seconds,
-        ),
-        events_committed=live.notify,
-        callback_wait_seconds=settings.export_callback_wait_seconds,
-    )
+    worker = build_worker(settings, services)
     services.kick_exports = worker.kick
     return Runtime(settings=settings, db=db, services=services, worker=worker, live=live, jwt_secret=secret)
 

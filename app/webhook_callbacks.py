@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from erp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from resolvers import exports
+from resolvers import export_callbacks
 
 log = logging.getLogger("budgetbridge.webhook")
 
@@ -103,15 +103,17 @@ async def webhook_callback(request: Request) -> JSONResponse:
         return _error(str(exc), 400)
 
     services = request.app.state.runtime.services
-    secret = await exports.webhook_secret_for_export(services, callback.export_id)
+    secret = await export_callbacks.webhook_secret_for_export(services, callback.export_id)
     if secret is None or not verify(secret, request.headers.get(TIMESTAMP_HEADER),
                                     request.headers.get(SIGNATURE_HEADER), body, now=int(time.time())):
         return _error(UNAUTHORIZED, 401)
 
     try:
-        status = await exports.apply_callback(services, callback.export_id, callback.status,
-                                              erp_reference=callback.erp_reference, message=callback.message)
-    except exports.CallbackRejectedError as exc:
+        status = await export_callbacks.apply_callback(
+            services, callback.export_id, callback.status, erp_reference=callback.erp_reference,
+            message=callback.message,
+        )
+    except export_callbacks.CallbackRejectedError as exc:
         return _error(str(exc) or "the callback does not fit the export's current status", 409)
     except Exception:
         log.exception("webhook callback for %s failed", callback.export_id)

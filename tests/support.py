@@ -57,7 +57,7 @@ def make_services(db: Database) -> Services:
 
 
 def make_worker(services: Services) -> ExportWorker:
-    return ExportWorker(services.db, services.connectors, poll_seconds=0.05, timeout_seconds=5)
+    return ExportWorker(services, poll_seconds=0.05, timeout_seconds=5)
 
 
 @dataclass

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from app import admin
 from app.export_worker import ExportWorker
 from persistence.tables import erp_job_cost_entries
-from resolvers import exports
 from resolvers.context import Services
+from resolvers.export_pipeline import RetryPolicy
 from tests.erp.webhook_server import Integrator, running_integrator
 from tests.erp.workflow import (
     ACCEPT,
@@ -46,8 +46,7 @@ async def connected(name: str, tmp_path: Path) -> AsyncIterator[tuple[dict[str, 
 
 
 async def export_now(services: Services, tenant: Tenant) -> None:
-    worker = ExportWorker(services.db, services.connectors, timeout_seconds=5, company_id=tenant.company_id,
-                          policy=exports.RetryPolicy(max_attempts=1))
+    worker = ExportWorker(services, timeout_seconds=5, company_id=tenant.company_id, policy=RetryPolicy(max_attempts=1))
     assert await worker.run_once() == 1
 
 

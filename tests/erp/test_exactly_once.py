@@ -1,18 +1,25 @@
 """A worker process killed between the ERP write and our commit: after a restart every entry is in the
-ERP exactly once (the connector de-duplicates on the export id; the job's lease lets another run claim it)."""
+ERP exactly once (the connector de-duplicates on the export id; the job's lease lets another run claim it).
+
+The crashing worker is tests/erp/crashing_worker.py: the worker that `budgetbridge worker` runs, built from the same
+settings, with a crash hook injected right after the connector's export. The restarted one is the real CLI."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from persistence.tables import erp_job_cost_entries, export_entries
 from resolvers.context import Services
+from tests.erp.crashing_worker import CRASH_STATUS
 from tests.erp.workflow import accept, add_line, lock_and_send, request
 from tests.support import JWT_SECRET, make_tenant
+
+ROOT = Path(__file__).resolve().parents[2]  # `-m tests.erp.crashing_worker` resolves from the repository root
 
 
 def worker_env(db_url: str, **extra: str) -> dict[str, str]:
@@ -29,14 +36,19 @@ def worker_env(db_url: str, **extra: str) -> dict[str, str]:
 
 
 async def start_worker(company_id: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await _spawn(["-m", "app.cli", "worker", "--company", company_id], env)
+
+
+async def start_crashing_worker(company_id: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await _spawn(["-m", "tests.erp.crashing_worker", company_id], env)
+
+
+async def _spawn(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "app.cli",
-        "worker",
-        "--company",
-        company_id,
+        *args,
         env=env,
+        cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -50,11 +62,9 @@ async def test_a_worker_killed_after_the_erp_write_exports_each_entry_exactly_on
     await accept(tenant, request_id)
     db_url = services.db.url
 
-    crashing = await start_worker(
-        tenant.company_id, worker_env(db_url, BUDGETBRIDGE_FAULT_INJECTION="crash-after-export")
-    )
+    crashing = await start_crashing_worker(tenant.company_id, worker_env(db_url))
     _, stderr = await asyncio.wait_for(crashing.communicate(), 60)
-    assert crashing.returncode == 70, stderr.decode()[-2000:]
+    assert crashing.returncode == CRASH_STATUS, stderr.decode()[-2000:]
     assert (await request(tenant, request_id))["status"] == "EXPORTING"  # the ERP has it, we never recorded it
     async with services.db.read() as conn:
         written = (

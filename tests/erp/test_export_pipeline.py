@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -11,29 +10,24 @@ from app import admin
 from app.export_worker import ExportWorker
 from domain.export import Capabilities
 from erp.base import ConnectorError, ExportReceipt
-from persistence.tables import erp_job_cost_entries
-from resolvers import exports
+from persistence.tables import erp_job_cost_entries, export_jobs
+from resolvers import export_pipeline
 from resolvers.context import Services, utc_now
+from resolvers.export_pipeline import RetryPolicy
 from tests.erp.fakes import ScriptedConnector, SingleConnectorRegistry, failures
 from tests.erp.workflow import BLOCKERS, CONFIRM, MODIFY, RETRY, UNLOCK, accept, add_line, lock_and_send, request
 from tests.support import Tenant, make_tenant, snapshot
 
-FAST = exports.RetryPolicy(max_attempts=3, base_seconds=0.0, lease_seconds=60)
+FAST = RetryPolicy(max_attempts=3, base_seconds=0.0, lease_seconds=60)
 
 
 def scripted_services(services: Services, connector: ScriptedConnector) -> Services:
     return Services(db=services.db, connectors=SingleConnectorRegistry(connector))  # type: ignore[arg-type]
 
 
-def worker_for(services: Services, tenant: Tenant, policy: exports.RetryPolicy = FAST) -> ExportWorker:
+def worker_for(services: Services, tenant: Tenant, policy: RetryPolicy = FAST) -> ExportWorker:
     """A worker for this test's company only: other tests' companies share the database."""
-    return ExportWorker(
-        services.db,
-        services.connectors,
-        timeout_seconds=2,
-        policy=policy,  # type: ignore[arg-type]
-        company_id=tenant.company_id,
-    )
+    return ExportWorker(services, timeout_seconds=2, policy=policy, company_id=tenant.company_id)
 
 
 async def accepted_with(services: Services, connector: ScriptedConnector) -> tuple[Services, Tenant, str]:
@@ -57,11 +51,7 @@ async def test_accept_queues_a_job_in_the_same_transaction_and_the_worker_export
     assert (await request(tenant, request_id))["status"] == "EXPORTING"
     async with services.db.read() as conn:
         jobs = (
-            (
-                await conn.execute(
-                    select(exports.export_jobs.c.status).where(exports.export_jobs.c.request_id == request_id)
-                )
-            )
+            (await conn.execute(select(export_jobs.c.status).where(export_jobs.c.request_id == request_id)))
             .scalars()
             .all()
         )
@@ -78,7 +68,7 @@ async def test_embedded_posting_is_detected_without_anyone_confirming(services: 
     worker = worker_for(services, tenant)
     await worker.run_once()
     async with services.db.unit_of_work() as uow:
-        assert await admin.post_embedded_entries(uow.conn, request_id) == 2
+        assert await admin.post_embedded_entries(uow.connection, request_id) == 2
         await uow.commit()
     await worker.run_once()
     synced = await request(tenant, request_id)
@@ -112,7 +102,7 @@ async def test_retryable_failures_are_retried_with_backoff_then_succeed(services
 async def test_a_backed_off_job_waits_for_its_time(services: Services) -> None:
     connector = ScriptedConnector(outcomes=[*failures("ERP busy")])
     scripted, tenant, request_id = await accepted_with(services, connector)
-    worker = worker_for(scripted, tenant, exports.RetryPolicy(max_attempts=3, base_seconds=3600))
+    worker = worker_for(scripted, tenant, RetryPolicy(max_attempts=3, base_seconds=3600))
     assert await worker.run_once() == 1
     assert await worker.run_once() == 0  # backed off for about an hour
     assert (await request(tenant, request_id))["status"] == "EXPORTING"
@@ -157,14 +147,11 @@ async def test_retry_export_is_refused_unless_the_export_failed(services: Servic
 async def test_a_job_whose_worker_died_is_claimed_again_after_its_lease(services: Services) -> None:
     tenant = await make_tenant(services)
     request_id = await accepted_request(tenant)
-    async with services.db.unit_of_work() as uow:
-        dead = await exports.claim(uow.conn, utc_now(), exports.RetryPolicy(lease_seconds=60), tenant.company_id)
-        await uow.commit()
+    now = utc_now()
+    dead = await export_pipeline.claim(services, now, RetryPolicy(lease_seconds=60), tenant.company_id)
     assert dead is not None and dead.request_id == request_id
-    async with services.db.unit_of_work() as uow:
-        assert await exports.claim(uow.conn, utc_now(), FAST, tenant.company_id) is None  # leased
-        again = await exports.claim(uow.conn, utc_now() + timedelta(seconds=61), FAST, tenant.company_id)
-        await uow.commit()
+    assert await export_pipeline.claim(services, now + timedelta(seconds=59), FAST, tenant.company_id) is None  # leased
+    again = await export_pipeline.claim(services, now + timedelta(seconds=61), FAST, tenant.company_id)
     assert again is not None and again.id == dead.id and again.attempts == 2
 
 
@@ -247,24 +234,17 @@ async def test_a_refused_job_sync_is_a_user_error_and_changes_nothing(services: 
 async def test_a_deferred_export_without_a_callback_fails_visibly_after_the_wait(services: Services) -> None:
     connector = ScriptedConnector(outcomes=[ExportReceipt(None, deferred=True)])
     scripted, tenant, request_id = await accepted_with(services, connector)
-    patient = ExportWorker(
-        scripted.db,
-        scripted.connectors,
-        policy=FAST,
-        company_id=tenant.company_id,  # type: ignore[arg-type]
-        callback_wait_seconds=3600,
+    now = utc_now()
+    worker = ExportWorker(
+        scripted, policy=FAST, company_id=tenant.company_id, callback_wait_seconds=3600, clock=lambda: now
     )
-    await patient.run_once()
+    await worker.run_once()
     assert (await request(tenant, request_id))["status"] == "EXPORTING"  # waiting for the integrator
-    impatient = ExportWorker(
-        scripted.db,
-        scripted.connectors,
-        policy=FAST,
-        company_id=tenant.company_id,  # type: ignore[arg-type]
-        callback_wait_seconds=0.001,
-    )
-    await asyncio.sleep(0.01)
-    await impatient.run_once()
+    now += timedelta(seconds=3599)
+    await worker.run_once()
+    assert (await request(tenant, request_id))["status"] == "EXPORTING"  # still within the wait
+    now += timedelta(seconds=2)
+    await worker.run_once()
     failed = await request(tenant, request_id)
     assert failed["status"] == "EXPORT_FAILED"
     assert failed["failureMessage"].startswith("the integrator did not report the outcome within")

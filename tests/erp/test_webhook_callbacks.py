@@ -150,7 +150,7 @@ async def http(callback_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 async def webhook_tenant(services: Services, integrator: Integrator, secret: str = SECRET) -> Tenant:
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.conn, tenant.company_id, "webhook",
+        await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
                                           {"url": integrator.url, "secret": secret})
         await uow.commit()
     return tenant
