@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import ProjectAccess
@@ -276,13 +276,3 @@ class ReadStore:
                 ),
             )
 
-
-# --- legacy ---------------------------------------------------------------------------------------------
-
-
-async def rows_by_ids(conn: AsyncConnection, table: Table, ids: Sequence[str], company_id: str | None) -> list[Any]:
-    """Rows by id, for resolvers/exports.py until its port to the unit of work lands; then this goes."""
-    stmt = select(table).where(table.c.id.in_(list(ids)))
-    if company_id is not None and "company_id" in table.c:
-        stmt = stmt.where(table.c.company_id == company_id)
-    return list((await conn.execute(stmt)).all())
