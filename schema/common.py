@@ -27,6 +27,11 @@ def described(description: str) -> Callable[[F], F]:
     return cast("Callable[[F], F]", strawberry.field(description=description))
 
 
+def described_mutation(description: str | None, *, name: str | None = None) -> Callable[[F], F]:
+    """`@strawberry.mutation(description=..., name=...)`, typed (see `described`)."""
+    return cast("Callable[[F], F]", strawberry.mutation(description=description, name=name))
+
+
 def described_subscription(description: str) -> Callable[[F], F]:
     """`@strawberry.subscription(description=...)`, typed (see `described`)."""
     return cast("Callable[[F], F]", strawberry.subscription(description=description))

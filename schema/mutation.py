@@ -13,7 +13,7 @@ from resolvers.context import Context
 from resolvers.input_validation import LineFields
 from resolvers.service import Outcome
 from schema.budgets import Budget, BudgetLineItem, BudgetModification
-from schema.common import Ctx, UserError
+from schema.common import Ctx, UserError, described_mutation
 from schema.inputs import (
     BudgetActionInput,
     BudgetLineItemFields,
@@ -125,9 +125,9 @@ class Mutation:
         loaded = _Loaded(info.context, outcome)
         return CostTypePayload(cost_type=await loaded.cost_type(), user_errors=loaded.errors)
 
-    @strawberry.mutation(
+    @described_mutation(
+        "Create or link the project's job and its cost codes/types in the ERP through the connector.",
         name="syncProjectToERP",
-        description="Create or link the project's job and its cost codes/types in the ERP through the connector.",
     )
     async def sync_project_to_erp(self, info: Ctx, project_id: strawberry.ID) -> ProjectPayload:
         loaded = _Loaded(info.context, await company_setup.sync_project_to_erp(info.context, str(project_id)))
@@ -203,7 +203,7 @@ class Mutation:
         )
         return await _budget_payload(info.context, outcome)
 
-    @strawberry.mutation(name="sendToERP")
+    @described_mutation(None, name="sendToERP")
     async def send_to_erp(self, info: Ctx, input: BudgetActionInput) -> ErpRequestPayload:
         outcome = await erp_requests.send_to_erp(
             info.context, str(input.budget_id), input.expected_version, input.idempotency_key
@@ -229,9 +229,7 @@ class Mutation:
         outcome = await erp_requests.retry_export(info.context, str(input.erp_request_id), input.idempotency_key)
         return await _request_payload(info.context, outcome)
 
-    @strawberry.mutation(
-        description="The ERP reports the exported entries posted in Job Cost (integrator or ERP admin)."
-    )
+    @described_mutation("The ERP reports the exported entries posted in Job Cost (integrator or ERP admin).")
     async def confirm_job_cost_posting(self, info: Ctx, input: ErpRequestActionInput) -> ErpRequestPayload:
         outcome = await erp_requests.confirm_posting(
             info.context, str(input.erp_request_id), input.erp_reference, input.idempotency_key

@@ -35,7 +35,7 @@ STANDARD_WITH_EVERY_GRANT = ProjectAccess(L.STANDARD, frozenset(Grant))
 APPROVER = Actor("approver", "c1", is_accounting_approver=True, erp_permission=L.STANDARD)
 NOT_AN_APPROVER = Actor("integrator", "c1", erp_permission=L.ADMIN)
 
-FROZEN = {S.PENDING_ACCEPTANCE, S.EXPORTING}
+FROZEN: set[ExportStatus] = {S.PENDING_ACCEPTANCE, S.EXPORTING}
 ALL_STATUSES = list(ExportStatus)
 STATUS_IDS = [s.value for s in ALL_STATUSES]
 

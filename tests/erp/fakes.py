@@ -31,7 +31,7 @@ class ScriptedConnector:
         outcome = self.outcomes.pop(0) if self.outcomes else ExportReceipt(f"REF-{batch.export_id}")
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome  # type: ignore[no-any-return]
+        return outcome
 
     async def posted(self, export_id: str) -> bool | None:
         return export_id in self.posted_exports
