@@ -1,0 +1,1 @@
+"""In-memory stand-ins for the persistence layer, for fast service-layer tests."""
