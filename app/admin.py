@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import Grant, PermissionLevel
 from erp.base import ConnectorConfigError
 from erp.embedded import EmbeddedConnector
 from erp.registry import UnknownConnectorError, validate_options
-from persistence import writes
 from persistence.ids import new_id
 from persistence.tables import companies, erp_job_cost_entries, erp_requests, project_permissions, projects, users
 
@@ -30,8 +29,16 @@ async def create_company(conn: AsyncConnection, name: str, currency: str, connec
     if len(currency) != 3 or not currency.isalpha():
         raise AdminError("--currency must be a three-letter ISO 4217 code such as USD")
     company_id = new_id("Company")
-    await writes.insert_row(conn, companies, id=company_id, name=name, currency=currency,
-                            erp_connector=connector, erp_settings={}, created_at=datetime.now(UTC))
+    await conn.execute(
+        insert(companies).values(
+            id=company_id,
+            name=name,
+            currency=currency,
+            erp_connector=connector,
+            erp_settings={},
+            created_at=datetime.now(UTC),
+        )
+    )
     return company_id
 
 
@@ -54,8 +61,14 @@ async def set_company_connector(
 
 
 async def create_user(
-    conn: AsyncConnection, company_id: str, email: str, name: str, *, company_admin: bool = False,
-    approver: bool = False, erp_permission: PermissionLevel = PermissionLevel.NONE,
+    conn: AsyncConnection,
+    company_id: str,
+    email: str,
+    name: str,
+    *,
+    company_admin: bool = False,
+    approver: bool = False,
+    erp_permission: PermissionLevel = PermissionLevel.NONE,
 ) -> str:
     if (await conn.execute(select(companies.c.id).where(companies.c.id == company_id))).first() is None:
         raise AdminError(f"no company {company_id}")
@@ -66,9 +79,18 @@ async def create_user(
     if taken.first() is not None:
         raise AdminError(f"{email} already exists in this company")
     user_id = new_id("User")
-    await writes.insert_row(conn, users, id=user_id, company_id=company_id, email=email, name=name.strip() or email,
-                            is_company_admin=company_admin, is_accounting_approver=approver,
-                            erp_permission=erp_permission.name, created_at=datetime.now(UTC))
+    await conn.execute(
+        insert(users).values(
+            id=user_id,
+            company_id=company_id,
+            email=email,
+            name=name.strip() or email,
+            is_company_admin=company_admin,
+            is_accounting_approver=approver,
+            erp_permission=erp_permission.name,
+            created_at=datetime.now(UTC),
+        )
+    )
     return user_id
 
 
@@ -86,8 +108,11 @@ async def grant(
             project_permissions.c.user_id == user_id, project_permissions.c.project_id == project_id
         )
     )
-    await writes.insert_row(conn, project_permissions, user_id=user_id, project_id=project_id,
-                            budget_permission=level.name, grants=sorted(g.value for g in grants))
+    await conn.execute(
+        insert(project_permissions).values(
+            user_id=user_id, project_id=project_id, budget_permission=level.name, grants=sorted(g.value for g in grants)
+        )
+    )
 
 
 async def user_company(conn: AsyncConnection, user_id: str) -> str:
@@ -100,17 +125,23 @@ async def user_company(conn: AsyncConnection, user_id: str) -> str:
 async def post_embedded_entries(conn: AsyncConnection, request_id: str) -> int:
     """Post a request's entries in the embedded ledger, as an accountant posts in Job Cost. The worker's
     posting detection then moves the request to SYNCED."""
-    request = (await conn.execute(select(erp_requests.c.export_id, erp_requests.c.status, companies.c.erp_connector)
-                                  .join(companies, companies.c.id == erp_requests.c.company_id)
-                                  .where(erp_requests.c.id == request_id))).first()
+    request = (
+        await conn.execute(
+            select(erp_requests.c.export_id, erp_requests.c.status, companies.c.erp_connector)
+            .join(companies, companies.c.id == erp_requests.c.company_id)
+            .where(erp_requests.c.id == request_id)
+        )
+    ).first()
     if request is None:
         raise AdminError(f"no ERP request {request_id}")
     if request.erp_connector != "embedded":
         raise AdminError("only the embedded ERP keeps a ledger to post in; post in your ERP instead")
     result = await conn.execute(
         update(erp_job_cost_entries)
-        .where(erp_job_cost_entries.c.batch == EmbeddedConnector.reference(request.export_id),
-               erp_job_cost_entries.c.posted.is_(False))
+        .where(
+            erp_job_cost_entries.c.batch == EmbeddedConnector.reference(request.export_id),
+            erp_job_cost_entries.c.posted.is_(False),
+        )
         .values(posted=True, posted_at=datetime.now(UTC))
     )
     if result.rowcount == 0 and request.status != "AWAITING_POSTING":

@@ -12,7 +12,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import Actor, PermissionLevel
-from persistence import reads
+from persistence import queries
+from persistence.reads import ReadStore
+from persistence.records import CompanyRecord, UserRecord
 from persistence.tables import server_settings
 from resolvers.context import Viewer
 
@@ -43,25 +45,34 @@ def bearer(header: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-async def viewer_for(conn: AsyncConnection, user_id: str) -> Viewer | None:
-    row = await reads.user_with_company(conn, user_id)
-    if row is None:
-        return None
+def viewer_of(user: UserRecord, company: CompanyRecord) -> Viewer:
     actor = Actor(
-        user_id=row.id,
-        company_id=row.company_id,
-        is_company_admin=row.is_company_admin,
-        is_accounting_approver=row.is_accounting_approver,
-        erp_permission=PermissionLevel[row.erp_permission],
+        user_id=user.id,
+        company_id=user.company_id,
+        is_company_admin=user.is_company_admin,
+        is_accounting_approver=user.is_accounting_approver,
+        erp_permission=PermissionLevel[user.erp_permission],
     )
     return Viewer(
         actor=actor,
-        name=row.name,
-        email=row.email,
-        currency=row.currency,
-        erp_connector=row.erp_connector,
-        erp_settings=dict(row.erp_settings or {}),
+        name=user.name,
+        email=user.email,
+        currency=company.currency,
+        erp_connector=company.erp_connector,
+        erp_settings=dict(company.erp_settings or {}),
     )
+
+
+async def load_viewer(reads: ReadStore, user_id: str) -> Viewer | None:
+    """The viewer a token names, read afresh (None: the user no longer exists)."""
+    found = await reads.user_with_company(user_id)
+    return viewer_of(*found) if found is not None else None
+
+
+async def viewer_for(conn: AsyncConnection, user_id: str) -> Viewer | None:
+    """`load_viewer` on a connection the caller holds (set-up code inside a unit of work)."""
+    found = await queries.user_with_company(conn, user_id)
+    return viewer_of(*found) if found is not None else None
 
 
 async def demo_secret(conn: AsyncConnection) -> str:

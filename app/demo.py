@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from app import admin, auth
 from domain.permissions import PermissionLevel
-from persistence import writes
 from persistence.tables import budgets, server_settings, users
 from resolvers import budget_lines, company_setup
 from resolvers.context import Context, Services
@@ -120,7 +119,7 @@ async def _create(services: Services) -> str:
             erp_permission=PermissionLevel.ADMIN,
         )
         viewer = await admin.create_user(conn, company_id, "viewer@demo.budgetbridge.dev", "Robin Lee")
-        await writes.insert_row(conn, server_settings, key=DEMO_KEY, value=company_id)
+        await conn.execute(insert(server_settings).values(key=DEMO_KEY, value=company_id))
         await uow.commit()
     async with services.db.read() as conn:
         pm_viewer = await auth.viewer_for(conn, pm)

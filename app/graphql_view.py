@@ -77,8 +77,7 @@ class GraphQLView(GraphQL[Context, None]):
         user_id = auth.user_id_from_token(runtime.jwt_secret, token)
         if user_id is None:
             return None
-        async with runtime.services.db.read() as conn:
-            return await auth.viewer_for(conn, user_id)
+        return await auth.load_viewer(runtime.services.reads, user_id)
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         token = auth.bearer(request.headers.get("authorization"))

@@ -39,7 +39,7 @@ class _RedisBackend(RedisBackend):
     """
 
     async def connect(self) -> None:
-        await self._pubsub.connect()
+        await self._pubsub.connect()  # type: ignore[no-untyped-call]  # broadcaster's backends are untyped
         self._listener = asyncio.create_task(self._pubsub_listener())
 
     async def subscribe(self, channel: str) -> None:

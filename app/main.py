@@ -28,6 +28,7 @@ from app.webhook_callbacks import webhook_callback
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
 from persistence.migrate import is_current, migrate
+from persistence.reads import ReadStore
 from resolvers.context import Services
 from resolvers.event_tail import EventTails
 from schema.build import schema
@@ -66,10 +67,12 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
         await db.dispose()
         raise
     connectors = ConnectorRegistry(db)
-    tails = EventTails(db, max_age=settings.subscription_reread_seconds / 2)
+    reads = ReadStore(db)
+    tails = EventTails(reads, max_age=settings.subscription_reread_seconds / 2)
     live = LiveHub(settings.broadcast_url, on_wake=tails.invalidate)
     services = Services(
         db=db,
+        read_store=reads,
         connectors=connectors,
         events_committed=live.notify,
         live=live,

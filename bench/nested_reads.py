@@ -497,9 +497,9 @@ async def amain(argv: Sequence[str] | None = None, out: Callable[[str], None] = 
     options = dict(lines=args.lines, repeat=args.repeat, projects=args.projects, first=args.first,
                    asgi=not args.no_asgi, out=out)
     if args.database_url:
-        return await bench(args.database_url, **options)  # type: ignore[arg-type]
+        return await bench(args.database_url, **options)
     with tempfile.TemporaryDirectory(prefix="budgetbridge-bench-") as directory:
-        return await bench(f"sqlite+aiosqlite:///{directory}/bench.db", **options)  # type: ignore[arg-type]
+        return await bench(f"sqlite+aiosqlite:///{directory}/bench.db", **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,10 +5,20 @@ the target allows -- whether those entries have been posted in Job Cost.
 Exactly-once: every ExportBatch carries `export_id`, stable for its request across retries, crashes and
 workers. A connector must make a second export of the same export_id write nothing new (de-duplicate on
 it, or on the entry ids inside it) and return the same reference.
+
+Format validation: `validate(batch)` lists every value the target's import format cannot carry as it is (a
+code too long, an amount beyond the field's range, a quantity with more decimals than the field holds, ...),
+one `FormatViolation` per offending line and field. It is pure and fast (no I/O), so it can run for
+`sendBlockers` on a batch built from what *would* be sent, and again in the worker right before writing.
+The file connectors' `export()` runs it too and refuses (ConnectorError, not retryable) a batch that does not
+validate, so a bad file is never written. Capability limits (sub jobs on a target without them, ...) are not
+repeated here: `sendBlockers` already lists them from the connector's capabilities.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -29,6 +39,67 @@ class ConnectorError(Exception):
 
 class ConnectorConfigError(ValueError):
     """The company's connector options are wrong (missing drop folder, bad URL, ...)."""
+
+
+class ViolationField(enum.StrEnum):
+    """`FormatViolation.field`: a line field as the GraphQL API names it (BudgetLineItem), or a job field
+    (Project) when the violation has no line."""
+
+    COST_CODE = "costCode"
+    COST_TYPE = "costType"
+    SUB_JOB = "subJob"
+    DESCRIPTION = "description"
+    UNIT_OF_MEASURE = "unitOfMeasure"
+    QUANTITY = "quantity"
+    UNIT_COST = "unitCost"
+    ORIGINAL_AMOUNT = "originalAmount"
+    # A budget modification's amount on this line (one side of the modification, signed).
+    MODIFICATIONS_AMOUNT = "modificationsAmount"
+    # Job level (line_item_id is None): Project.number, or Project.erpJobId when the job was synced.
+    JOB_NUMBER = "number"
+    ERP_JOB_ID = "erpJobId"
+
+
+@dataclass(frozen=True)
+class FormatViolation:
+    """One value the target's import format cannot carry as it is. `message` is a whole sentence for the
+    user, naming the line, the value and the limit (and where the limit comes from)."""
+
+    line_item_id: str | None  # None for a job-level field
+    field: str  # a ViolationField value
+    message: str
+
+
+def unique_violations(violations: Iterable[FormatViolation]) -> list[FormatViolation]:
+    """One violation per (line, field): the first found, in the order found."""
+    seen: set[tuple[str | None, str]] = set()
+    result = []
+    for violation in violations:
+        key = (violation.line_item_id, str(violation.field))
+        if key not in seen:
+            seen.add(key)
+            result.append(violation)
+    return result
+
+
+MAX_VIOLATIONS_IN_MESSAGE = 10
+
+
+def violations_message(target: str, violations: list[FormatViolation]) -> str:
+    """The failure message of an export refused for its format (shown to the approver)."""
+    shown = [v.message for v in violations[:MAX_VIOLATIONS_IN_MESSAGE]]
+    more = len(violations) - len(shown)
+    tail = f"; and {more} more" if more > 0 else ""
+    return f"{target} cannot import this export as it is: {'; '.join(shown)}{tail}"
+
+
+class FormatInvalidError(ConnectorError):
+    """An export refused before anything was written because the batch does not fit the target's import
+    format. Not retryable: the content must change (a new send) or the connection's options."""
+
+    def __init__(self, target: str, violations: list[FormatViolation]) -> None:
+        super().__init__(violations_message(target, violations), retryable=False)
+        self.violations = violations
 
 
 @dataclass(frozen=True)
@@ -56,9 +127,21 @@ class ExportItem:
     quantity: Decimal | None = None
     unit_of_measure: str | None = None
     unit_cost: Decimal | None = None
+    # The line's current estimate (descriptive, not deltas): quantity, unit of measure and unit cost above.
     modification_number: int | None = None  # for BUDGET_MODIFICATION entries
     modification_notes: str | None = None
     is_new_line: bool = False  # the line's first export: quantities and units travel with it
+    # The line's original amount once this request is exported: its new *total*, not the change. Targets whose
+    # import replaces the estimate (Vista JC Original Estimates) write this instead of `amount`. The batch
+    # builder fills it on ORIGINAL_BUDGET entries (= the line's original_amount when the request was sent;
+    # original amounts are read-only while a request is in flight). When it is None, a connector may use
+    # `amount` only for a line's first export (is_new_line, or any entry of a CREATE_BUDGET request).
+    line_original_amount: Decimal | None = None
+
+    @property
+    def line_label(self) -> str:
+        """`cost code/cost type[/sub job]`, as the workflow names a line in messages."""
+        return "/".join([self.cost_code, self.cost_type] + ([self.sub_job] if self.sub_job else []))
 
 
 @dataclass(frozen=True)
@@ -66,8 +149,10 @@ class ExportBatch:
     export_id: str  # stable per request: targets de-duplicate on it
     company_id: str
     request_id: str
-    request_sequence: int  # 1 for a budget's first send, 2, 3, ...
-    request_kind: str  # CREATE_BUDGET or UPDATE_BUDGET
+    request_sequence: int  # 1 for a budget's first send, 2, 3, ... (retrieved and rejected sends count)
+    # CREATE_BUDGET when nothing of the budget has reached the ERP before this request (every earlier request
+    # was retrieved or rejected), else UPDATE_BUDGET; see domain.export.request_kind and erp.webhook.
+    request_kind: str
     erp_job_id: str
     job_number: str
     job_name: str
@@ -103,8 +188,14 @@ class Connector(Protocol):
         """Create or link the job and its cost codes/types; return the ERP's job id."""
         ...
 
+    def validate(self, batch: ExportBatch) -> list[FormatViolation]:
+        """Every value of the batch the target's import format cannot carry as it is, one per offending line
+        and field (empty when the batch fits). Pure: no I/O."""
+        ...
+
     async def export(self, batch: ExportBatch) -> ExportReceipt:
-        """Write the batch to the ERP; calling it again with the same export_id writes nothing new."""
+        """Write the batch to the ERP; calling it again with the same export_id writes nothing new. A batch
+        that does not validate is refused (FormatInvalidError) by the file connectors."""
         ...
 
     async def posted(self, export_id: str) -> bool | None:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from domain.export import Capabilities
-from erp.base import ExportBatch, ExportReceipt, JobSpec
+from erp.base import ExportBatch, ExportReceipt, FormatViolation, JobSpec
 from persistence.database import Database
 from persistence.ids import new_id
 from persistence.tables import erp_job_cost_codes, erp_job_cost_entries, erp_jobs
@@ -37,6 +37,11 @@ class EmbeddedConnector:
 
     def __init__(self, options: dict[str, Any] | None = None, *, db: Database) -> None:
         self._db = db
+
+    def validate(self, batch: ExportBatch) -> list[FormatViolation]:
+        """The ledger stores every value the API accepts (codes, sub jobs, amounts up to 13 digits): nothing to
+        report."""
+        return []
 
     async def sync_job(self, job: JobSpec) -> str:
         async with self._db.unit_of_work() as uow:

@@ -24,6 +24,25 @@ message is shown to the approver.
 Note: a missing drop folder is created (with its parents). If the folder is meant to live on a network share
 that is not mounted, it would be created on the local disk instead; point `drop_folder` at a folder that
 exists on the share to notice that case.
+
+CSV cells and formula injection
+-------------------------------
+Accountants open these files in Excel. Every CSV we write goes through `csv_record`, which treats each cell
+as *text* unless the connector marks it `Raw` (a number or a date it formatted itself):
+
+* a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with a single
+  quote (OWASP, "CSV Injection": https://owasp.org/www-community/attacks/CSV_Injection), so a spreadsheet
+  shows it as text instead of evaluating it. Nothing else is changed: text is never trimmed or stripped
+  (stripping would turn ``"\\t=1+1"`` into the live formula ``=1+1``);
+* a `Raw` cell must be a plain number (``-250.00``, ``12.500``) or a date (``07/01/2025``, ``06052025``); it is
+  written bare and never prefixed, so amount columns stay numbers, negatives included. Anything else is a
+  programming error (ValueError), never written;
+* a text cell containing a comma, a double quote, CR or LF is quoted (RFC 4180, quotes doubled); with
+  ``quote_text=True`` every text cell is quoted (the style of Sage's documented example).
+
+Codes the ERP matches on (job, phase / cost code, cost type / category, unit of measure) are not quoted into
+something else: the connectors' `validate` refuses a code that begins with one of those characters, because a
+code with a quote in front would no longer match the ERP's.
 """
 
 from __future__ import annotations
@@ -35,11 +54,20 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
-from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, ExportReceipt, JobSpec, option
+from erp.base import (
+    ConnectorConfigError,
+    ConnectorError,
+    ExportBatch,
+    ExportReceipt,
+    FormatInvalidError,
+    FormatViolation,
+    JobSpec,
+    option,
+)
 
 LEDGER_DIR = ".budgetbridge"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -81,24 +109,23 @@ def safe_name(text: str, *, limit: int = 40, fallback: str = "job") -> str:
     return cleaned or fallback
 
 
-def amount_text(value: Decimal) -> str:
+def amount_text(value: Decimal) -> Raw:
     """Money as a plain decimal with exactly 2 places, a leading minus when negative, never "-0.00".
     An amount that would need rounding is refused: money is never changed on the way out."""
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise ConnectorError(f"amount {value!r} is not an exact decimal")
-    quantized = value.quantize(Decimal("0.01"))
-    if quantized != value:
-        raise ConnectorError(f"amount {value} has more than 2 decimal places")
-    return _plain(quantized)
+    return decimal_text(value, 2)
 
 
-def decimal_text(value: Decimal | None, places: int) -> str:
-    """A quantity, hours or unit cost with a fixed number of places (rounded half up); None is zero."""
+def decimal_text(value: Decimal | None, places: int) -> Raw:
+    """A number with exactly `places` decimals (None is zero). A value that would need rounding is refused
+    (ConnectorError): nothing is rounded on the way out; `validate` reports such values before."""
     if value is None:
         value = Decimal(0)
     if not isinstance(value, Decimal) or not value.is_finite():
         raise ConnectorError(f"value {value!r} is not an exact decimal")
-    return _plain(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    quantized = value.quantize(Decimal(1).scaleb(-places))
+    if quantized != value:
+        raise ConnectorError(f"{value} has more than {places} decimal places")
+    return Raw(_plain(quantized))
 
 
 def _plain(value: Decimal) -> str:
@@ -107,9 +134,104 @@ def _plain(value: Decimal) -> str:
     return format(value, "f")
 
 
-def clip(text: str | None, size: int) -> str:
-    """Free text cut to the target's documented field size (codes are never cut)."""
-    return (text or "").replace("\r", " ").replace("\n", " ").strip()[:size]
+# ---------------------------------------------------------------- checks shared by the connectors' validate
+
+
+def decimal_places(value: Decimal) -> int:
+    """Fraction digits a value needs (trailing zeros do not count: 12.50 needs 1)."""
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def integer_digits(value: Decimal) -> int:
+    """Digits before the decimal point (0.5 has 0)."""
+    whole = abs(value).to_integral_value(rounding=ROUND_DOWN)
+    return 0 if whole.is_zero() else len(str(whole))
+
+
+def fits_number(value: Decimal, *, integer: int, places: int) -> str | None:
+    """None when `value` fits a signed numeric field of `integer` digits before and `places` after the point,
+    else why not (for a message)."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return f"{value!r} is not an exact decimal"
+    if decimal_places(value) > places:
+        return f"{_plain(value)} has more than {places} decimal places"
+    if integer_digits(value) > integer:
+        return f"{_plain(value)} has more than {integer} digits before the decimal point"
+    return None
+
+
+def code_problem(code: str | None, size: int) -> str | None:
+    """None when `code` can be written as an identifier of at most `size` characters, else why not: blank,
+    too long, a control character (tab, line break) inside, or a first character a spreadsheet reads as a
+    formula (a code cannot be quoted without changing it)."""
+    if code is None or not code.strip():
+        return "is blank"
+    if len(code) > size:
+        return f"is {len(code)} characters long; at most {size} fit"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in code):
+        return "contains a tab, a line break or another control character"
+    if code[0] in FORMULA_TRIGGERS:
+        return f"begins with {code[0]!r}, which a spreadsheet reads as a formula"
+    return None
+
+
+def text_size_problem(text: str, size: int) -> str | None:
+    """None when free text fits `size` characters *as written* (with the protective quote, if any)."""
+    written = neutralise(text)
+    if len(written) <= size:
+        return None
+    guard = " with the quote that keeps a spreadsheet from reading it as a formula" if written != text else ""
+    return f"is {len(written)} characters long{guard}; at most {size} fit"
+
+
+def file_name_safe(text: str) -> bool:
+    """True when `text` is carried into a file name unchanged (letters, digits, dot, dash, underscore)."""
+    return bool(text) and _UNSAFE.search(text) is None
+
+
+# ---------------------------------------------------------------- CSV writing
+
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_RAW = re.compile(r"-?[0-9]+(?:\.[0-9]+)?|[0-9]{2}/[0-9]{2}/[0-9]{4}")
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+class Raw(str):
+    """A cell written bare: a plain number or a date the connector formatted itself. Never neutralised, so
+    numbers stay numbers in a spreadsheet; anything that is not a number or a date is refused."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> Raw:
+        if not isinstance(value, str) or _RAW.fullmatch(value) is None:
+            raise ValueError(f"{value!r} is not a plain number or date; write it as text")
+        return super().__new__(cls, value)
+
+
+def neutralise(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading =, +, -, @, tab or CR gets a single quote in front
+    (OWASP CSV injection guidance). Nothing is trimmed or stripped."""
+    return "'" + text if text[:1] in FORMULA_TRIGGERS else text
+
+
+def csv_cell(value: str, *, quote_text: bool = False) -> str:
+    if isinstance(value, Raw):
+        return str(value)
+    text = neutralise(value)
+    if quote_text or _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_record(cells: Sequence[str], *, quote_text: bool = False) -> str:
+    """One CSV line ending in CRLF: text cells neutralised and quoted as needed, Raw cells bare."""
+    return ",".join(csv_cell(cell, quote_text=quote_text) for cell in cells) + "\r\n"
+
+
+def csv_document(rows: Sequence[Sequence[str]], *, quote_text: bool = False) -> str:
+    return "".join(csv_record(row, quote_text=quote_text) for row in rows)
 
 
 def refuse_sub_jobs(batch: ExportBatch, target: str) -> None:
@@ -155,6 +277,17 @@ class DropFolder:
                 f"cannot write to the drop folder {self.path}: {exc.strerror or exc}", retryable=True
             ) from exc
         return [file.name for file in files]
+
+    def sent(self, export_id: str) -> list[str] | None:
+        """The names recorded for an export that was already dropped, else None (read-only)."""
+        try:
+            return self._ledger_names(export_id)
+        except NotADirectoryError:
+            return None
+        except OSError as exc:
+            raise ConnectorError(
+                f"cannot read the drop folder {self.path}: {exc.strerror or exc}", retryable=True
+            ) from exc
 
     def ensure(self) -> None:
         try:
@@ -249,14 +382,27 @@ class DropFolderConnector:
 
     folder: DropFolder
     detects_posting = False
+    target = "the ERP"  # names the target in messages
 
     def render(self, batch: ExportBatch) -> list[DropFile]:
+        raise NotImplementedError
+
+    def validate(self, batch: ExportBatch) -> list[FormatViolation]:
         raise NotImplementedError
 
     async def sync_job(self, job: JobSpec) -> str:
         return job.number
 
     async def export(self, batch: ExportBatch) -> ExportReceipt:
+        """Validate, render, then drop: a batch that does not fit the format is refused before any write. An
+        export already dropped (a retry after a crash) returns its files at once, even if the connection's
+        options changed since and it would no longer validate: it was written, so it is not refused now."""
+        sent = await asyncio.to_thread(self.folder.sent, batch.export_id)
+        if sent is not None:
+            return ExportReceipt(erp_reference="; ".join(sent))
+        violations = self.validate(batch)
+        if violations:
+            raise FormatInvalidError(self.target, violations)
         files = self.render(batch)
         if not files:
             return ExportReceipt(erp_reference=None)

@@ -1,7 +1,10 @@
 """The integrator webhook: BudgetBridge POSTs a signed JSON event to an integration platform (hh2, Ryvit,
 Agave-style middleware, or a company's own service), which writes it to the ERP.
 
-Events: `create_budget` / `update_budget` for an export, `sync_job` to create or link the job. Every request
+Events: `create_budget` / `update_budget` for an export, `sync_job` to create or link the job.
+
+`create_budget` is sent only when nothing of the budget has reached the ERP before; every other export is
+`update_budget` (see `event_name`). Every request
 carries `X-BudgetBridge-Delivery`: for an export it is the export id, identical on every retry, so the
 integrator de-duplicates on it. The integrator answers at once with success or failure, or with `accepted`
 and reports the outcome later to `POST /erp/callbacks/webhook` (see docs/webhook.md).
@@ -20,7 +23,16 @@ import orjson
 
 from domain.export import Capabilities
 from domain.money import format_decimal, to_amount
-from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, ExportItem, ExportReceipt, JobSpec, option
+from erp.base import (
+    ConnectorConfigError,
+    ConnectorError,
+    ExportBatch,
+    ExportItem,
+    ExportReceipt,
+    FormatViolation,
+    JobSpec,
+    option,
+)
 from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 MIN_SECRET_LENGTH = 16
@@ -120,12 +132,28 @@ def _job_cost_rows(items: tuple[ExportItem, ...]) -> list[dict[str, Any]]:
     return [{**row, "amount": _amount(totals[line_id])} for line_id, row in rows.items()]
 
 
-def export_payload(batch: ExportBatch) -> dict[str, Any]:
-    """The JSON document of a create_budget / update_budget event (documented in docs/webhook.md)."""
+def event_name(batch: ExportBatch) -> str:
+    """`create_budget` when nothing of the budget has reached the ERP before this export, else `update_budget`.
+
+    The batch's request_kind says exactly that. domain.export.request_kind makes a request CREATE_BUDGET when
+    no earlier request of the budget is live (every earlier one was retrieved or rejected, so none of its
+    entries was ever exported), and the request keeps its kind on every retry. An earlier request that is
+    neither withdrawn nor SYNCED cannot exist when a request is sent: sendBlockers refuses a send while the
+    latest request is PENDING_ACCEPTANCE, EXPORTING, EXPORT_FAILED or AWAITING_POSTING, and RETRIEVED,
+    REJECTED and SYNCED are final. So "live" means SYNCED, i.e. written to the ERP -- in particular a request
+    whose export failed and was never retried cannot be followed by a second send (it must be retried, and
+    its retry is the same create_budget delivery). tests/erp/test_webhook.py checks this against the state
+    machine, so a change to it that breaks the rule fails there.
+    """
     try:
-        event = EVENTS[batch.request_kind]
+        return EVENTS[batch.request_kind]
     except KeyError:
         raise ConnectorError(f"unknown request kind {batch.request_kind!r}") from None
+
+
+def export_payload(batch: ExportBatch) -> dict[str, Any]:
+    """The JSON document of a create_budget / update_budget event (documented in docs/webhook.md)."""
+    event = event_name(batch)
     return {
         "event": event,
         "deliveryId": batch.export_id,
@@ -205,6 +233,11 @@ class WebhookConnector:
         await self._client.aclose()
 
     # --- the Connector protocol ----------------------------------------------------------------------
+
+    def validate(self, batch: ExportBatch) -> list[FormatViolation]:
+        """JSON carries every value the API accepts; the integrator reports what its ERP refuses. Sub jobs,
+        when the option forbids them, are a capability (SUB_JOB_NOT_SUPPORTED), not a format violation."""
+        return []
 
     async def export(self, batch: ExportBatch) -> ExportReceipt:
         payload = export_payload(batch)
@@ -294,4 +327,4 @@ class WebhookConnector:
         raise ConnectorError(f"the integrator refused the {event.replace('_', ' ')} (HTTP {status_code}){detail}")
 
 
-__all__ = ["WebhookConnector", "export_payload", "sync_job_payload"]
+__all__ = ["WebhookConnector", "event_name", "export_payload", "sync_job_payload"]

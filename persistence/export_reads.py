@@ -84,6 +84,9 @@ async def export_batch(conn: AsyncConnection, request_id: str, today: date) -> L
             line_items.c.sub_job,
             line_items.c.description,
             line_items.c.position,
+            # Lines are frozen while their request is pending or exporting: this is the total the request
+            # brings the line to (a target that replaces estimates, like Vista, needs the total, not the delta).
+            line_items.c.original_amount.label("line_original_amount"),
             cost_codes.c.code.label("cost_code"),
             cost_codes.c.description.label("cost_code_description"),
             cost_types.c.code.label("cost_type"),
@@ -120,6 +123,7 @@ async def export_batch(conn: AsyncConnection, request_id: str, today: date) -> L
             modification_number=r.modification_number,
             modification_notes=r.modification_notes,
             is_new_line=bool(r.is_new_line) and r.kind == ORIGINAL_BUDGET,
+            line_original_amount=r.line_original_amount if r.kind == ORIGINAL_BUDGET else None,
         )
         for r in await conn.execute(stmt)
     )

@@ -14,6 +14,7 @@ from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
 from persistence.records import (
     BudgetRecord,
     BudgetTotalsRecord,
+    CompanyRecord,
     ErpRequestRecord,
     EventRecord,
     ExportEntryRecord,
@@ -22,9 +23,11 @@ from persistence.records import (
     ProjectRecord,
     Record,
     RequestLineRecord,
+    UserRecord,
 )
 from persistence.tables import (
     budgets,
+    companies,
     cost_codes,
     cost_types,
     erp_requests,
@@ -35,6 +38,7 @@ from persistence.tables import (
     project_permissions,
     projects,
     request_lines,
+    users,
 )
 
 R = TypeVar("R", bound=Record)
@@ -71,6 +75,24 @@ async def by_ids(
         return stmt
 
     return await _chunked(conn, ids, build, record)
+
+
+_COMPANY_PREFIX = "company__"
+
+
+async def user_with_company(conn: AsyncConnection, user_id: str) -> tuple[UserRecord, CompanyRecord] | None:
+    """A user and their company in one statement (the viewer of every request)."""
+    stmt = (
+        select(users, *(column.label(_COMPANY_PREFIX + column.name) for column in companies.c))
+        .join(companies, companies.c.id == users.c.company_id)
+        .where(users.c.id == user_id)
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        return None
+    mapping = row._mapping
+    company = {column.name: mapping[_COMPANY_PREFIX + column.name] for column in companies.c}
+    return UserRecord.of(mapping), CompanyRecord.of(company)
 
 
 def access_value(budget_permission: str | None, grants: Sequence[str] | None) -> ProjectAccess:

@@ -1,247 +1,278 @@
-"""Batched read queries. Each takes a set of keys and answers for all of them in one statement, so the
-DataLoaders built on them keep a nested GraphQL query at a fixed number of statements."""
+"""The read side's seam: `ReadStore` answers every question the GraphQL reads ask, in records.
+
+One per app (built from the `Database`, hung on `Services.reads`). Each method opens a read connection,
+runs the batched selects of `persistence.queries` and returns records (persistence.records) or domain
+values; rows and connections never leave this module. Methods that need several statements for one answer
+(a line's sync inputs, a budget's export inputs, the related rows of some events) run them on one
+connection. Lookups by id take the company and find nothing of another company; `None` is the system's
+view across companies (the shared event tail), never a viewer's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-from sqlalchemy import Select, and_, func, select, true
-from sqlalchemy.engine import Row
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence.tables import (
-    budgets,
-    companies,
-    cost_codes,
-    cost_types,
-    erp_requests,
-    export_entries,
-    line_items,
-    modifications,
-    project_permissions,
-    projects,
-    request_lines,
-    users,
+from domain.permissions import ProjectAccess
+from persistence import queries
+from persistence.database import Database
+from persistence.records import (
+    BudgetRecord,
+    BudgetTotalsRecord,
+    CompanyRecord,
+    CostCodeRecord,
+    CostTypeRecord,
+    ErpRequestRecord,
+    EventRecord,
+    ExportEntryRecord,
+    LineItemRecord,
+    ModificationRecord,
+    ProjectRecord,
+    Record,
+    RequestLineRecord,
+    UserRecord,
 )
+from persistence.tables import budgets, companies, cost_codes, cost_types, erp_requests, modifications, projects, users
 
-# PostgreSQL (asyncpg) takes at most 32767 bind parameters per statement; id lists are sent in chunks.
-# A page of up to 2000 ids is still one statement, so nested reads stay at a fixed statement count.
-CHUNK = 2000
-
-
-async def _all(conn: AsyncConnection, stmt: Select) -> list[Row]:  # type: ignore[type-arg]
-    return list((await conn.execute(stmt)).all())
+R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 
 
-async def _chunked(conn: AsyncConnection, ids: Sequence[str], build: Any) -> list[Row]:
-    """Run `build(chunk)` for each chunk of ids and concatenate the rows."""
-    unique = list(dict.fromkeys(ids))
-    rows: list[Row] = []
-    for start in range(0, len(unique), CHUNK):
-        rows += await _all(conn, build(unique[start : start + CHUNK]))
-    return rows
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
 
 
-async def rows_by_ids(conn: AsyncConnection, table, ids: Sequence[str], company_id: str | None) -> list[Row]:  # type: ignore[no-untyped-def]
-    """Rows of `table` with these ids; restricted to one company when the table has one."""
-
-    def build(chunk: list[str]) -> Select:  # type: ignore[type-arg]
-        stmt = select(table).where(table.c.id.in_(chunk))
-        if company_id is not None and "company_id" in table.c:
-            stmt = stmt.where(table.c.company_id == company_id)
-        return stmt
-
-    return await _chunked(conn, ids, build)
+Id = TypeVar("Id", bound=_Identified)
 
 
-async def user_with_company(conn: AsyncConnection, user_id: str) -> Row | None:
-    stmt = (
-        select(
-            users,
-            companies.c.currency,
-            companies.c.name.label("company_name"),
-            companies.c.erp_connector,
-            companies.c.erp_settings,
+@dataclass(frozen=True, slots=True)
+class BudgetContents:
+    """What a budget's export state is computed from: its lines, modifications and export entries."""
+
+    lines: list[LineItemRecord] = field(default_factory=list)
+    modifications: list[ModificationRecord] = field(default_factory=list)
+    entries: list[ExportEntryRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncInputs:
+    """What decides whether lines (or modifications) are synced: the modifications that touch them and
+    the export entries that carried them."""
+
+    modifications: list[ModificationRecord] = field(default_factory=list)
+    entries: list[ExportEntryRecord] = field(default_factory=list)
+
+
+@dataclass
+class EventRelations:
+    """The records events point at (actor, project, budget, request), by id. Mutable: the event tail
+    keeps adding to one instance as it reads further."""
+
+    users: dict[str, UserRecord] = field(default_factory=dict)
+    projects: dict[str, ProjectRecord] = field(default_factory=dict)
+    budgets: dict[str, BudgetRecord] = field(default_factory=dict)
+    requests: dict[str, ErpRequestRecord] = field(default_factory=dict)
+
+    def add(self, other: EventRelations) -> None:
+        self.users.update(other.users)
+        self.projects.update(other.projects)
+        self.budgets.update(other.budgets)
+        self.requests.update(other.requests)
+
+    def size(self) -> int:
+        return len(self.users) + len(self.projects) + len(self.budgets) + len(self.requests)
+
+
+def _by_id(found: Sequence[Id]) -> dict[str, Id]:
+    return {record.id: record for record in found}
+
+
+class ReadStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        async with self._db.read() as conn:
+            yield conn
+
+    async def _run(self, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._connection() as conn:
+            return await query(conn)
+
+    async def _ids(self, table: Table, record: type[R], ids: Sequence[str], company_id: str | None) -> list[R]:
+        if not ids:
+            return []
+        return await self._run(lambda conn: queries.by_ids(conn, table, record, ids, company_id))
+
+    # --- the viewer and what they may see ---------------------------------------------------------------
+
+    async def user_with_company(self, user_id: str) -> tuple[UserRecord, CompanyRecord] | None:
+        return await self._run(lambda conn: queries.user_with_company(conn, user_id))
+
+    async def access(self, user_id: str, project_ids: Sequence[str]) -> dict[str, ProjectAccess]:
+        """project id -> the user's access; projects without a grant are absent (NO_ACCESS)."""
+        return await self._run(lambda conn: queries.access_of(conn, user_id, project_ids))
+
+    async def visible_project_ids(self, user_id: str) -> set[str]:
+        return await self._run(lambda conn: queries.visible_project_ids(conn, user_id))
+
+    # --- by id ----------------------------------------------------------------------------------------
+
+    async def companies(self, ids: Sequence[str]) -> list[CompanyRecord]:
+        return await self._ids(companies, CompanyRecord, ids, None)
+
+    async def users(self, ids: Sequence[str], company_id: str | None) -> list[UserRecord]:
+        return await self._ids(users, UserRecord, ids, company_id)
+
+    async def projects(self, ids: Sequence[str], company_id: str | None) -> list[ProjectRecord]:
+        return await self._ids(projects, ProjectRecord, ids, company_id)
+
+    async def budgets(self, ids: Sequence[str], company_id: str | None) -> list[BudgetRecord]:
+        return await self._ids(budgets, BudgetRecord, ids, company_id)
+
+    async def requests(self, ids: Sequence[str], company_id: str | None) -> list[ErpRequestRecord]:
+        return await self._ids(erp_requests, ErpRequestRecord, ids, company_id)
+
+    async def cost_codes(self, ids: Sequence[str], company_id: str | None) -> list[CostCodeRecord]:
+        return await self._ids(cost_codes, CostCodeRecord, ids, company_id)
+
+    async def cost_types(self, ids: Sequence[str], company_id: str | None) -> list[CostTypeRecord]:
+        return await self._ids(cost_types, CostTypeRecord, ids, company_id)
+
+    async def line_items(self, ids: Sequence[str], company_id: str | None) -> list[LineItemRecord]:
+        return await self._run(lambda conn: queries.line_items_by_ids(conn, ids, company_id))
+
+    # --- projects, budgets and lines ------------------------------------------------------------------
+
+    async def project_page(
+        self, company_id: str, user_id: str, sees_all: bool, *, offset: int, limit: int
+    ) -> tuple[list[ProjectRecord], int]:
+        """A page of the projects the user sees (all of the company's when `sees_all`) and their count."""
+        return await self._run(
+            lambda conn: queries.project_page(conn, company_id, user_id, sees_all, offset=offset, limit=limit)
         )
-        .join(companies, companies.c.id == users.c.company_id)
-        .where(users.c.id == user_id)
-    )
-    return (await conn.execute(stmt)).first()
 
+    async def budgets_by_project(self, company_id: str, project_ids: Sequence[str]) -> list[BudgetRecord]:
+        return await self._run(lambda conn: queries.budgets_by_project(conn, company_id, project_ids))
 
-async def access_rows(conn: AsyncConnection, user_id: str, project_ids: Sequence[str]) -> list[Row]:
-    stmt = select(project_permissions).where(
-        project_permissions.c.user_id == user_id, project_permissions.c.project_id.in_(list(project_ids))
-    )
-    return await _all(conn, stmt)
+    async def budget_totals(self, budget_ids: Sequence[str]) -> list[BudgetTotalsRecord]:
+        """Budgets without lines have no totals record."""
+        return await self._run(lambda conn: queries.budget_totals(conn, budget_ids))
 
-
-def visible_projects(company_id: str, user_id: str, sees_all: bool) -> Select:  # type: ignore[type-arg]
-    stmt = select(projects).where(projects.c.company_id == company_id)
-    if not sees_all:
-        stmt = stmt.join(
-            project_permissions,
-            and_(
-                project_permissions.c.project_id == projects.c.id,
-                project_permissions.c.user_id == user_id,
-                project_permissions.c.budget_permission != "NONE",
-            ),
+    async def line_item_pages(
+        self, budget_ids: Sequence[str], *, after_position: int | None, limit: int
+    ) -> list[LineItemRecord]:
+        """The first `limit` lines of each budget after a position (one statement for all budgets)."""
+        return await self._run(
+            lambda conn: queries.line_item_pages(conn, budget_ids, after_position=after_position, limit=limit)
         )
-    return stmt
 
+    async def sync_inputs_of_lines(self, line_ids: Sequence[str]) -> SyncInputs:
+        if not line_ids:
+            return SyncInputs()
+        async with self._connection() as conn:
+            return SyncInputs(
+                await queries.modifications_touching(conn, line_ids), await queries.entries_of_lines(conn, line_ids)
+            )
 
-async def project_page(
-    conn: AsyncConnection, company_id: str, user_id: str, sees_all: bool, *, offset: int, limit: int
-) -> tuple[list[Row], int]:
-    base = visible_projects(company_id, user_id, sees_all)
-    rows = await _all(conn, base.order_by(projects.c.created_at, projects.c.id).offset(offset).limit(limit))
-    total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
-    return rows, int(total)
+    async def modifications_of_budgets(self, budget_ids: Sequence[str]) -> SyncInputs:
+        """The budgets' modifications, with their export entries (none read when there is no modification)."""
+        async with self._connection() as conn:
+            found = await queries.modifications_of_budgets(conn, budget_ids)
+            return SyncInputs(found, await queries.entries_of_budgets(conn, budget_ids) if found else [])
 
+    async def modifications(self, ids: Sequence[str], company_id: str | None) -> SyncInputs:
+        """These modifications, with the export entries of their budgets."""
+        if not ids:
+            return SyncInputs()
+        async with self._connection() as conn:
+            found = await queries.by_ids(conn, modifications, ModificationRecord, ids, company_id)
+            budget_ids = list({m.budget_id for m in found})
+            return SyncInputs(found, await queries.entries_of_budgets(conn, budget_ids) if found else [])
 
-async def budgets_by_project(conn: AsyncConnection, company_id: str, project_ids: Sequence[str]) -> list[Row]:
-    stmt = select(budgets).where(budgets.c.company_id == company_id, budgets.c.project_id.in_(list(project_ids)))
-    return await _all(conn, stmt)
+    async def contents_of_budgets(self, budget_ids: Sequence[str]) -> dict[str, BudgetContents]:
+        """Every line, modification and export entry of these budgets (three statements for all of them);
+        every asked budget has an entry, empty when it has nothing."""
+        found = {budget_id: BudgetContents() for budget_id in budget_ids}
+        if not budget_ids:
+            return found
+        async with self._connection() as conn:
+            for line in await queries.lines_of_budgets(conn, budget_ids):
+                found[line.budget_id].lines.append(line)
+            for modification in await queries.modifications_of_budgets(conn, budget_ids):
+                found[modification.budget_id].modifications.append(modification)
+            for entry in await queries.entries_of_budgets(conn, budget_ids):
+                found[entry.budget_id].entries.append(entry)
+        return found
 
+    async def company_cost_codes(self, company_id: str) -> list[CostCodeRecord]:
+        return await self._run(lambda conn: queries.company_list(conn, cost_codes, CostCodeRecord, company_id))
 
-async def budget_totals(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
-    stmt = (
-        select(
-            line_items.c.budget_id,
-            func.count().label("line_count"),
-            func.sum(line_items.c.original_amount).label("original_total"),
-            func.sum(line_items.c.modifications_amount).label("modifications_total"),
+    async def company_cost_types(self, company_id: str) -> list[CostTypeRecord]:
+        return await self._run(lambda conn: queries.company_list(conn, cost_types, CostTypeRecord, company_id))
+
+    # --- ERP requests ---------------------------------------------------------------------------------
+
+    async def requests_of_budgets(self, budget_ids: Sequence[str]) -> list[ErpRequestRecord]:
+        """Newest first within each budget."""
+        return await self._run(lambda conn: queries.requests_of_budgets(conn, budget_ids))
+
+    async def request_lines(self, request_ids: Sequence[str]) -> list[RequestLineRecord]:
+        return await self._run(lambda conn: queries.lines_of_requests(conn, request_ids))
+
+    async def request_queue(
+        self, company_id: str, *, statuses: Sequence[str] | None, project_id: str | None, offset: int, limit: int
+    ) -> tuple[list[ErpRequestRecord], int]:
+        """A page of the company's requests, newest first, and how many match."""
+        return await self._run(
+            lambda conn: queries.request_queue(
+                conn, company_id, statuses=statuses, project_id=project_id, offset=offset, limit=limit
+            )
         )
-        .where(line_items.c.budget_id.in_(list(budget_ids)))
-        .group_by(line_items.c.budget_id)
-    )
-    return await _all(conn, stmt)
 
+    # --- the event log --------------------------------------------------------------------------------
 
-def _lines_with_codes(*extra: Any) -> Select:  # type: ignore[type-arg]
-    """Lines joined with their cost code and cost type: every line read carries them, so a line's
-    costCode / costType are plain fields, not one loader call per line."""
-    return (
-        select(
-            line_items,
-            cost_codes.c.code.label("cost_code"),
-            cost_codes.c.description.label("cost_code_description"),
-            cost_codes.c.erp_synced.label("cost_code_synced"),
-            cost_types.c.code.label("cost_type"),
-            cost_types.c.name.label("cost_type_name"),
-            cost_types.c.erp_synced.label("cost_type_synced"),
-            *extra,
-        )
-        .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
-        .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
-    )
+    async def budget_history(self, budget_id: str, *, limit: int, before: int | None) -> tuple[list[EventRecord], int]:
+        """A page of the budget's events, newest first, and how many it has in all."""
+        return await self._run(lambda conn: queries.budget_history(conn, budget_id, limit=limit, before=before))
 
+    async def company_events_after(self, company_id: str, after: int, *, limit: int) -> list[EventRecord]:
+        """Up to `limit` of the company's events after sequence `after`, oldest first."""
+        return await self._run(lambda conn: queries.company_events_after(conn, company_id, after, limit=limit))
 
-async def line_item_pages(
-    conn: AsyncConnection, budget_ids: Sequence[str], *, after_position: int | None, limit: int
-) -> list[Row]:
-    """The first `limit` lines of each budget after a position, in one windowed statement."""
-    rank = func.row_number().over(partition_by=line_items.c.budget_id, order_by=line_items.c.position).label("rn")
-    filtered = _lines_with_codes(rank).where(line_items.c.budget_id.in_(list(budget_ids)))
-    if after_position is not None:
-        filtered = filtered.where(line_items.c.position > after_position)
-    ranked = filtered.subquery()
-    stmt = select(ranked).where(ranked.c.rn <= limit).order_by(ranked.c.budget_id, ranked.c.position)
-    return await _all(conn, stmt)
+    async def latest_sequence(self, company_id: str) -> int:
+        """The company's newest event sequence (0 before the first event)."""
+        return await self._run(lambda conn: queries.latest_sequence(conn, company_id))
 
+    async def backlog(self, company_id: str, after: int) -> int:
+        """How many of the company's events come after sequence `after`."""
+        return await self._run(lambda conn: queries.events_after_count(conn, company_id, after))
 
-async def line_items_by_ids(conn: AsyncConnection, ids: Sequence[str], company_id: str | None) -> list[Row]:
-    def build(chunk: list[str]) -> Select:  # type: ignore[type-arg]
-        stmt = _lines_with_codes().where(line_items.c.id.in_(chunk))
-        return stmt if company_id is None else stmt.where(line_items.c.company_id == company_id)
+    async def relations_of_events(self, events: Sequence[EventRecord]) -> EventRelations:
+        """The actors, projects, budgets and requests of these events (a statement each, on one connection;
+        across companies: the caller reads events of one company)."""
+        if not events:
+            return EventRelations()
+        user_ids = list({e.actor_id for e in events if e.actor_id})
+        project_ids = list({e.project_id for e in events})
+        budget_ids = list({e.budget_id for e in events})
+        request_ids = list({e.erp_request_id for e in events if e.erp_request_id})
+        async with self._connection() as conn:
+            return EventRelations(
+                users=_by_id(await queries.by_ids(conn, users, UserRecord, user_ids, None)) if user_ids else {},
+                projects=_by_id(await queries.by_ids(conn, projects, ProjectRecord, project_ids, None)),
+                budgets=_by_id(await queries.by_ids(conn, budgets, BudgetRecord, budget_ids, None)),
+                requests=(
+                    _by_id(await queries.by_ids(conn, erp_requests, ErpRequestRecord, request_ids, None))
+                    if request_ids
+                    else {}
+                ),
+            )
 
-    return await _chunked(conn, ids, build)
-
-
-async def lines_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
-    """Every line of these budgets with its cost code and cost type, for computing what a send contains."""
-    stmt = (
-        _lines_with_codes()
-        .where(line_items.c.budget_id.in_(list(budget_ids)))
-        .order_by(line_items.c.budget_id, line_items.c.position)
-    )
-    return await _all(conn, stmt)
-
-
-async def modifications_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
-    stmt = (
-        select(modifications)
-        .where(modifications.c.budget_id.in_(list(budget_ids)))
-        .order_by(modifications.c.budget_id, modifications.c.number)
-    )
-    return await _all(conn, stmt)
-
-
-def _entries_with_status() -> Select:  # type: ignore[type-arg]
-    return select(export_entries, erp_requests.c.status.label("request_status")).join(
-        erp_requests, erp_requests.c.id == export_entries.c.request_id
-    )
-
-
-async def entries_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
-    return await _all(conn, _entries_with_status().where(export_entries.c.budget_id.in_(list(budget_ids))))
-
-
-async def entries_of_lines(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
-    return await _chunked(
-        conn, line_ids, lambda chunk: _entries_with_status().where(export_entries.c.line_item_id.in_(chunk))
-    )
-
-
-async def modifications_touching(conn: AsyncConnection, line_ids: Sequence[str]) -> list[Row]:
-    rows = await _chunked(
-        conn,
-        line_ids,
-        lambda chunk: select(modifications).where(
-            modifications.c.from_line_item_id.in_(chunk) | modifications.c.to_line_item_id.in_(chunk)
-        ),
-    )
-    return list({row.id: row for row in rows}.values())  # a modification between two chunks comes twice
-
-
-async def requests_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[Row]:
-    stmt = (
-        select(erp_requests)
-        .where(erp_requests.c.budget_id.in_(list(budget_ids)))
-        .order_by(erp_requests.c.budget_id, erp_requests.c.sequence.desc())
-    )
-    return await _all(conn, stmt)
-
-
-async def lines_of_requests(conn: AsyncConnection, request_ids: Sequence[str]) -> list[Row]:
-    stmt = (
-        select(request_lines)
-        .where(request_lines.c.request_id.in_(list(request_ids)))
-        .order_by(request_lines.c.request_id, request_lines.c.position)
-    )
-    return await _all(conn, stmt)
-
-
-async def request_queue(
-    conn: AsyncConnection,
-    company_id: str,
-    *,
-    statuses: Sequence[str] | None,
-    project_id: str | None,
-    offset: int,
-    limit: int,
-) -> tuple[list[Row], int]:
-    where = [erp_requests.c.company_id == company_id]
-    if statuses:
-        where.append(erp_requests.c.status.in_(list(statuses)))
-    if project_id is not None:
-        where.append(erp_requests.c.project_id == project_id)
-    base = select(erp_requests).where(and_(true(), *where))
-    rows = await _all(conn, base.order_by(erp_requests.c.sent_at.desc(), erp_requests.c.id).offset(offset).limit(limit))
-    total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
-    return rows, int(total)
-
-
-async def company_list(conn: AsyncConnection, table, company_id: str) -> list[Row]:  # type: ignore[no-untyped-def]
-    return await _all(conn, select(table).where(table.c.company_id == company_id).order_by(table.c.code))

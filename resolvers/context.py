@@ -15,7 +15,9 @@ from graphql import GraphQLError
 from domain.permissions import Actor
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
+from persistence.reads import ReadStore
 from persistence.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
+from resolvers.loaders import Loaders
 from resolvers.pagination import QueryLimitError
 
 MAX_NODES = 50_000
@@ -48,6 +50,14 @@ class Services:
     # subscription reads the log itself).
     event_tails: Any = None
     max_subscriber_lag: int = 10_000
+    # The read side; None means a ReadStore on `db` (see `reads`).
+    read_store: ReadStore | None = None
+
+    @property
+    def reads(self) -> ReadStore:
+        if self.read_store is None:
+            self.read_store = ReadStore(self.db)
+        return self.read_store
 
     def unit_of_work(self) -> AbstractUnitOfWork:
         if self.unit_of_work_factory is not None:
@@ -84,21 +94,21 @@ class Context:
     viewer_or_none: Viewer | None
     request: Any = None
     response: Any = None
-    loaders: Any = field(default=None)
+    loaders: Loaders = field(init=False)
     # Set by the WebSocket protocols from the connection_init payload.
     connection_params: Any = None
     # How many list items the rest of this operation may still ask for (see spend()).
     node_allowance: int = MAX_NODES
 
     def __post_init__(self) -> None:
-        if self.loaders is None:
-            self.reset_loaders()
+        self.reset_loaders()
 
     def reset_loaders(self) -> None:
-        """A commit makes cached rows stale; later fields of the same request read afresh."""
-        from resolvers.loaders import Loaders
-
-        self.loaders = Loaders(self.services.db, self.viewer_or_none)
+        """A commit makes cached records stale; later fields of the same request read afresh."""
+        actor = self.viewer_or_none.actor if self.viewer_or_none is not None else None
+        self.loaders = Loaders(
+            self.services.reads, actor.company_id if actor else None, actor.user_id if actor else None
+        )
 
     def spend(self, nodes: int) -> None:
         """Charge a page against the request's allowance. Page sizes are capped per field, but aliases and

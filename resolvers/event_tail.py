@@ -15,33 +15,40 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Row
-
-from persistence import event_log, reads
-from persistence.database import Database
-from persistence.tables import budgets, erp_requests, events, projects, users
+from persistence.reads import EventRelations
+from persistence.records import EventRecord
 
 PAGE = 500
 
 
+class EventSource(Protocol):
+    """What the cache reads (the app's ReadStore; tests hand in a fake)."""
+
+    async def latest_sequence(self, company_id: str) -> int: ...
+
+    async def company_events_after(self, company_id: str, after: int, *, limit: int) -> list[EventRecord]: ...
+
+    async def relations_of_events(self, events: Sequence[EventRecord]) -> EventRelations: ...
+
+
 @dataclass
 class _Tail:
-    start: int  # every event after this sequence and up to `last` is in `rows`
+    start: int  # every event after this sequence and up to `last` is in `events`
     last: int
-    rows: deque[Row]
-    related: dict[str, dict[str, Row]] = field(default_factory=dict)  # loader name -> id -> row
+    events: deque[EventRecord]
+    related: EventRelations = field(default_factory=EventRelations)
     dirty: bool = False
     refreshed_at: float = 0.0
     refreshing: asyncio.Task[None] | None = None
 
 
 class EventTails:
-    def __init__(self, db: Database, *, capacity: int = 2000, max_age: float = 1.0, companies: int = 256) -> None:
-        self._db = db
+    def __init__(self, reads: EventSource, *, capacity: int = 2000, max_age: float = 1.0, companies: int = 256) -> None:
+        self._reads = reads
         self._capacity = capacity
         self._max_age = max_age
         self._companies = companies  # least recently read companies are forgotten beyond this
@@ -54,8 +61,8 @@ class EventTails:
             if tail is not None:
                 tail.dirty = True
 
-    async def after(self, company_id: str, last: int) -> tuple[list[Row], dict[str, dict[str, Row]]] | None:
-        """The company's events after `last` with their related rows, or None when `last` is older than
+    async def after(self, company_id: str, last: int) -> tuple[list[EventRecord], EventRelations] | None:
+        """The company's events after `last` with their related records, or None when `last` is older than
         what the cache holds (the caller reads the log itself)."""
         tail = self._tails.get(company_id)
         if tail is None:
@@ -69,13 +76,11 @@ class EventTails:
             await asyncio.shield(tail.refreshing)  # another reader is fetching what we were woken for
         if last < tail.start:
             return None
-        return [row for row in tail.rows if row.sequence > last], tail.related
+        return [event for event in tail.events if event.sequence > last], tail.related
 
     async def _new_tail(self, company_id: str) -> _Tail:
-        async with self._db.read() as conn:
-            latest = await conn.execute(select(func.max(events.c.sequence)).where(events.c.company_id == company_id))
-            newest = int(latest.scalar_one() or 0)
-        return _Tail(start=newest, last=newest, rows=deque(), refreshed_at=time.monotonic())
+        newest = await self._reads.latest_sequence(company_id)
+        return _Tail(start=newest, last=newest, events=deque(), refreshed_at=time.monotonic())
 
     async def _refresh(self, tail: _Tail, company_id: str) -> None:
         if tail.refreshing is None or tail.refreshing.done():
@@ -84,30 +89,16 @@ class EventTails:
         await asyncio.shield(tail.refreshing)
 
     async def _read_new(self, tail: _Tail, company_id: str) -> None:
-        async with self._db.read() as conn:
-            while True:
-                rows = await event_log.company_events_after(conn, company_id, tail.last, limit=PAGE)
-                if rows:
-                    await self._load_related(conn, tail, rows)
-                    tail.rows.extend(rows)
-                    tail.last = rows[-1].sequence
-                if len(rows) < PAGE:
-                    break
-            while len(tail.rows) > self._capacity:
-                dropped = tail.rows.popleft()
-                tail.start = dropped.sequence
+        while True:
+            events = await self._reads.company_events_after(company_id, tail.last, limit=PAGE)
+            if events:
+                if tail.related.size() > 4 * self._capacity:
+                    tail.related = EventRelations()  # bounded: ids of dropped events go, new events reload theirs
+                tail.related.add(await self._reads.relations_of_events(events))
+                tail.events.extend(events)
+                tail.last = events[-1].sequence
+            if len(events) < PAGE:
+                break
+        while len(tail.events) > self._capacity:
+            tail.start = tail.events.popleft().sequence
         tail.refreshed_at = time.monotonic()
-
-    async def _load_related(self, conn: Any, tail: _Tail, rows: list[Row]) -> None:
-        wanted = {
-            "user": (users, {r.actor_id for r in rows if r.actor_id}),
-            "project": (projects, {r.project_id for r in rows}),
-            "budget": (budgets, {r.budget_id for r in rows}),
-            "erp_request": (erp_requests, {r.erp_request_id for r in rows if r.erp_request_id}),
-        }
-        for name, (table, ids) in wanted.items():
-            cache = tail.related.setdefault(name, {})
-            if len(cache) > 4 * self._capacity:
-                cache.clear()  # bounded: ids of dropped events go, the next events reload theirs
-            for row in await reads.rows_by_ids(conn, table, list(ids), None):
-                cache[row.id] = row

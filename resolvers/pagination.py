@@ -1,13 +1,39 @@
-"""Cursors and page limits. Cursors are opaque to clients (base64 of a small tag and a number)."""
+"""Cursors, page limits and the page every list field returns. Cursors are opaque to clients (base64 of a
+small tag and a number)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from graphql import GraphQLError
 
 MAX_PAGE = 1000
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list: its items, each item's cursor, whether more follow and how many there are."""
+
+    items: list[T]
+    cursors: list[str]
+    has_next: bool
+    total: int
+
+    @classmethod
+    def of(cls, items: Sequence[T], cursor: Callable[[T], str], *, has_next: bool, total: int) -> Page[T]:
+        return cls(list(items), [cursor(item) for item in items], has_next, total)
+
+    @classmethod
+    def at_offset(cls, items: Sequence[T], start: int, *, total: int) -> Page[T]:
+        """A page of an offset-paginated list starting at item `start` of `total`."""
+        cursors = [encode("o", start + i) for i in range(len(items))]
+        return cls(list(items), cursors, start + len(items) < total, total)
 
 
 class QueryLimitError(GraphQLError):

@@ -1,116 +1,130 @@
-"""The read side: what each query field returns, with company isolation and visibility applied.
-Anything the viewer may not see is None (never an error that would confirm it exists)."""
+"""The read side: what each query field returns, with company isolation and visibility applied, in records
+and views. Anything the viewer may not see is None (never an error that would confirm it exists)."""
 
 from __future__ import annotations
-
-from sqlalchemy import func, select
-from sqlalchemy.engine import Row
 
 from domain import budget as wf
 from domain import permissions
 from domain.errors import DomainError
 from domain.export import ExportLine
-from persistence import event_log, reads
 from persistence.ids import type_of
-from persistence.tables import events
+from persistence.records import (
+    BudgetRecord,
+    CompanyRecord,
+    CostCodeRecord,
+    CostTypeRecord,
+    ErpRequestRecord,
+    EventRecord,
+    ProjectRecord,
+    UserRecord,
+)
 from resolvers import pagination
 from resolvers.budget_state import budget_state, send_conditions
 from resolvers.context import Context
-from resolvers.views import LineItemView
+from resolvers.pagination import Page
+from resolvers.views import LineItemView, ModificationView
+
+# What `node(id:)` can answer with.
+NodeValue = (
+    ProjectRecord
+    | BudgetRecord
+    | ErpRequestRecord
+    | LineItemView
+    | ModificationView
+    | UserRecord
+    | CostCodeRecord
+    | CostTypeRecord
+    | CompanyRecord
+)
 
 
-async def visible_project(ctx: Context, project_id: str) -> Row | None:
-    row = await ctx.loaders.project.load(project_id)
-    if row is None:
+async def visible_project(ctx: Context, project_id: str) -> ProjectRecord | None:
+    project = await ctx.loaders.project.load(project_id)
+    if project is None:
         return None
     access = await ctx.loaders.access.load(project_id)
-    return row if permissions.can_view_project(ctx.actor, access) else None
+    return project if permissions.can_view_project(ctx.actor, access) else None
 
 
-async def visible_budget(ctx: Context, budget_id: str) -> Row | None:
-    row = await ctx.loaders.budget.load(budget_id)
-    if row is None or await visible_project(ctx, row.project_id) is None:
+async def visible_budget(ctx: Context, budget_id: str) -> BudgetRecord | None:
+    budget = await ctx.loaders.budget.load(budget_id)
+    if budget is None or await visible_project(ctx, budget.project_id) is None:
         return None
-    return row
+    return budget
 
 
-async def visible_request(ctx: Context, request_id: str) -> Row | None:
-    row = await ctx.loaders.erp_request.load(request_id)
-    if row is None or await visible_project(ctx, row.project_id) is None:
+async def visible_request(ctx: Context, request_id: str) -> ErpRequestRecord | None:
+    request = await ctx.loaders.erp_request.load(request_id)
+    if request is None or await visible_project(ctx, request.project_id) is None:
         return None
-    return row
+    return request
 
 
 def _sees_all_projects(ctx: Context) -> bool:
     return permissions.can_view_project(ctx.actor, permissions.NO_ACCESS)
 
 
-async def projects(ctx: Context, first: int | None, after: str | None) -> tuple[list[Row], bool, int, int]:
+async def projects(ctx: Context, first: int | None, after: str | None) -> Page[ProjectRecord]:
     limit = pagination.check_first(first, 200)
     ctx.spend(limit)
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
-    async with ctx.db.read() as conn:
-        rows, total = await reads.project_page(
-            conn, ctx.actor.company_id, ctx.actor.user_id, _sees_all_projects(ctx), offset=start, limit=limit
-        )
-    return rows, start + len(rows) < total, total, start
-
-
-async def line_item_page(
-    ctx: Context, budget_id: str, first: int | None, after: str | None
-) -> tuple[list[LineItemView], bool, int]:
-    limit = pagination.check_first(first, default=100)
-    ctx.spend(limit)
-    after_position = pagination.decode("p", after)
-    views = await ctx.loaders.line_page.load((budget_id, after_position, limit + 1))
-    totals = await ctx.loaders.budget_totals.load(budget_id)
-    return views[:limit], len(views) > limit, int(totals.line_count) if totals else 0
+    actor = ctx.actor
+    found, total = await ctx.services.reads.project_page(
+        actor.company_id, actor.user_id, _sees_all_projects(ctx), offset=start, limit=limit
+    )
+    for project in found:  # later fields of the same request reuse these records
+        ctx.loaders.project.prime(project.id, project)
+    return Page.at_offset(found, start, total=total)
 
 
 def line_cursor(view: LineItemView) -> str:
     return pagination.encode("p", view.position)
 
 
-def event_cursor(row: Row) -> str:
-    return pagination.encode("s", row.sequence)
+def event_cursor(event: EventRecord) -> str:
+    return pagination.encode("s", event.sequence)
 
 
-async def history(ctx: Context, budget_id: str, first: int | None, after: str | None) -> tuple[list[Row], bool, int]:
+async def line_item_page(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[LineItemView]:
+    limit = pagination.check_first(first, default=100)
+    ctx.spend(limit)
+    after_position = pagination.decode("p", after)
+    views = await ctx.loaders.line_page.load((budget_id, after_position, limit + 1))
+    totals = await ctx.loaders.budget_totals.load(budget_id)
+    total = int(totals.line_count) if totals else 0
+    return Page.of(views[:limit], line_cursor, has_next=len(views) > limit, total=total)
+
+
+async def history(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[EventRecord]:
     limit = pagination.check_first(first, 500)
     ctx.spend(limit)
     before = pagination.decode("s", after)
-    async with ctx.db.read() as conn:
-        rows = await event_log.budget_history(conn, budget_id, limit=limit + 1, before=before)
-        total = (await conn.execute(select(func.count()).where(events.c.budget_id == budget_id))).scalar_one()
-    return rows[:limit], len(rows) > limit, int(total)
+    found, total = await ctx.services.reads.budget_history(budget_id, limit=limit + 1, before=before)
+    return Page.of(found[:limit], event_cursor, has_next=len(found) > limit, total=total)
 
 
-async def _project_access(ctx: Context, row: Row) -> permissions.ProjectAccess:
-    return await ctx.loaders.access.load(row.project_id)
-
-
-async def send_blockers(ctx: Context, budget_row: Row) -> list[DomainError]:
+async def send_blockers(ctx: Context, budget: BudgetRecord) -> list[DomainError]:
     connector = ctx.services.connectors.get(ctx.viewer.erp_connector, ctx.viewer.erp_settings)
-    access = await _project_access(ctx, budget_row)
-    project = await ctx.loaders.project.load(budget_row.project_id)
-    state = await ctx.loaders.export_state.load(budget_row.id)
+    access = await ctx.loaders.access.load(budget.project_id)
+    project = await ctx.loaders.project.load(budget.project_id)
+    assert project is not None, "a budget's project is in the budget's company"
+    state = await ctx.loaders.export_state.load(budget)
     conditions = send_conditions(state, connector.capabilities if connector else None, project)
     return wf.send_blockers(state.budget, access, conditions)
 
 
-async def unlock_blockers(ctx: Context, budget_row: Row) -> list[DomainError]:
-    return wf.unlock_blockers(budget_state(budget_row), await _project_access(ctx, budget_row))
+async def unlock_blockers(ctx: Context, budget: BudgetRecord) -> list[DomainError]:
+    return wf.unlock_blockers(budget_state(budget), await ctx.loaders.access.load(budget.project_id))
 
 
-async def pending_export(ctx: Context, budget_row: Row) -> list[ExportLine]:
-    state = await ctx.loaders.export_state.load(budget_row.id)
-    return state.pending if state is not None else []
+async def pending_export(ctx: Context, budget: BudgetRecord) -> list[ExportLine]:
+    return (await ctx.loaders.export_state.load(budget)).pending
 
 
 async def erp_requests(
     ctx: Context, statuses: list[str] | None, project_id: str | None, first: int | None, after: str | None
-) -> tuple[list[Row], bool, int, int]:
+) -> Page[ErpRequestRecord]:
     """The company's ERP Integrations queue. Approvers and ERP users see all of it; others see the
     requests of projects they can see."""
     limit = pagination.check_first(first, 200)
@@ -118,38 +132,51 @@ async def erp_requests(
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
     if project_id is not None and await visible_project(ctx, project_id) is None:
-        return [], False, 0, start
+        return Page.at_offset([], start, total=0)
     if project_id is None and not _sees_all_projects(ctx):
-        return [], False, 0, start
-    async with ctx.db.read() as conn:
-        rows, total = await reads.request_queue(
-            conn, ctx.actor.company_id, statuses=statuses, project_id=project_id, offset=start, limit=limit
-        )
-    return rows, start + len(rows) < total, total, start
+        return Page.at_offset([], start, total=0)
+    found, total = await ctx.services.reads.request_queue(
+        ctx.actor.company_id, statuses=statuses, project_id=project_id, offset=start, limit=limit
+    )
+    return Page.at_offset(found, start, total=total)
 
 
-async def node(ctx: Context, node_id: str) -> tuple[str, object] | None:
-    """The type name and read model of any object the viewer may see."""
+async def viewer_user(ctx: Context) -> UserRecord:
+    user = await ctx.loaders.user.load(ctx.actor.user_id)
+    assert user is not None, "the viewer was read at authentication"
+    return user
+
+
+async def cost_codes(ctx: Context) -> list[CostCodeRecord]:
+    return await ctx.services.reads.company_cost_codes(ctx.actor.company_id)
+
+
+async def cost_types(ctx: Context) -> list[CostTypeRecord]:
+    return await ctx.services.reads.company_cost_types(ctx.actor.company_id)
+
+
+async def node(ctx: Context, node_id: str) -> NodeValue | None:
+    """The read model of any object the viewer may see."""
     kind = type_of(node_id)
     loaders = ctx.loaders
     if kind == "Project":
-        row = await visible_project(ctx, node_id)
-    elif kind == "Budget":
-        row = await visible_budget(ctx, node_id)
-    elif kind == "ErpRequest":
-        row = await visible_request(ctx, node_id)
-    elif kind == "BudgetLineItem":
-        view = await loaders.line_item.load(node_id)
-        row = view if view is not None and await visible_budget(ctx, view.budget_id) else None
-    elif kind == "BudgetModification":
-        view = await loaders.modification.load(node_id)
-        row = view if view is not None and await visible_budget(ctx, view.budget_id) else None
-    elif kind in ("User", "CostCode", "CostType"):
-        row = await {"User": loaders.user, "CostCode": loaders.cost_code, "CostType": loaders.cost_type}[kind].load(
-            node_id
-        )
-    elif kind == "Company":
-        row = await loaders.company.load(node_id) if node_id == ctx.actor.company_id else None
-    else:
-        return None
-    return (kind, row) if row is not None else None
+        return await visible_project(ctx, node_id)
+    if kind == "Budget":
+        return await visible_budget(ctx, node_id)
+    if kind == "ErpRequest":
+        return await visible_request(ctx, node_id)
+    if kind == "BudgetLineItem":
+        line = await loaders.line_item.load(node_id)
+        return line if line is not None and await visible_budget(ctx, line.budget_id) else None
+    if kind == "BudgetModification":
+        modification = await loaders.modification.load(node_id)
+        return modification if modification is not None and await visible_budget(ctx, modification.budget_id) else None
+    if kind == "User":
+        return await loaders.user.load(node_id)
+    if kind == "CostCode":
+        return await loaders.cost_code.load(node_id)
+    if kind == "CostType":
+        return await loaders.cost_type.load(node_id)
+    if kind == "Company":
+        return await loaders.company.load(node_id) if node_id == ctx.actor.company_id else None
+    return None

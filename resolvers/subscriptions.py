@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
 from graphql import GraphQLError
-from sqlalchemy import func, select
-from sqlalchemy.engine import Row
 
 from domain import permissions
-from persistence import event_log
-from persistence.tables import events, project_permissions
+from persistence.reads import EventRelations
+from persistence.records import EventRecord
 from resolvers.context import MAX_NODES, Context
+from resolvers.event_tail import EventTails
 
 PAGE = 500
 
@@ -55,8 +54,8 @@ def parse_after(after: str | None) -> int | None:
     return int(text)
 
 
-def is_status_change(row: Row) -> bool:
-    return row.previous_status is not None and row.previous_status != row.status
+def is_status_change(event: EventRecord) -> bool:
+    return event.previous_status is not None and event.previous_status != event.status
 
 
 async def _visible_projects(ctx: Context) -> set[str] | None:
@@ -64,21 +63,7 @@ async def _visible_projects(ctx: Context) -> set[str] | None:
     actor = ctx.actor
     if permissions.can_view_project(actor, permissions.NO_ACCESS):
         return None
-    async with ctx.db.read() as conn:
-        rows = await conn.execute(
-            select(project_permissions.c.project_id).where(
-                project_permissions.c.user_id == actor.user_id, project_permissions.c.budget_permission != "NONE"
-            )
-        )
-        return set(rows.scalars())
-
-
-async def _latest_sequence(ctx: Context) -> int:
-    async with ctx.db.read() as conn:
-        latest = await conn.execute(
-            select(func.max(events.c.sequence)).where(events.c.company_id == ctx.actor.company_id)
-        )
-        return int(latest.scalar_one() or 0)
+    return await ctx.services.reads.visible_project_ids(actor.user_id)
 
 
 async def export_status_changed(
@@ -89,12 +74,12 @@ async def export_status_changed(
     wakeups: Wakeups,
     reread_seconds: float,
     max_lag: int,
-    tails: Any = None,
-) -> AsyncIterator[Row]:
+    tails: EventTails | None = None,
+) -> AsyncGenerator[EventRecord, None]:
     actor = ctx.actor
     start = parse_after(after)
     async with wakeups.listen(actor.company_id) as waiter:
-        last = start if start is not None else await _latest_sequence(ctx)
+        last = start if start is not None else await ctx.services.reads.latest_sequence(actor.company_id)
         caught_up = False
         visible: set[str] | None = None
         visible_at = -math.inf
@@ -103,56 +88,53 @@ async def export_status_changed(
             # within reread_seconds.
             if time.monotonic() - visible_at >= reread_seconds:
                 visible, visible_at = await _visible_projects(ctx), time.monotonic()
-            rows, related = await _next_rows(ctx, tails, last, caught_up=caught_up, max_lag=max_lag)
-            for row in rows:
-                last = row.sequence
-                if not is_status_change(row):
+            events, related = await _next_events(ctx, tails, last, caught_up=caught_up, max_lag=max_lag)
+            for event in events:
+                last = event.sequence
+                if not is_status_change(event):
                     continue
-                if project_id is not None and row.project_id != project_id:
+                if project_id is not None and event.project_id != project_id:
                     continue
-                if visible is not None and row.project_id not in visible:
+                if visible is not None and event.project_id not in visible:
                     continue
                 ctx.reset_loaders()  # nested fields of a long-lived stream must not read stale cache
                 ctx.node_allowance = MAX_NODES  # each event is answered like an operation of its own
-                _prime(ctx, related, row)
-                yield row
-            if len(rows) == PAGE:
+                _prime(ctx, related, event)
+                yield event
+            if len(events) == PAGE:
                 continue
             caught_up = True
             await waiter.wait(reread_seconds)
 
 
-async def _next_rows(
-    ctx: Context, tails: Any, last: int, *, caught_up: bool, max_lag: int
-) -> tuple[list[Row], dict[str, dict[str, Row]]]:
+async def _next_events(
+    ctx: Context, tails: EventTails | None, last: int, *, caught_up: bool, max_lag: int
+) -> tuple[list[EventRecord], EventRelations]:
     """Up to PAGE events after `last`: from the process's shared cache when it reaches back that far,
     else from the log. A live subscriber whose backlog exceeds max_lag is ended (it resumes with `after`)."""
     company_id = ctx.actor.company_id
     cached = await tails.after(company_id, last) if tails is not None else None
     if cached is not None:
-        rows, related = cached
-        if caught_up and len(rows) > max_lag:
+        events, related = cached
+        if caught_up and len(events) > max_lag:
             raise SubscriberTooSlowError(last)
-        return rows[:PAGE], related
-    async with ctx.db.read() as conn:
-        rows = await event_log.company_events_after(conn, company_id, last, limit=PAGE)
-        # Only a long read can mean a long backlog; count it exactly then.
-        if caught_up and len(rows) >= min(PAGE, max_lag + 1):
-            backlog = await conn.execute(
-                select(func.count()).where(events.c.company_id == company_id, events.c.sequence > last)
-            )
-            if int(backlog.scalar_one()) > max_lag:
-                raise SubscriberTooSlowError(last)
-    return rows, {}
+        return events[:PAGE], related
+    reads = ctx.services.reads
+    events = await reads.company_events_after(company_id, last, limit=PAGE)
+    # Only a long read can mean a long backlog; count it exactly then.
+    if caught_up and len(events) >= min(PAGE, max_lag + 1) and await reads.backlog(company_id, last) > max_lag:
+        raise SubscriberTooSlowError(last)
+    return events, EventRelations()
 
 
-_RELATED = (("user", "actor_id"), ("project", "project_id"), ("budget", "budget_id"), ("erp_request", "erp_request_id"))
-
-
-def _prime(ctx: Context, related: dict[str, dict[str, Row]], row: Row) -> None:
-    """Hand the event's related rows (read once for all subscribers) to this subscriber's loaders."""
-    for loader_name, column in _RELATED:
-        key = getattr(row, column)
-        found = related.get(loader_name, {}).get(key) if key else None
-        if found is not None:
-            getattr(ctx.loaders, loader_name).prime(key, found)
+def _prime(ctx: Context, related: EventRelations, event: EventRecord) -> None:
+    """Hand the event's related records (read once for all subscribers) to this subscriber's loaders."""
+    loaders = ctx.loaders
+    if event.actor_id is not None and (user := related.users.get(event.actor_id)) is not None:
+        loaders.user.prime(event.actor_id, user)
+    if (project := related.projects.get(event.project_id)) is not None:
+        loaders.project.prime(event.project_id, project)
+    if (budget := related.budgets.get(event.budget_id)) is not None:
+        loaders.budget.prime(event.budget_id, budget)
+    if event.erp_request_id is not None and (request := related.requests.get(event.erp_request_id)) is not None:
+        loaders.erp_request.prime(event.erp_request_id, request)

@@ -1,8 +1,10 @@
-"""Read models handed to the schema layer: rows plus what the domain derives from them."""
+"""Read models handed to the schema layer: records plus what the domain derives from them (whether a line
+or a modification is synced), and the record -> domain value conversions the write side shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from domain import export
@@ -44,7 +46,7 @@ class ModificationView:
     to_line_item_id: str | None
     amount: Decimal
     notes: str | None
-    created_at: object
+    created_at: datetime
     created_by_id: str
     erp_synced: bool
 

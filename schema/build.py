@@ -13,22 +13,15 @@ from strawberry.schema.config import StrawberryConfig
 from resolvers.context import MAX_NODES, Context, UnauthenticatedError
 from resolvers.pagination import QueryLimitError
 from resolvers.subscriptions import SubscriberTooSlowError, SubscriptionInputError
+from schema.budgets import Budget, BudgetLineItem, BudgetModification
 from schema.enums import ExportEntryKind
 from schema.mutation import Mutation
+from schema.people import Company, User
+from schema.projects import CostCode, CostType, Project
 from schema.query import Query
+from schema.requests import ErpRequest
 from schema.scalars import DecimalInputError, DecimalScalar
 from schema.subscription import Subscription
-from schema.types import (
-    Budget,
-    BudgetLineItem,
-    BudgetModification,
-    Company,
-    CostCode,
-    CostType,
-    ErpRequest,
-    Project,
-    User,
-)
 
 MAX_DEPTH = 12
 MAX_TOKENS = 10_000  # bounds the cost of parsing a document before anything else runs

@@ -1,4 +1,6 @@
-"""GraphQL enums. ExportStatus and PermissionLevel are the domain's own enums, exposed as they are."""
+"""GraphQL enums. ErrorCode, ExportStatus, PermissionLevel and ExportEntryKind are the domain's own enums,
+served as they are: `strawberry.enum` registers the domain class itself, so a code or status cannot exist
+on one side only, and resolvers hand the domain's members straight to the schema."""
 
 from __future__ import annotations
 
@@ -6,25 +8,15 @@ import enum
 
 import strawberry
 
-from domain.errors import ErrorCode as DomainErrorCode
-from domain.export import EntryKind
-from domain.permissions import PermissionLevel as DomainPermissionLevel
-from domain.status import ExportStatus as DomainExportStatus
+from domain.errors import ErrorCode
+from domain.export import EntryKind as ExportEntryKind
+from domain.permissions import PermissionLevel
+from domain.status import ExportStatus
 
-ExportStatus = strawberry.enum(DomainExportStatus, name="ExportStatus")
-ExportEntryKind = strawberry.enum(EntryKind, name="ExportEntryKind")
-
-
-@strawberry.enum
-class PermissionLevel(enum.Enum):
-    NONE = "NONE"
-    READ_ONLY = "READ_ONLY"
-    STANDARD = "STANDARD"
-    ADMIN = "ADMIN"
-
-    @classmethod
-    def of(cls, level: DomainPermissionLevel) -> PermissionLevel:
-        return cls[level.name]
+strawberry.enum(ErrorCode, name="ErrorCode")
+strawberry.enum(ExportStatus, name="ExportStatus")
+strawberry.enum(ExportEntryKind, name="ExportEntryKind")
+strawberry.enum(PermissionLevel, name="PermissionLevel")
 
 
 @strawberry.enum
@@ -39,5 +31,4 @@ class ErpDecision(enum.Enum):
     REJECT = "REJECT"
 
 
-# Generated from the domain's list: a code cannot exist on one side only.
-ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
+__all__ = ["ErpDecision", "ErpRequestKind", "ErrorCode", "ExportEntryKind", "ExportStatus", "PermissionLevel"]

@@ -7,8 +7,11 @@ from typing import Optional
 
 import strawberry
 
+from schema.budgets import Budget, BudgetLineItem, BudgetModification
+from schema.common import UserError
 from schema.enums import ErpDecision
-from schema.types import Budget, BudgetLineItem, BudgetModification, CostCode, CostType, ErpRequest, Project, UserError
+from schema.projects import CostCode, CostType, Project
+from schema.requests import ErpRequest
 
 
 @strawberry.input

@@ -12,6 +12,8 @@ from resolvers import budget_lines, company_setup, erp_requests, locking
 from resolvers.context import Context
 from resolvers.input_validation import LineFields
 from resolvers.service import Outcome
+from schema.budgets import Budget, BudgetLineItem, BudgetModification
+from schema.common import Ctx, UserError, described_mutation
 from schema.inputs import (
     BudgetActionInput,
     BudgetLineItemFields,
@@ -32,17 +34,8 @@ from schema.inputs import (
     ProjectPayload,
     UpdateBudgetLineItemInput,
 )
-from schema.types import (
-    Budget,
-    BudgetLineItem,
-    BudgetModification,
-    CostCode,
-    CostType,
-    Ctx,
-    ErpRequest,
-    Project,
-    UserError,
-)
+from schema.projects import CostCode, CostType, Project
+from schema.requests import ErpRequest
 
 
 def user_errors(errors: list[DomainError]) -> list[UserError]:
@@ -61,15 +54,15 @@ class _Loaded:
 
     async def budget(self) -> Budget | None:
         row = await self._load(self.changed.budget_id, self.ctx.loaders.budget)
-        return Budget.from_row(row, self.ctx.viewer.currency) if row else None
+        return Budget.from_record(row, self.ctx.viewer.currency) if row else None
 
     async def project(self) -> Project | None:
         row = await self._load(self.changed.project_id, self.ctx.loaders.project)
-        return Project.from_row(row) if row else None
+        return Project.from_record(row) if row else None
 
     async def erp_request(self) -> ErpRequest | None:
         row = await self._load(self.changed.erp_request_id, self.ctx.loaders.erp_request)
-        return ErpRequest.from_row(row) if row else None
+        return ErpRequest.from_record(row) if row else None
 
     async def line_item(self) -> BudgetLineItem | None:
         view = await self._load(self.changed.line_item_id, self.ctx.loaders.line_item)
@@ -81,11 +74,11 @@ class _Loaded:
 
     async def cost_code(self) -> CostCode | None:
         row = await self._load(self.changed.cost_code_id, self.ctx.loaders.cost_code)
-        return CostCode.from_row(row) if row else None
+        return CostCode.from_record(row) if row else None
 
     async def cost_type(self) -> CostType | None:
         row = await self._load(self.changed.cost_type_id, self.ctx.loaders.cost_type)
-        return CostType.from_row(row) if row else None
+        return CostType.from_record(row) if row else None
 
 
 async def _budget_payload(ctx: Context, outcome: Outcome) -> BudgetPayload:
@@ -132,9 +125,9 @@ class Mutation:
         loaded = _Loaded(info.context, outcome)
         return CostTypePayload(cost_type=await loaded.cost_type(), user_errors=loaded.errors)
 
-    @strawberry.mutation(
+    @described_mutation(
+        "Create or link the project's job and its cost codes/types in the ERP through the connector.",
         name="syncProjectToERP",
-        description="Create or link the project's job and its cost codes/types in the ERP through the connector.",
     )
     async def sync_project_to_erp(self, info: Ctx, project_id: strawberry.ID) -> ProjectPayload:
         loaded = _Loaded(info.context, await company_setup.sync_project_to_erp(info.context, str(project_id)))
@@ -210,7 +203,7 @@ class Mutation:
         )
         return await _budget_payload(info.context, outcome)
 
-    @strawberry.mutation(name="sendToERP")
+    @described_mutation(None, name="sendToERP")
     async def send_to_erp(self, info: Ctx, input: BudgetActionInput) -> ErpRequestPayload:
         outcome = await erp_requests.send_to_erp(
             info.context, str(input.budget_id), input.expected_version, input.idempotency_key
@@ -236,9 +229,7 @@ class Mutation:
         outcome = await erp_requests.retry_export(info.context, str(input.erp_request_id), input.idempotency_key)
         return await _request_payload(info.context, outcome)
 
-    @strawberry.mutation(
-        description="The ERP reports the exported entries posted in Job Cost (integrator or ERP admin)."
-    )
+    @described_mutation("The ERP reports the exported entries posted in Job Cost (integrator or ERP admin).")
     async def confirm_job_cost_posting(self, info: Ctx, input: ErpRequestActionInput) -> ErpRequestPayload:
         outcome = await erp_requests.confirm_posting(
             info.context, str(input.erp_request_id), input.erp_reference, input.idempotency_key

@@ -2,44 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import strawberry
 
-from persistence import reads
-from persistence.tables import cost_codes, cost_types
-from resolvers import pagination, queries
-from schema.enums import ExportStatus
-from schema.types import (
-    Budget,
-    BudgetLineItem,
-    BudgetModification,
-    Company,
-    CostCode,
-    CostType,
-    Ctx,
-    ErpCapabilities,
-    ErpConnection,
-    ErpRequest,
-    ErpRequestConnection,
-    ErpRequestEdge,
-    Node,
-    PageInfo,
-    Project,
-    ProjectConnection,
-    ProjectEdge,
-    User,
+from persistence.records import (
+    BudgetRecord,
+    CompanyRecord,
+    CostCodeRecord,
+    CostTypeRecord,
+    ErpRequestRecord,
+    ProjectRecord,
+    UserRecord,
 )
+from resolvers import queries
+from resolvers.views import LineItemView, ModificationView
+from schema.budgets import Budget, BudgetLineItem, BudgetModification
+from schema.common import Connection, Ctx, Node, connection, described
+from schema.enums import ExportStatus
+from schema.people import Company, User
+from schema.projects import CostCode, CostType, Project
+from schema.requests import ErpConnection, ErpRequest
 
-_NODE_TYPES = {
-    "Project": Project.from_row,
-    "ErpRequest": ErpRequest.from_row,
-    "BudgetLineItem": BudgetLineItem.from_view,
-    "BudgetModification": BudgetModification.from_view,
-    "User": User.from_row,
-    "CostCode": CostCode.from_row,
-    "CostType": CostType.from_row,
-    "Company": Company.from_row,
+# The GraphQL type of each read model `node(id:)` can answer with (Budget also needs the currency).
+_NODE_TYPES: dict[type, Callable[[Any], Node]] = {
+    ProjectRecord: Project.from_record,
+    ErpRequestRecord: ErpRequest.from_record,
+    LineItemView: BudgetLineItem.from_view,
+    ModificationView: BudgetModification.from_view,
+    UserRecord: User.from_record,
+    CostCodeRecord: CostCode.from_record,
+    CostTypeRecord: CostType.from_record,
+    CompanyRecord: Company.from_record,
 }
 
 
@@ -50,41 +45,31 @@ class Query:
         found = await queries.node(info.context, str(id))
         if found is None:
             return None
-        kind, row = found
-        if kind == "Budget":
-            return Budget.from_row(row, info.context.viewer.currency)  # type: ignore[arg-type]
-        return _NODE_TYPES[kind](row)  # type: ignore[operator, no-any-return]
+        if isinstance(found, BudgetRecord):
+            return Budget.from_record(found, info.context.viewer.currency)
+        return _NODE_TYPES[type(found)](found)
 
     @strawberry.field
     async def viewer(self, info: Ctx) -> User:
-        row = await info.context.loaders.user.load(info.context.actor.user_id)
-        return User.from_row(row)
+        return User.from_record(await queries.viewer_user(info.context))
 
     @strawberry.field
-    async def projects(self, info: Ctx, first: Optional[int] = 50, after: Optional[str] = None) -> ProjectConnection:
-        rows, has_next, total, start = await queries.projects(info.context, first, after)
-        edges = [
-            ProjectEdge(node=Project.from_row(r), cursor=pagination.encode("o", start + i)) for i, r in enumerate(rows)
-        ]
-        for row in rows:  # later fields of the same request reuse these rows
-            info.context.loaders.project.prime(row.id, row)
-        return ProjectConnection(
-            edges=edges,
-            page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
-            total_count=total,
-        )
+    async def projects(
+        self, info: Ctx, first: Optional[int] = 50, after: Optional[str] = None
+    ) -> Connection[Project]:
+        return connection(await queries.projects(info.context, first, after), Project.from_record)
 
     @strawberry.field
     async def project(self, info: Ctx, id: strawberry.ID) -> Optional[Project]:
-        row = await queries.visible_project(info.context, str(id))
-        return Project.from_row(row) if row is not None else None
+        project = await queries.visible_project(info.context, str(id))
+        return Project.from_record(project) if project is not None else None
 
     @strawberry.field
     async def budget(self, info: Ctx, id: strawberry.ID) -> Optional[Budget]:
-        row = await queries.visible_budget(info.context, str(id))
-        return Budget.from_row(row, info.context.viewer.currency) if row is not None else None
+        budget = await queries.visible_budget(info.context, str(id))
+        return Budget.from_record(budget, info.context.viewer.currency) if budget is not None else None
 
-    @strawberry.field(description="The ERP Integrations queue of the viewer's company (approver dashboard).")
+    @described("The ERP Integrations queue of the viewer's company (approver dashboard).")
     async def erp_requests(
         self,
         info: Ctx,
@@ -92,54 +77,28 @@ class Query:
         project_id: Optional[strawberry.ID] = None,
         first: Optional[int] = 50,
         after: Optional[str] = None,
-    ) -> ErpRequestConnection:
+    ) -> Connection[ErpRequest]:
         statuses = [s.value for s in status] if status else None
-        rows, has_next, total, start = await queries.erp_requests(
+        page = await queries.erp_requests(
             info.context, statuses, str(project_id) if project_id is not None else None, first, after
         )
-        edges = [
-            ErpRequestEdge(node=ErpRequest.from_row(r), cursor=pagination.encode("o", start + i))
-            for i, r in enumerate(rows)
-        ]
-        return ErpRequestConnection(
-            edges=edges,
-            page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
-            total_count=total,
-        )
+        return connection(page, ErpRequest.from_record)
 
     @strawberry.field
     async def erp_request(self, info: Ctx, id: strawberry.ID) -> Optional[ErpRequest]:
-        row = await queries.visible_request(info.context, str(id))
-        return ErpRequest.from_row(row) if row is not None else None
+        request = await queries.visible_request(info.context, str(id))
+        return ErpRequest.from_record(request) if request is not None else None
 
     @strawberry.field
     async def erp_connection(self, info: Ctx) -> Optional[ErpConnection]:
-        connector = info.context.services.connectors.get(
-            info.context.viewer.erp_connector, info.context.viewer.erp_settings
-        )
-        if connector is None:
-            return None
-        caps = connector.capabilities
-        return ErpConnection(
-            connector=connector.name,
-            display_name=connector.display_name,
-            capabilities=ErpCapabilities(
-                exports_budget=caps.exports_budget,
-                exports_modifications=caps.exports_modifications,
-                supports_sub_jobs=caps.supports_sub_jobs,
-                requires_posting=caps.requires_posting,
-                exports_quantities=caps.exports_quantities,
-            ),
-        )
+        viewer = info.context.viewer
+        connector = info.context.services.connectors.get(viewer.erp_connector, viewer.erp_settings)
+        return ErpConnection.of(connector) if connector is not None else None
 
     @strawberry.field
     async def cost_codes(self, info: Ctx) -> list[CostCode]:
-        async with info.context.db.read() as conn:
-            rows = await reads.company_list(conn, cost_codes, info.context.actor.company_id)
-        return [CostCode.from_row(r) for r in rows]
+        return [CostCode.from_record(r) for r in await queries.cost_codes(info.context)]
 
     @strawberry.field
     async def cost_types(self, info: Ctx) -> list[CostType]:
-        async with info.context.db.read() as conn:
-            rows = await reads.company_list(conn, cost_types, info.context.actor.company_id)
-        return [CostType.from_row(r) for r in rows]
+        return [CostType.from_record(r) for r in await queries.cost_types(info.context)]

@@ -8,13 +8,14 @@ from typing import Optional
 import strawberry
 
 from resolvers import subscriptions
-from schema.types import BudgetEvent, Ctx
+from schema.common import Ctx, described_subscription
+from schema.events import BudgetEvent
 
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(
-        description="Every export status change the viewer may see: of one project when projectId is given, else "
+    @described_subscription(
+        "Every export status change the viewer may see: of one project when projectId is given, else "
         "of the whole company (approver dashboards). With `after`, first replays every event after that sequence, "
         "in order, then goes live — no event is lost or repeated across a reconnect."
     )
@@ -23,9 +24,13 @@ class Subscription:
     ) -> AsyncGenerator[BudgetEvent, None]:
         services = info.context.services
         stream = subscriptions.export_status_changed(
-            info.context, str(project_id) if project_id is not None else None, after,
-            wakeups=services.live, reread_seconds=services.live_reread_seconds, max_lag=services.max_subscriber_lag,
+            info.context,
+            str(project_id) if project_id is not None else None,
+            after,
+            wakeups=services.live,
+            reread_seconds=services.live_reread_seconds,
+            max_lag=services.max_subscriber_lag,
             tails=services.event_tails,
         )
-        async for row in stream:
-            yield BudgetEvent.from_row(row)
+        async for event in stream:
+            yield BudgetEvent.from_record(event)

@@ -78,8 +78,7 @@ class Tenant:
     async def context(self, role: str | None) -> Context:
         if role is None:
             return Context(services=self.services, viewer_or_none=None)
-        async with self.services.db.read() as conn:
-            viewer = await auth.viewer_for(conn, self.users[role])
+        viewer = await auth.load_viewer(self.services.reads, self.users[role])
         return Context(services=self.services, viewer_or_none=viewer)
 
     async def execute(self, role: str | None, query: str, **variables: Any) -> Any:

@@ -31,7 +31,7 @@ async def test_demo_seed_creates_a_ready_budget_once_and_its_tokens_work(service
         "sendBlockers { code } } } } } }",
         context_value=Context(services=services, viewer_or_none=viewer),
     )
-    assert result.errors is None
+    assert result.errors is None and result.data is not None
     project = result.data["projects"]["edges"][0]["node"]
     assert result.data["projects"]["totalCount"] == 1
     assert project["erpSynced"] is True and project["viewerPermission"] == "ADMIN"

@@ -50,12 +50,14 @@ def test_every_contract_type_field_and_argument_is_served_with_the_same_type() -
             problems.append(f"{name} is a {type(stype).__name__}, contract says {type(ctype).__name__}")
             continue
         if isinstance(ctype, GraphQLEnumType):
-            missing = set(ctype.values) - set(stype.values)  # type: ignore[union-attr]
+            assert isinstance(stype, GraphQLEnumType)
+            missing = set(ctype.values) - set(stype.values)
             if missing:
                 problems.append(f"enum {name} lacks {sorted(missing)}")
         if isinstance(ctype, (GraphQLObjectType, GraphQLInterfaceType, GraphQLInputObjectType)):
+            assert isinstance(stype, (GraphQLObjectType, GraphQLInterfaceType, GraphQLInputObjectType))
             for field_name, cfield in ctype.fields.items():
-                sfield = stype.fields.get(field_name)  # type: ignore[union-attr]
+                sfield = stype.fields.get(field_name)
                 if sfield is None:
                     problems.append(f"{name}.{field_name} missing")
                     continue
@@ -68,7 +70,8 @@ def test_every_contract_type_field_and_argument_is_served_with_the_same_type() -
                     elif carg.default_value is not Undefined and sarg.default_value != carg.default_value:
                         problems.append(f"{name}.{field_name}({arg_name}) default differs")
         if isinstance(ctype, GraphQLObjectType):
-            interfaces = {i.name for i in stype.interfaces}  # type: ignore[union-attr]
+            assert isinstance(stype, GraphQLObjectType)
+            interfaces = {i.name for i in stype.interfaces}
             for interface in ctype.interfaces:
                 if interface.name not in interfaces:
                     problems.append(f"{name} does not implement {interface.name}")

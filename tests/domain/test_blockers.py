@@ -35,7 +35,7 @@ STANDARD_WITH_EVERY_GRANT = ProjectAccess(L.STANDARD, frozenset(Grant))
 APPROVER = Actor("approver", "c1", is_accounting_approver=True, erp_permission=L.STANDARD)
 NOT_AN_APPROVER = Actor("integrator", "c1", erp_permission=L.ADMIN)
 
-FROZEN = {S.PENDING_ACCEPTANCE, S.EXPORTING}
+FROZEN: set[ExportStatus] = {S.PENDING_ACCEPTANCE, S.EXPORTING}
 ALL_STATUSES = list(ExportStatus)
 STATUS_IDS = [s.value for s in ALL_STATUSES]
 
@@ -78,7 +78,10 @@ def test_a_locked_budget_refuses_a_new_line_with_a_non_zero_amount(amount: Decim
     assert codes(blockers) == ["BUDGET_LOCKED"]
 
 
-@pytest.mark.parametrize("status", sorted(FROZEN, key=lambda s: s.value), ids=lambda s: s.value)
+FROZEN_IN_ORDER = sorted(FROZEN, key=lambda s: s.value)
+
+
+@pytest.mark.parametrize("status", FROZEN_IN_ORDER, ids=[s.value for s in FROZEN_IN_ORDER])
 def test_a_zero_amount_line_cannot_be_added_while_the_budget_is_with_the_approver(status: ExportStatus) -> None:
     blockers = line_edit_blockers(budget(locked=True, status=status), ADMIN, new_line_amount=Decimal("0"))
     assert codes(blockers) == ["EXPORT_IN_PROGRESS"]

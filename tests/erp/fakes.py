@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.export import Capabilities
-from erp.base import ConnectorError, ExportBatch, ExportReceipt, JobSpec
+from erp.base import ConnectorError, ExportBatch, ExportReceipt, FormatViolation, JobSpec
 
 
 @dataclass
@@ -20,18 +20,22 @@ class ScriptedConnector:
     exported: list[ExportBatch] = field(default_factory=list)
     posted_exports: set[str] = field(default_factory=set)
     sync_error: ConnectorError | None = None
+    violations: list[FormatViolation] = field(default_factory=list)  # what validate() reports
 
     async def sync_job(self, job: JobSpec) -> str:
         if self.sync_error is not None:
             raise self.sync_error
         return f"JOB-{job.number}"
 
+    def validate(self, batch: ExportBatch) -> list[FormatViolation]:
+        return list(self.violations)
+
     async def export(self, batch: ExportBatch) -> ExportReceipt:
         self.exported.append(batch)
         outcome = self.outcomes.pop(0) if self.outcomes else ExportReceipt(f"REF-{batch.export_id}")
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome  # type: ignore[no-any-return]
+        return outcome
 
     async def posted(self, export_id: str) -> bool | None:
         return export_id in self.posted_exports

@@ -26,6 +26,7 @@ from tests.erp.fixtures.batches import (
     create_batch,
     fixture_lines,
     item,
+    mod,
     modifications_only_batch,
     rows,
     update_batch,
@@ -61,7 +62,7 @@ def test_name_and_capabilities(connector: Sage300FileConnector) -> None:
     assert connector.name == "sage300-file"
     assert connector.display_name == "Sage 300 CRE (estimate import file)"
     assert connector.capabilities == Capabilities(
-        exports_budget=True, exports_modifications=True, supports_sub_jobs=False, requires_posting=True,
+        exports_budget=True, exports_modifications=True, supports_sub_jobs=True, requires_posting=True,
         exports_quantities=True,
     )
 
@@ -95,7 +96,7 @@ async def test_create_fields(connector: Sage300FileConnector, drop: Path) -> Non
     await connector.export(create_batch())
     footings, steel, painting, supervision = rows((drop / CREATE_FILE).read_text(encoding="utf-8"))
     assert footings == ["C", "03-300", 'Footings, "east" wing', "L", "06052025", "12.50", "CY", "1500.00"]
-    assert steel[2] == "Structural steel and misc meta"  # cut to the documented 30 characters
+    assert steel[2] == "Structural steel, shop primed"  # fits the documented 30 characters
     assert painting == ["C", "09-900", "Painting", "S", "06052025", "0.00", "", "0.00"]  # zero new line
     assert supervision[5:] == ["40.00", "HRS", "4800.00"]
 
@@ -120,7 +121,7 @@ async def test_update_amounts_are_signed_and_quantities_never_travel_twice(
     await connector.export(update_batch())
     delta, new_line = rows((drop / UPDATE_ESTIMATE).read_text(encoding="utf-8"))
     assert delta[5:] == ["0.00", "", "-250.00"]  # a re-sent delta moves money only
-    assert new_line[5:] == ["3.33", "DAY", "0.00"]  # a zero-amount entry is a new line: its quantity travels
+    assert new_line[5:] == ["3.50", "DAY", "0.00"]  # a zero-amount entry is a new line: its quantity travels
     into, out_of, added = rows((drop / UPDATE_CHANGES).read_text(encoding="utf-8"))
     assert (into[1], into[5], into[7]) == ("03-300", "0.00", "400.00")
     assert (out_of[1], out_of[7]) == ("05-120", "-400.00")
@@ -282,21 +283,33 @@ def test_construction_touches_no_folder(tmp_path: Path) -> None:
 # --- content it refuses -----------------------------------------------------------------------------
 
 
-async def test_sub_jobs_are_refused(connector: Sage300FileConnector, drop: Path) -> None:
-    with_sub_job = batch("bb-sub", 1, "CREATE_BUDGET", date(2025, 1, 2),
-                         (item("e", "03-300", "L", "10.00", sub_job="EXTRA-2"),))
-    with pytest.raises(ConnectorError) as caught:
-        await connector.export(with_sub_job)
-    assert caught.value.retryable is False
-    assert "sub job" in str(caught.value)
-    assert not drop.exists()
+async def test_sub_jobs_go_out_as_extras_one_file_each(connector: Sage300FileConnector, drop: Path) -> None:
+    with_extras = batch("bb-extras", 2, "UPDATE_BUDGET", date(2025, 1, 2), (
+        item("e1", "03-300", "L", "10.00", is_new_line=True),
+        item("e2", "03-300", "L", "20.00", sub_job="BLDG-B", is_new_line=True),
+        mod("e3", 1, "03-300", "L", "-5.00", sub_job="BLDG-B"),
+        item("e4", "03-300", "L", "30.00", sub_job="BLDG-A", is_new_line=True),
+        mod("e5", 1, "03-300", "L", "5.00"),
+    ))
+    receipt = await connector.export(with_extras)
+
+    names = [
+        f"{JOB}_bb-extras_estimate.csv", f"{JOB}_bb-extras_approved-changes.csv",
+        f"{JOB}_extra-BLDG-A_bb-extras_estimate.csv",
+        f"{JOB}_extra-BLDG-B_bb-extras_estimate.csv", f"{JOB}_extra-BLDG-B_bb-extras_approved-changes.csv",
+    ]
+    assert receipt.erp_reference == "; ".join(names)  # base job first, then extras alphabetically
+    assert data_files(drop) == sorted(names)
+    amounts = {name: [r[7] for r in rows((drop / name).read_text(encoding="utf-8"))] for name in names}
+    assert amounts == {names[0]: ["10.00"], names[1]: ["5.00"], names[2]: ["30.00"], names[3]: ["20.00"],
+                       names[4]: ["-5.00"]}
 
 
 @pytest.mark.parametrize("amount", [1.5, Decimal("1.005"), Decimal("NaN")])
 async def test_amounts_that_are_not_exact_cents_are_refused(
     connector: Sage300FileConnector, drop: Path, amount: object
 ) -> None:
-    bad = dataclasses.replace(item("e", "03-300", "L", "0"), amount=amount)
+    bad = dataclasses.replace(item("e", "03-300", "L", "0"), amount=amount)  # type: ignore[arg-type]
     with pytest.raises(ConnectorError):
         await connector.export(batch("bb-bad", 1, "CREATE_BUDGET", date(2025, 1, 2), (bad,)))
     assert not drop.exists()
@@ -315,7 +328,7 @@ async def test_sync_job_writes_nothing_and_returns_the_job_number(connector: Sag
 async def test_posting_cannot_be_seen_from_a_file_drop(connector: Sage300FileConnector) -> None:
     await connector.export(create_batch())
     assert await connector.posted(CREATE_ID) is None
-    assert await connector.mark_posted(CREATE_ID) is None
+    await connector.mark_posted(CREATE_ID)  # a no-op: nothing to record in a folder
     assert await connector.posted(CREATE_ID) is None
 
 

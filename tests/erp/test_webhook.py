@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from datetime import date
@@ -10,10 +11,14 @@ from typing import Any
 
 import pytest
 
+from domain.budget import BudgetState, SendConditions, send_blockers
+from domain.export import EntryKind, ExportedEntry, request_kind
+from domain.permissions import PermissionLevel, ProjectAccess
+from domain.status import TRANSITIONS, WITHDRAWN, ExportStatus
 from erp.base import ConnectorConfigError, ConnectorError, ExportBatch, ExportItem, JobSpec
 from erp.registry import ConnectorRegistry
 from erp.signing import sign, verify
-from erp.webhook import WebhookConnector
+from erp.webhook import WebhookConnector, event_name
 from persistence.database import Database
 from tests.erp.webhook_server import Integrator, Reply, bound_socket, running_integrator
 
@@ -170,6 +175,84 @@ async def test_a_line_whose_changes_cancel_out_is_zero_never_negative_zero(
     )
     await connector.export(batch)
     assert integrator.received[0].json["jobCostRows"][0]["amount"] == "0.00"
+
+
+# --- the event name: create_budget only when nothing of the budget reached the ERP before --------------------
+
+
+@pytest.mark.parametrize(("kind", "event"), [("CREATE_BUDGET", "create_budget"), ("UPDATE_BUDGET", "update_budget")])
+def test_the_event_name_follows_the_request_kind(kind: str, event: str) -> None:
+    assert event_name(dataclasses.replace(create_batch(), request_kind=kind)) == event
+
+
+def test_an_unknown_request_kind_is_refused() -> None:
+    with pytest.raises(ConnectorError, match="unknown request kind"):
+        event_name(dataclasses.replace(create_batch(), request_kind="REPLACE_BUDGET"))
+
+
+async def test_a_later_send_after_withdrawn_ones_is_still_create_budget(
+    integrator: Integrator, connector: WebhookConnector
+) -> None:
+    # Sends 1 and 2 were retrieved / rejected: nothing reached the ERP, so send 3 creates the budget there.
+    third = dataclasses.replace(create_batch(), export_id="exp_create_3", request_sequence=3,
+                                request_kind=request_kind(_earlier(ExportStatus.RETRIEVED, ExportStatus.REJECTED)))
+    await connector.export(third)
+    (request,) = integrator.received
+    assert request.event == request.json["event"] == "create_budget"
+    assert request.json["requestSequence"] == 3
+
+
+def _earlier(*statuses: ExportStatus) -> list[ExportedEntry]:
+    """One exported entry per earlier request, in the given statuses (as resolvers.views builds them)."""
+    return [
+        ExportedEntry(line_item_id="L1", kind=EntryKind.ORIGINAL_BUDGET, source_id="L1", amount=Decimal("10.00"),
+                      withdrawn=status in WITHDRAWN, synced=status is ExportStatus.SYNCED)
+        for status in statuses
+    ]
+
+
+@pytest.mark.parametrize(
+    ("earlier", "kind"),
+    [
+        ((), "CREATE_BUDGET"),
+        ((ExportStatus.RETRIEVED,), "CREATE_BUDGET"),
+        ((ExportStatus.REJECTED,), "CREATE_BUDGET"),
+        ((ExportStatus.RETRIEVED, ExportStatus.REJECTED, ExportStatus.RETRIEVED), "CREATE_BUDGET"),
+        ((ExportStatus.SYNCED,), "UPDATE_BUDGET"),
+        ((ExportStatus.SYNCED, ExportStatus.RETRIEVED), "UPDATE_BUDGET"),
+        ((ExportStatus.REJECTED, ExportStatus.SYNCED, ExportStatus.REJECTED), "UPDATE_BUDGET"),
+    ],
+)
+def test_a_request_creates_the_budget_until_an_earlier_export_reached_the_erp(
+    earlier: tuple[ExportStatus, ...], kind: str
+) -> None:
+    assert request_kind(_earlier(*earlier)) == kind
+
+
+def test_no_send_can_follow_a_request_that_is_live_but_has_not_reached_the_erp() -> None:
+    """request_kind counts every request that was not retrieved or rejected as having reached the ERP. That is
+    exact only because a new send is refused while the latest request is on its way (an accepted request whose
+    export FAILED must be retried, not followed by another send) and every status a send may follow is final.
+    If the state machine changes so that this no longer holds, this test fails and the event name needs its
+    own field on the batch."""
+    everything_else_allows = SendConditions(
+        erp_connected=True, exports_budget=True, exports_modifications=True, supports_sub_jobs=True,
+        project_synced=True, unsynced_cost_codes=(), unsynced_cost_types=(), sub_job_lines=(),
+        has_pending_modifications=True, has_pending_original=True, nothing_to_send=False,
+    )
+    admin = ProjectAccess(budget_permission=PermissionLevel.ADMIN)
+    sendable = {
+        status for status in ExportStatus
+        if not send_blockers(BudgetState(id="B", project_id="P", locked=True, version=3, export_status=status),
+                             admin, everything_else_allows)
+    }
+    assert ExportStatus.EXPORT_FAILED not in sendable
+    assert sendable == {ExportStatus.NOT_SENT, ExportStatus.RETRIEVED, ExportStatus.REJECTED, ExportStatus.SYNCED}
+    for status in sendable - {ExportStatus.NOT_SENT}:
+        assert not [action for (source, action) in TRANSITIONS if source is status], f"{status} is not final"
+        reached_the_erp = status is ExportStatus.SYNCED
+        assert (status not in WITHDRAWN) == reached_the_erp
+        assert request_kind(_earlier(status)) == ("UPDATE_BUDGET" if reached_the_erp else "CREATE_BUDGET")
 
 
 # --- signature and delivery id --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from persistence.reads import EventRelations
 from resolvers.context import Services
 from resolvers.event_tail import EventTails
 from tests.erp.workflow import SEND, locked_with_one_line
@@ -20,8 +21,8 @@ async def ready(services: Services) -> tuple[Tenant, int]:
 
 async def test_many_readers_after_one_wake_up_cost_one_read_of_the_log(services: Services) -> None:
     tenant, newest = await ready(services)
-    tails = EventTails(services.db, max_age=3600)
-    assert await tails.after(tenant.company_id, newest) == ([], {})
+    tails = EventTails(services.reads, max_age=3600)
+    assert await tails.after(tenant.company_id, newest) == ([], EventRelations())
     await tenant.ok("admin", SEND, b=tenant.budget_id)
     tails.invalidate(tenant.company_id)
     with counted(services.db) as statements:
@@ -33,18 +34,20 @@ async def test_many_readers_after_one_wake_up_cost_one_read_of_the_log(services:
 
 async def test_the_cache_never_skips_an_event_and_serves_related_rows(services: Services) -> None:
     tenant, newest = await ready(services)
-    tails = EventTails(services.db, capacity=3, max_age=3600)
+    tails = EventTails(services.reads, capacity=3, max_age=3600)
     assert await tails.after(tenant.company_id, newest - 1) is None  # older than the cache: read the log
-    assert await tails.after(tenant.company_id, newest) == ([], {})
+    assert await tails.after(tenant.company_id, newest) == ([], EventRelations())
     await tenant.ok("admin", SEND, b=tenant.budget_id)
     await tenant.ok("admin", RETRIEVE, b=tenant.budget_id)
     tails.invalidate(tenant.company_id)
     answer = await tails.after(tenant.company_id, newest)
     assert answer is not None
-    rows, related = answer
-    assert [(r.sequence, r.status) for r in rows] == [(newest + 1, "PENDING_ACCEPTANCE"), (newest + 2, "RETRIEVED")]
-    assert related["user"][tenant.users["admin"]].email == "admin@example.com"
-    assert tenant.project_id in related["project"]
+    events, related = answer
+    assert [(e.sequence, e.status) for e in events] == [(newest + 1, "PENDING_ACCEPTANCE"), (newest + 2, "RETRIEVED")]
+    assert related.users[tenant.users["admin"]].email == "admin@example.com"
+    assert tenant.project_id in related.projects
+    assert tenant.budget_id in related.budgets
+    assert {e.erp_request_id for e in events} <= set(related.requests)
     for _ in range(2):  # four more events: more than the capacity of three
         await tenant.ok("admin", SEND, b=tenant.budget_id)
         await tenant.ok("admin", RETRIEVE, b=tenant.budget_id)
@@ -57,10 +60,10 @@ async def test_the_cache_never_skips_an_event_and_serves_related_rows(services: 
 async def test_memory_is_bounded_by_the_most_recently_read_companies(services: Services) -> None:
     first, first_newest = await ready(services)
     second, second_newest = await ready(services)
-    tails = EventTails(services.db, max_age=3600, companies=1)
-    assert await tails.after(first.company_id, first_newest) == ([], {})
-    assert await tails.after(second.company_id, second_newest) == ([], {})  # forgets the first company
+    tails = EventTails(services.reads, max_age=3600, companies=1)
+    assert await tails.after(first.company_id, first_newest) == ([], EventRelations())
+    assert await tails.after(second.company_id, second_newest) == ([], EventRelations())  # forgets the first company
     await first.ok("admin", SEND, b=first.budget_id)
     # Rebuilt from the log's newest event: a reader behind it is sent to the log, never given a gap.
     assert await tails.after(first.company_id, first_newest) is None
-    assert await tails.after(first.company_id, first_newest + 1) == ([], {})
+    assert await tails.after(first.company_id, first_newest + 1) == ([], EventRelations())

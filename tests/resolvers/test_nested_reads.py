@@ -141,7 +141,7 @@ async def test_send_blockers_of_many_budgets_cost_the_same_as_of_one(services: S
 
         with counted(services.db) as statements:
             result = await schema.execute(BLOCKERS, context_value=ctx)
-        assert result.errors is None, result.errors
+        assert result.errors is None and result.data is not None, result.errors
         budgets = [e["node"]["budget"] for e in result.data["projects"]["edges"]]
         assert len(budgets) == projects
         assert all([b["code"] for b in budget["sendBlockers"]][:1] == ["BUDGET_NOT_LOCKED"] for budget in budgets)

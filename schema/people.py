@@ -1,0 +1,61 @@
+"""The company and its users."""
+
+from __future__ import annotations
+
+import strawberry
+
+from persistence.records import CompanyRecord, UserRecord
+from schema.common import Ctx, Node
+from schema.enums import PermissionLevel
+
+
+@strawberry.type
+class Company(Node):
+    id: strawberry.ID
+    name: str
+    currency: str
+
+    @classmethod
+    def from_record(cls, r: CompanyRecord) -> Company:
+        return cls(id=strawberry.ID(r.id), name=r.name, currency=r.currency)
+
+
+@strawberry.type
+class User(Node):
+    id: strawberry.ID
+    name: str
+    email: str
+    is_accounting_approver: bool
+    erp_integrations_permission: PermissionLevel
+    company_id: strawberry.Private[str]
+
+    @strawberry.field
+    async def company(self, info: Ctx) -> Company:
+        company = await info.context.loaders.company.load(self.company_id)
+        assert company is not None, "a user's company exists"
+        return Company.from_record(company)
+
+    @classmethod
+    def from_record(cls, r: UserRecord) -> User:
+        return cls(
+            id=strawberry.ID(r.id),
+            name=r.name,
+            email=r.email,
+            is_accounting_approver=r.is_accounting_approver,
+            erp_integrations_permission=PermissionLevel[r.erp_permission],
+            company_id=r.company_id,
+        )
+
+
+async def load_user(info: Ctx, user_id: str | None) -> User | None:
+    if user_id is None:
+        return None
+    user = await info.context.loaders.user.load(user_id)
+    return User.from_record(user) if user is not None else None
+
+
+async def load_known_user(info: Ctx, user_id: str) -> User:
+    """A user a record points at (creator, sender): always in the viewer's company."""
+    user = await load_user(info, user_id)
+    assert user is not None, f"user {user_id} is referenced but missing"
+    return user

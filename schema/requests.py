@@ -1,0 +1,176 @@
+"""ERP requests (a send of a budget to the ERP), what they export, and the company's ERP connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import strawberry
+
+from domain import export
+from domain.money import ZERO
+from erp.base import Connector
+from persistence.records import ErpRequestRecord, RequestLineRecord
+from schema.common import Ctx, Node, described
+from schema.enums import ErpRequestKind, ExportStatus
+from schema.people import User, load_known_user, load_user
+from schema.projects import Project, load_project
+
+if TYPE_CHECKING:
+    from schema.budgets import Budget, BudgetLineItem
+
+
+@strawberry.type(description="One line of what a request exports (the approver's details view).")
+class ExportLine:
+    cost_code: str
+    cost_type: str
+    sub_job: Optional[str]
+    description: Optional[str]
+    original_budget: Decimal = strawberry.field(
+        description="Original-budget amount exported by this request (a signed delta on re-send)."
+    )
+    budget_changes: Decimal = strawberry.field(description="Modification amounts exported by this request (signed).")
+    revised_estimate: Decimal = strawberry.field(description="The line's revised amount once this request is synced.")
+    is_new_line: bool
+    line_item_id: strawberry.Private[str]
+
+    @strawberry.field
+    async def line_item(self, info: Ctx) -> Annotated[BudgetLineItem, strawberry.lazy("schema.budgets")]:
+        from schema.budgets import load_line
+
+        line = await load_line(info, self.line_item_id)
+        assert line is not None, "an exported line is never deleted"
+        return line
+
+    @classmethod
+    def from_record(cls, r: RequestLineRecord) -> ExportLine:
+        """A line as a request froze it at send time."""
+        return cls(
+            cost_code=r.cost_code,
+            cost_type=r.cost_type,
+            sub_job=r.sub_job,
+            description=r.description,
+            original_budget=r.original_budget,
+            budget_changes=r.budget_changes,
+            revised_estimate=r.revised_estimate,
+            is_new_line=r.is_new_line,
+            line_item_id=r.line_item_id,
+        )
+
+    @classmethod
+    def from_pending(cls, p: export.ExportLine) -> ExportLine:
+        """A line as a send would export it now."""
+        return cls(
+            cost_code=p.line.cost_code,
+            cost_type=p.line.cost_type,
+            sub_job=p.line.sub_job,
+            description=p.line.description,
+            original_budget=p.original_budget,
+            budget_changes=p.budget_changes,
+            revised_estimate=p.revised_estimate,
+            is_new_line=p.is_new_line,
+            line_item_id=p.line.id,
+        )
+
+
+@strawberry.type
+class ErpRequest(Node):
+    id: strawberry.ID
+    sequence: int = strawberry.field(description="1 for a budget's first send, then 2, 3, ...")
+    kind: ErpRequestKind
+    status: ExportStatus
+    sent_at: datetime
+    decided_at: Optional[datetime]
+    rejection_reason: Optional[str]
+    retrieved_at: Optional[datetime]
+    exported_at: Optional[datetime]
+    posted_at: Optional[datetime]
+    erp_reference: Optional[str] = strawberry.field(description="The document or batch id the ERP gave the export.")
+    failure_message: Optional[str]
+    record: strawberry.Private[ErpRequestRecord]
+
+    @strawberry.field
+    async def budget(self, info: Ctx) -> Annotated[Budget, strawberry.lazy("schema.budgets")]:
+        from schema.budgets import load_budget
+
+        return await load_budget(info, self.record.budget_id)
+
+    @strawberry.field
+    async def project(self, info: Ctx) -> Project:
+        return await load_project(info, self.record.project_id)
+
+    @strawberry.field
+    async def sent_by(self, info: Ctx) -> User:
+        return await load_known_user(info, self.record.sent_by_id)
+
+    @strawberry.field
+    async def decided_by(self, info: Ctx) -> Optional[User]:
+        return await load_user(info, self.record.decided_by_id)
+
+    @strawberry.field
+    async def retrieved_by(self, info: Ctx) -> Optional[User]:
+        return await load_user(info, self.record.retrieved_by_id)
+
+    @described("Frozen at send time.")
+    async def lines(self, info: Ctx) -> list[ExportLine]:
+        return [ExportLine.from_record(r) for r in await info.context.loaders.request_lines.load(self.record.id)]
+
+    @strawberry.field
+    async def total_original_budget(self, info: Ctx) -> Decimal:
+        lines = await info.context.loaders.request_lines.load(self.record.id)
+        return sum((r.original_budget for r in lines), ZERO)
+
+    @strawberry.field
+    async def total_budget_changes(self, info: Ctx) -> Decimal:
+        lines = await info.context.loaders.request_lines.load(self.record.id)
+        return sum((r.budget_changes for r in lines), ZERO)
+
+    @classmethod
+    def from_record(cls, r: ErpRequestRecord) -> ErpRequest:
+        return cls(
+            id=strawberry.ID(r.id),
+            sequence=r.sequence,
+            kind=ErpRequestKind[r.kind],
+            status=ExportStatus(r.status),
+            sent_at=r.sent_at,
+            decided_at=r.decided_at,
+            rejection_reason=r.rejection_reason,
+            retrieved_at=r.retrieved_at,
+            exported_at=r.exported_at,
+            posted_at=r.posted_at,
+            erp_reference=r.erp_reference,
+            failure_message=r.failure_message,
+            record=r,
+        )
+
+
+@strawberry.type
+class ErpCapabilities:
+    exports_budget: bool
+    exports_modifications: bool
+    supports_sub_jobs: bool
+    requires_posting: bool
+    exports_quantities: bool
+
+
+@strawberry.type
+class ErpConnection:
+    connector: str
+    display_name: str
+    capabilities: ErpCapabilities
+
+    @classmethod
+    def of(cls, connector: Connector) -> ErpConnection:
+        caps = connector.capabilities
+        return cls(
+            connector=connector.name,
+            display_name=connector.display_name,
+            capabilities=ErpCapabilities(
+                exports_budget=caps.exports_budget,
+                exports_modifications=caps.exports_modifications,
+                supports_sub_jobs=caps.supports_sub_jobs,
+                requires_posting=caps.requires_posting,
+                exports_quantities=caps.exports_quantities,
+            ),
+        )

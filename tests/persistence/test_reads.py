@@ -1,0 +1,178 @@
+"""The read side's seam on both engines: every ReadStore answer is records (or domain values), scoped to the
+company it is asked for, and batched (one answer for many keys)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from domain.permissions import NO_ACCESS, Grant, PermissionLevel
+from persistence.database import Database
+from persistence.reads import BudgetContents, EventRelations, ReadStore, SyncInputs
+from persistence.records import (
+    BudgetRecord,
+    CompanyRecord,
+    CostCodeRecord,
+    ErpRequestRecord,
+    EventRecord,
+    LineItemRecord,
+    ProjectRecord,
+    UserRecord,
+)
+from tests.erp.workflow import LOCK, MODIFY, SEND, add_line, locked_with_one_line
+from tests.support import Tenant, make_services, make_tenant
+
+
+async def two_tenants(db: Database) -> tuple[Tenant, Tenant]:
+    services = make_services(db)
+    try:
+        return await make_tenant(services), await make_tenant(services)
+    finally:
+        await services.connectors.aclose()
+
+
+async def test_the_viewer_access_and_visible_projects(engine_db: Database) -> None:
+    tenant, _ = await two_tenants(engine_db)
+    reads = ReadStore(engine_db)
+    found = await reads.user_with_company(tenant.users["locker"])
+    assert found is not None
+    user, company = found
+    assert isinstance(user, UserRecord) and isinstance(company, CompanyRecord)
+    assert (user.email, user.company_id, company.id, company.currency) == (
+        "locker@example.com",
+        tenant.company_id,
+        tenant.company_id,
+        "USD",
+    )
+    assert company.erp_connector == "embedded" and isinstance(company.erp_settings, dict)
+    assert await reads.user_with_company("usr_missing") is None
+
+    access = await reads.access(tenant.users["locker"], [tenant.project_id, "prj_other"])
+    assert access[tenant.project_id].budget_permission is PermissionLevel.STANDARD
+    assert access[tenant.project_id].grants == frozenset({Grant.LOCK_BUDGET})
+    assert "prj_other" not in access  # no grant: the caller reads NO_ACCESS
+    assert access.get("prj_other", NO_ACCESS) is NO_ACCESS
+
+    assert await reads.visible_project_ids(tenant.users["reader"]) == {tenant.project_id}
+    assert await reads.visible_project_ids(tenant.users["outsider"]) == set()  # a NONE grant sees nothing
+
+
+async def test_lookups_by_id_are_batched_and_scoped_to_the_company(engine_db: Database) -> None:
+    tenant, other = await two_tenants(engine_db)
+    reads = ReadStore(engine_db)
+    users = await reads.users([tenant.users["admin"], tenant.users["reader"], other.users["admin"]], tenant.company_id)
+    assert {u.id for u in users} == {tenant.users["admin"], tenant.users["reader"]}
+    assert [p.id for p in await reads.projects([tenant.project_id, other.project_id], tenant.company_id)] == [
+        tenant.project_id
+    ]
+    budgets = await reads.budgets([tenant.budget_id, other.budget_id], None)  # None: the system, every company
+    assert {b.id for b in budgets} == {tenant.budget_id, other.budget_id}
+    assert all(isinstance(b, BudgetRecord) for b in budgets)
+    codes = await reads.cost_codes(list(tenant.cost_codes.values()) + list(other.cost_codes.values()), other.company_id)
+    assert {c.id for c in codes} == set(other.cost_codes.values())
+    types = await reads.cost_types(list(tenant.cost_types.values()), other.company_id)
+    assert types == []
+    assert [c.id for c in await reads.companies([tenant.company_id])] == [tenant.company_id]
+    assert await reads.requests([], tenant.company_id) == []
+    listed = await reads.company_cost_codes(tenant.company_id)
+    assert [c.code for c in listed] == sorted(tenant.cost_codes)
+    assert all(isinstance(c, CostCodeRecord) for c in listed)
+    assert [t.code for t in await reads.company_cost_types(tenant.company_id)] == sorted(tenant.cost_types)
+
+
+async def test_projects_budgets_lines_and_totals(engine_db: Database) -> None:
+    tenant, other = await two_tenants(engine_db)
+    reads = ReadStore(engine_db)
+    first = await add_line(tenant, "03-300", "L", "1200.00")
+    second = await add_line(tenant, "05-120", "M", "800.50", sub_job="PHASE-2")
+
+    page, total = await reads.project_page(
+        tenant.company_id, tenant.users["admin"], True, offset=0, limit=10
+    )
+    assert ([p.id for p in page], total) == ([tenant.project_id], 1)
+    assert all(isinstance(p, ProjectRecord) for p in page)
+    hidden, none = await reads.project_page(tenant.company_id, tenant.users["outsider"], False, offset=0, limit=10)
+    assert (hidden, none) == ([], 0)
+
+    budgets = await reads.budgets_by_project(tenant.company_id, [tenant.project_id, other.project_id])
+    assert [b.id for b in budgets] == [tenant.budget_id]
+
+    totals = {t.budget_id: t for t in await reads.budget_totals([tenant.budget_id, other.budget_id])}
+    assert set(totals) == {tenant.budget_id}  # a budget without lines has no totals record
+    assert (totals[tenant.budget_id].line_count, totals[tenant.budget_id].original_total) == (2, Decimal("2000.50"))
+
+    lines = await reads.line_item_pages([tenant.budget_id, other.budget_id], after_position=None, limit=1)
+    assert [line.id for line in lines] == [first]
+    after = await reads.line_item_pages([tenant.budget_id], after_position=lines[0].position, limit=5)
+    assert [(line.id, line.sub_job, line.cost_code, line.cost_type) for line in after] == [
+        (second, "PHASE-2", "05-120", "M")
+    ]
+    by_id = await reads.line_items([first, second], other.company_id)
+    assert by_id == []  # another company's lines are not found
+    found = await reads.line_items([second], tenant.company_id)
+    assert isinstance(found[0], LineItemRecord) and found[0].original_amount == Decimal("800.50")
+
+    assert await reads.sync_inputs_of_lines([]) == SyncInputs()
+    await tenant.ok("admin", LOCK, b=tenant.budget_id)  # modifications are made on a locked budget
+    moved = await tenant.ok(
+        "admin", MODIFY, i={"budgetId": tenant.budget_id, "fromLineItemId": first, "toLineItemId": second,
+                            "amount": "100.00"}
+    )
+    modification_id = moved["createBudgetModification"]["modification"]["id"]
+    touching = await reads.sync_inputs_of_lines([first])
+    assert [m.id for m in touching.modifications] == [modification_id] and touching.entries == []
+    of_budgets = await reads.modifications_of_budgets([tenant.budget_id, other.budget_id])
+    assert [m.id for m in of_budgets.modifications] == [modification_id]
+    assert await reads.modifications_of_budgets([other.budget_id]) == SyncInputs()
+    assert (await reads.modifications([modification_id], other.company_id)).modifications == []
+
+    contents = await reads.contents_of_budgets([tenant.budget_id, other.budget_id])
+    assert contents[other.budget_id] == BudgetContents()
+    mine = contents[tenant.budget_id]
+    assert [line.id for line in mine.lines] == [first, second]
+    assert [m.id for m in mine.modifications] == [modification_id]
+    assert mine.entries == []
+
+
+async def test_requests_and_the_event_log(engine_db: Database) -> None:
+    tenant, other = await two_tenants(engine_db)
+    reads = ReadStore(engine_db)
+    newest = await locked_with_one_line(tenant)
+    assert await reads.latest_sequence(tenant.company_id) == newest
+    assert await reads.latest_sequence("cmp_without_events") == 0
+    sent = await tenant.ok("admin", SEND, b=tenant.budget_id)
+    request_id = sent["sendToERP"]["erpRequest"]["id"]
+
+    requests = await reads.requests_of_budgets([tenant.budget_id, other.budget_id])
+    assert [r.id for r in requests] == [request_id]
+    assert isinstance(requests[0], ErpRequestRecord) and requests[0].status == "PENDING_ACCEPTANCE"
+    lines = await reads.request_lines([request_id])
+    assert [(line.cost_code, line.original_budget, line.is_new_line) for line in lines] == [
+        ("03-300", Decimal("1.00"), True)
+    ]
+    queue, total = await reads.request_queue(
+        tenant.company_id, statuses=["PENDING_ACCEPTANCE"], project_id=None, offset=0, limit=10
+    )
+    assert ([r.id for r in queue], total) == ([request_id], 1)
+    assert await reads.request_queue(tenant.company_id, statuses=["SYNCED"], project_id=None, offset=0, limit=10) == (
+        [],
+        0,
+    )
+    assert (await reads.request_queue(other.company_id, statuses=None, project_id=None, offset=0, limit=10))[1] == 0
+
+    events = await reads.company_events_after(tenant.company_id, newest, limit=10)
+    assert [(e.sequence, e.status, e.erp_request_id) for e in events] == [
+        (newest + 1, "PENDING_ACCEPTANCE", request_id)
+    ]
+    assert all(isinstance(e, EventRecord) for e in events)
+    assert await reads.backlog(tenant.company_id, newest - 1) == 2
+    history, count = await reads.budget_history(tenant.budget_id, limit=1, before=None)
+    assert ([e.sequence for e in history], count) == ([newest + 1], newest + 1)
+    older, _ = await reads.budget_history(tenant.budget_id, limit=10, before=newest + 1)
+    assert [e.sequence for e in older] == list(range(newest, 0, -1))
+
+    related = await reads.relations_of_events(events)
+    assert set(related.users) == {tenant.users["admin"]}
+    assert set(related.projects) == {tenant.project_id}
+    assert set(related.budgets) == {tenant.budget_id}
+    assert set(related.requests) == {request_id}
+    assert await reads.relations_of_events([]) == EventRelations()

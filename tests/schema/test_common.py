@@ -1,0 +1,53 @@
+"""The one connection helper and the refusal types, without a database."""
+
+from __future__ import annotations
+
+from domain.errors import DomainError, ErrorCode, NotFoundError, VersionConflictError
+from resolvers.pagination import Page, decode
+from schema.build import schema
+from schema.common import Blocker, Connection, Edge, PageInfo, UserError, blockers, connection, user_errors
+
+
+def test_a_connection_has_an_edge_per_item_with_its_cursor_and_the_page_info() -> None:
+    page = Page.of([3, 4, 5], lambda n: f"c{n}", has_next=True, total=9)
+    built = connection(page, lambda n: n * 10)
+    assert built == Connection(
+        edges=[Edge(node=30, cursor="c3"), Edge(node=40, cursor="c4"), Edge(node=50, cursor="c5")],
+        page_info=PageInfo(has_next_page=True, end_cursor="c5"),
+        total_count=9,
+    )
+
+
+def test_an_empty_page_has_no_end_cursor_and_keeps_its_total() -> None:
+    built = connection(Page.of([], str, has_next=False, total=4), str)
+    assert built.edges == []
+    assert built.page_info == PageInfo(has_next_page=False, end_cursor=None)
+    assert built.total_count == 4
+
+
+def test_offset_pages_number_their_cursors_from_the_start_and_know_when_more_follow() -> None:
+    page = Page.at_offset(["a", "b"], 5, total=8)
+    assert [decode("o", c) for c in page.cursors] == [5, 6]
+    assert page.has_next is True
+    assert Page.at_offset(["a", "b"], 6, total=8).has_next is False
+    assert Page.at_offset([], 3, total=0) == Page([], [], False, 0)
+
+
+def test_refusals_keep_the_domain_code_message_and_field() -> None:
+    errors: list[DomainError] = [NotFoundError("budget", ["input", "budgetId"]), VersionConflictError(actual=None)]
+    assert user_errors(errors) == [
+        UserError(code=ErrorCode.NOT_FOUND, message="budget not found", field=["input", "budgetId"]),
+        UserError(code=ErrorCode.VERSION_CONFLICT, message=errors[1].message, field=None),
+    ]
+    assert blockers(errors) == [
+        Blocker(code=ErrorCode.NOT_FOUND, message="budget not found"),
+        Blocker(code=ErrorCode.VERSION_CONFLICT, message=errors[1].message),
+    ]
+
+
+def test_the_graphql_enums_are_the_domains_own() -> None:
+    served = schema._schema.type_map
+    assert set(served["ErrorCode"].values) == {code.name for code in ErrorCode}  # type: ignore[attr-defined]
+    assert list(served["PermissionLevel"].values) == ["NONE", "READ_ONLY", "STANDARD", "ADMIN"]  # type: ignore[attr-defined]
+    for name in ("ProjectConnection", "BudgetLineItemConnection", "ErpRequestConnection", "BudgetEventConnection"):
+        assert list(served[name].fields) == ["edges", "pageInfo", "totalCount"]  # type: ignore[attr-defined]
