@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -7,6 +8,22 @@ import pytest
 from persistence.database import Database
 from resolvers.context import Services
 from tests.support import Tenant, fresh_database, make_services, make_tenant, suite_database_url
+from tests.waiting import cancel_until_done
+
+
+@pytest.fixture(autouse=True)
+async def no_task_outlives_its_test() -> AsyncIterator[None]:
+    """Whatever a test starts stops with it (all tests share one event loop): a task left running would go
+    on acting in later tests (a hub reconnecting and logging, a worker claiming their exports) and its
+    connections would be garbage-collected there, failing an unrelated test with a ResourceWarning. A leak
+    fails the test that leaked, after the task is cancelled."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)  # one turn of the loop: tasks cancelled during teardown finish now
+    leaked = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
+    for task in leaked:
+        await cancel_until_done(task)
+    assert not leaked, "tasks outlived the test: " + "; ".join(repr(t) for t in leaked)
 
 
 @pytest.fixture(scope="session")
