@@ -16,7 +16,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -29,7 +29,7 @@ from tests.waiting import Changes, What, cancel_until_done
 
 log = logging.getLogger("tests.live_server")
 
-GRACEFUL_SECONDS = 5.0  # then uvicorn cancels what is still connected and runs the lifespan shutdown
+GRACEFUL_SECONDS = 5  # then uvicorn cancels what is still connected and runs the lifespan shutdown
 # The app's own shutdown steps are bounded (app.main: at most 45 s in all); a server slower than this is stuck.
 STOP_SECONDS = 60.0
 
@@ -80,7 +80,7 @@ async def _stop(server: _Server, task: asyncio.Task[None], name: str) -> str | N
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp, *, name: str, lifespan: str = "on") -> AsyncIterator[int]:
+async def serving(app: ASGIApp, *, name: str, lifespan: Literal["on", "off"] = "on") -> AsyncIterator[int]:
     """Serve `app` on a loopback port (yielded) until the block ends."""
     sock = bound_socket()
     port = int(sock.getsockname()[1])

@@ -385,7 +385,7 @@ async def observe_channel(url: str) -> AsyncIterator[ChannelObserver]:
                 reader.cancel()
                 await asyncio.wait({reader}, timeout=5)
         finally:
-            await asyncio.wait_for(pubsub.aclose(), 5)
+            await asyncio.wait_for(pubsub.aclose(), 5)  # type: ignore[no-untyped-call]
             await asyncio.wait_for(client.aclose(), 5)
     else:
         conn = await asyncpg.connect(url, timeout=10)
