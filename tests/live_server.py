@@ -70,9 +70,8 @@ async def _stop(server: _Server, task: asyncio.Task[None], name: str) -> str | N
     done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
     if not done:
         server.force_exit = True
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=5)
-        return f"{name} did not stop within {STOP_SECONDS:g} s" + ("" if done else " and ignored its cancellation")
+        stopped = await cancel_until_done(task, timeout=5)
+        return f"{name} did not stop within {STOP_SECONDS:g} s" + ("" if stopped else " and ignores cancellation")
     if task.cancelled():
         return f"{name} was cancelled"
     exc = task.exception()
