@@ -10,18 +10,19 @@ import pytest
 from app.tasks import cancel_and_wait, run_bounded
 
 
-async def stubborn(release: asyncio.Event) -> None:
+async def stubborn(running: asyncio.Event, release: asyncio.Event) -> None:
+    running.set()
     while not release.is_set():
         try:
-            await asyncio.sleep(10)
+            await release.wait()
         except asyncio.CancelledError:
             continue  # what a misbehaving client library does
 
 
 async def test_a_task_that_swallows_cancellation_does_not_hang_the_stop(caplog: pytest.LogCaptureFixture) -> None:
-    release = asyncio.Event()
-    task = asyncio.create_task(stubborn(release))
-    await asyncio.sleep(0)
+    running, release = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(stubborn(running, release))
+    await running.wait()  # inside its loop: a cancellation now reaches the code that swallows it
     started = time.monotonic()
     await cancel_and_wait(task, 0.2, "the stubborn task")
     assert time.monotonic() - started < 2
@@ -29,7 +30,8 @@ async def test_a_task_that_swallows_cancellation_does_not_hang_the_stop(caplog: 
     assert "the stubborn task did not stop within 0.2 s" in caplog.text
     release.set()
     task.cancel()
-    await asyncio.wait({task}, timeout=11)
+    await asyncio.wait({task}, timeout=5)
+    assert task.done()
 
 
 async def test_a_failing_clean_up_step_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:

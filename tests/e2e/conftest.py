@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -12,21 +12,37 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
-from app.main import create_app
+from app.main import Runtime, create_app
 from app.settings import Settings
 from persistence.database import Database
+from tests.live_server import reap_runtime
 from tests.support import JWT_SECRET, Tenant
+from tests.waiting import eventually
 
 # Nothing a client sees may reveal internals.
 LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy")
 
 
+@dataclass
+class RunningApp:
+    asgi: ASGIApp  # what clients call (the app with its lifespan state)
+    runtime: Runtime  # what the lifespan built: the export worker, the live hub, services
+
+
 @pytest.fixture
-async def app(db: Database) -> AsyncIterator[ASGIApp]:
+async def running_app(db: Database) -> AsyncIterator[RunningApp]:
     settings = Settings(database_url=db.url, jwt_secret=JWT_SECRET, export_poll_seconds=0.05)
     application = create_app(settings, run_worker=True)
-    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
-        yield manager.app
+    try:
+        async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:
+            yield RunningApp(asgi=manager.app, runtime=application.state.runtime)
+    finally:
+        await reap_runtime(getattr(application.state, "runtime", None), "the app")
+
+
+@pytest.fixture
+async def app(running_app: RunningApp) -> ASGIApp:
+    return running_app.asgi
 
 
 @pytest.fixture
@@ -59,15 +75,39 @@ async def gql(client: httpx.AsyncClient, token: str | None, query: str, **variab
 async def wait_for(
     probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], *, timeout: float = 5.0
 ) -> Any:
-    """Poll `probe` until `done(value)`; fail after `timeout` seconds with the last value seen."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Poll `probe` until `done(value)`; fail after `timeout` seconds with the last value seen.
+
+    For an arbitrary probe only polling can tell (tests.waiting.eventually). Where the change comes with a
+    committed event, `wait_for_commit` waits on the commit instead."""
+    last: list[Any] = []
+
+    async def check() -> bool:
+        last[:] = [await probe()]
+        return done(last[0])
+
+    await eventually(check, timeout=timeout, what=lambda: f"the probe's answer; last value: {last[0]!r}")
+    return last[0]
+
+
+async def wait_for_commit(
+    runtime: Runtime, company_id: str, probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool],
+    *, timeout: float = 10.0,
+) -> Any:
+    """Re-run `probe` after every commit that appends events for the company, until `done(value)`.
+
+    The app rings the hub's listeners after each such commit, the export worker's included. Listening starts
+    before the first probe, so a commit between the probe and the wait still rings."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with runtime.live.listen(company_id) as waiter:
         value = await probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s; last value: {value!r}")
-        await asyncio.sleep(0.02)
+        while not done(value):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no commit made the probe's answer right within {timeout:g} s: {value!r}")
+            await waiter.wait(remaining)  # returns when rung, or at the deadline
+            value = await probe()
+    return value
 
 
 async def ok(client: httpx.AsyncClient, token: str, query: str, **variables: Any) -> dict[str, Any]:

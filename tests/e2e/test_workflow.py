@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     SYNC_PROJECT,
     UNLOCK,
     UPDATE_LINE,
+    RunningApp,
     add_line,
     budget_of,
     codes,
@@ -30,7 +31,7 @@ from tests.e2e.conftest import (
     ok,
     ready_to_send,
     refused,
-    wait_for,
+    wait_for_commit,
 )
 from tests.support import Tenant, make_tenant, snapshot
 
@@ -59,7 +60,7 @@ def line_amounts(budget: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
 
 
 async def test_budget_goes_to_the_erp_and_back_through_every_state(
-    client: httpx.AsyncClient, services: Services, db: Database
+    client: httpx.AsyncClient, running_app: RunningApp, services: Services, db: Database
 ) -> None:
     tenant = await make_tenant(services)
     admin, approver, integrator = tenant.token("admin"), tenant.token("approver"), tenant.token("integrator")
@@ -174,8 +175,9 @@ async def test_budget_goes_to_the_erp_and_back_through_every_state(
     assert accepted_request["decidedBy"]["id"] == tenant.users["approver"]
     # The worker may already have run by the time the payload is read.
     assert accepted_request["status"] in ("EXPORTING", "AWAITING_POSTING")
-    exported = await wait_for(lambda: request_status(client, tenant, third["id"]),
-                              lambda r: r["status"] == "AWAITING_POSTING")
+    exported = await wait_for_commit(running_app.runtime, tenant.company_id,
+                                     lambda: request_status(client, tenant, third["id"]),
+                                     lambda r: r["status"] == "AWAITING_POSTING")
     assert exported["erpReference"] and exported["exportedAt"] and exported["postedAt"] is None
     assert exported["budget"]["exportStatus"] == "AWAITING_POSTING"
 

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.live_server import bound_socket, serving
+from tests.waiting import Changes
+
+__all__ = ["NO_BODY", "Integrator", "Received", "Reply", "bound_socket", "running_integrator"]
 
 NO_BODY = object()
 
@@ -71,6 +73,7 @@ class Integrator:
     defaults: dict[str, Reply] = field(default_factory=dict)
     default: Reply = field(default_factory=lambda: Reply(200, {"status": "success", "erpReference": "ERP-1"}))
     _release: asyncio.Event = field(default_factory=asyncio.Event)
+    _changes: Changes = field(default_factory=Changes)  # notified on every request received
 
     @property
     def url(self) -> str:
@@ -84,11 +87,8 @@ class Integrator:
         self._release.set()
 
     async def wait_for_requests(self, count: int, *, timeout: float = 5.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the integrator received {len(self.received)} requests, expected {count}")
-            await asyncio.sleep(0.01)
+        await self._changes.until(lambda: len(self.received) >= count, timeout=timeout,
+                                  what=lambda: f"{count} requests to the integrator (got {len(self.received)})")
         return self.received
 
     async def handle(self, request: Request) -> Response:
@@ -96,6 +96,7 @@ class Integrator:
         received = Received(method=request.method, path=request.url.path,
                             headers={k.lower(): v for k, v in request.headers.items()}, body=body)
         self.received.append(received)
+        self._changes.notify()
         reply = self.queue.popleft() if self.queue else self.defaults.get(received.event or "", self.default)
         if reply.delay:
             with contextlib.suppress(TimeoutError):
@@ -108,37 +109,13 @@ class Integrator:
         return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
 
 
-def bound_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextlib.asynccontextmanager
 async def running_integrator() -> AsyncIterator[Integrator]:
     """Serve a fresh Integrator until the block ends; every wait is bounded."""
     integrator = Integrator()
-    sock = bound_socket()
-    integrator.port = int(sock.getsockname()[1])
-    config = uvicorn.Config(integrator.app(), log_level="warning", lifespan="off", ws="websockets-sansio",
-                            timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="integrator-server")
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if task.done():
-                task.result()
-                raise AssertionError("the integrator server stopped before it started")
-            if time.monotonic() > deadline:
-                raise AssertionError("the integrator server did not start within 10 s")
-            await asyncio.sleep(0.01)
-        yield integrator
-    finally:
-        integrator.release()
-        server.should_exit = True
+    async with serving(integrator.app(), name="integrator-server", lifespan="off") as port:
+        integrator.port = port
         try:
-            await asyncio.wait_for(task, 10)
+            yield integrator
         finally:
-            sock.close()
+            integrator.release()  # no delayed reply may keep the server from stopping
