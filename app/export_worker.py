@@ -80,7 +80,8 @@ class ExportWorker:
             except Exception:  # an outage must not kill the worker; the next pass tries again
                 log.exception("export pass failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def run_once(self) -> int:
@@ -105,7 +106,8 @@ class ExportWorker:
         try:
             if connector is None:
                 raise ConnectorError("the company has no working ERP connection")
-            receipt = await asyncio.wait_for(connector.export(loaded.batch), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                receipt = await connector.export(loaded.batch)
         except (ConnectorError, TimeoutError, OSError) as exc:
             message, retryable = export_pipeline.describe_failure(exc, self._timeout)
             log.warning("export of %s failed (attempt %d): %s", job.request_id, job.attempts, message)
@@ -143,7 +145,8 @@ class ExportWorker:
             if connector is None:
                 continue
             try:
-                posted = await asyncio.wait_for(connector.posted(check.export_id), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    posted = await connector.posted(check.export_id)
             except Exception:
                 log.warning("posting check of %s failed", check.id, exc_info=True)
                 continue

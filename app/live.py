@@ -65,7 +65,8 @@ class Waiter:
     async def wait(self, timeout: float) -> bool:
         """True when rung, False on timeout; either way the caller re-reads the log."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
             return True
         except TimeoutError:
             return False
@@ -134,7 +135,8 @@ class LiveHub:
             return  # reconnecting: the other processes' timers re-read the log
         try:
             async with lock:
-                await asyncio.wait_for(broadcast.publish(CHANNEL, message), self._heartbeat)
+                async with asyncio.timeout(self._heartbeat):
+                    await broadcast.publish(CHANNEL, message)
         except Exception as exc:
             log.warning("broadcast publish failed (%s); reconnecting", exc)
             self._drop(broadcast)
@@ -168,7 +170,8 @@ class LiveHub:
 
     async def _connected_session(self) -> None:
         broadcast = _broadcast_for(self.url)
-        await asyncio.wait_for(broadcast.connect(), 5)
+        async with asyncio.timeout(5):
+            await broadcast.connect()
         try:
             async with broadcast.subscribe(CHANNEL) as subscriber:
                 self._publish_lock = asyncio.Lock()  # a publish stuck on the old connection must not hold us
@@ -181,7 +184,8 @@ class LiveHub:
                 try:
                     while self._broadcast is broadcast:
                         try:
-                            event = await asyncio.wait_for(subscriber.get(), self._heartbeat)
+                            async with asyncio.timeout(self._heartbeat):
+                                event = await subscriber.get()
                         except TimeoutError:
                             if loop.time() - self._last_heard > 3 * self._heartbeat:
                                 raise ConnectionError("no heartbeat heard back") from None
@@ -201,7 +205,8 @@ class LiveHub:
             await asyncio.sleep(self._heartbeat)
             try:
                 async with lock:
-                    await asyncio.wait_for(broadcast.publish(CHANNEL, f"h:{self._instance}"), self._heartbeat)
+                    async with asyncio.timeout(self._heartbeat):
+                        await broadcast.publish(CHANNEL, f"h:{self._instance}")
             except Exception as exc:
                 log.warning("heartbeat publish failed (%s)", exc)
                 self._drop(broadcast)

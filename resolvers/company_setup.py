@@ -132,7 +132,8 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
         return Outcome(errors=refusals(exc))
     assert connector is not None
     try:
-        job_id = await asyncio.wait_for(connector.sync_job(spec), SYNC_TIMEOUT_SECONDS)
+        async with asyncio.timeout(SYNC_TIMEOUT_SECONDS):
+            job_id = await connector.sync_job(spec)
     except (ConnectorError, TimeoutError) as exc:
         message = str(exc) if isinstance(exc, ConnectorError) else "the ERP did not answer in time"
         return Outcome(errors=[DomainError(ErrorCode.ERP_SYNC_FAILED, f"the ERP refused the job sync: {message}")])

@@ -193,19 +193,25 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
         return await uow.requests.get(actor.company_id, request_id)
 
     request = await run_unit(ctx.services, current)
-    if (
+    marked_in_erp = (
         request is not None
         and request.status == ExportStatus.AWAITING_POSTING.value
         and connector is not None
         and permissions.confirm_posting_refusal(actor) is None
-    ):
+    )
+    if marked_in_erp:
         # Posting is recorded in the ERP first (idempotent), then here; only a confirmation that will not be
         # refused gets this far.
+        assert request is not None and connector is not None
         await connector.mark_posted(request.export_id)
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
         budget, req = await request_for_change(ctx, uow, request_id)
         wf.require_none([permissions.confirm_posting_refusal(actor)])
+        if marked_in_erp and req.status == ExportStatus.SYNCED.value:
+            # The worker's posting detection saw the posting we just made in the ERP and recorded it first:
+            # what the caller asked for holds, so this is the same success, not a refusal.
+            return Changed(erp_request_id=req.id, budget_id=budget.id)
         now = ctx.services.clock()
         values: dict[str, Any] = {"posted_at": now}
         if reference:

@@ -539,6 +539,24 @@ async def test_confirm_posting() -> None:
     assert shop.kicks == []
 
 
+async def test_a_confirmation_the_worker_recorded_first_is_the_same_success() -> None:
+    """The ERP is marked posted before our transaction; the worker's posting detection can see that posting
+    and record it in between. The caller asked for exactly that outcome: success, and one event only."""
+    shop = make_shop()
+    request_id = await shop.request_in(S.AWAITING_POSTING)
+    before = shop.mark()
+
+    async def worker_sees_the_posting(export_id: str) -> None:
+        shop.connector.marked_posted.append(export_id)
+        await shop.move(request_id, RequestAction.CONFIRM_POSTING, posted_at=T0)
+
+    shop.connector.mark_posted = worker_sees_the_posting  # type: ignore[method-assign]
+    changed = accepted(await confirm_posting(shop.ctx("integrator"), request_id, None, None))
+    assert changed == Changed(erp_request_id=request_id, budget_id=shop.budget_id)
+    assert shop.request(request_id).status == "SYNCED"
+    assert [(e.type, e.actor_id) for e in new_events(shop, before)] == [("JobCostPosted", None)]
+
+
 async def test_confirm_posting_without_a_reference_keeps_none() -> None:
     shop = make_shop()
     request_id = await shop.request_in(S.AWAITING_POSTING)
