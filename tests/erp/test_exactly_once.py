@@ -18,6 +18,7 @@ from resolvers.context import Services
 from tests.erp.crashing_worker import CRASH_STATUS
 from tests.erp.workflow import accept, add_line, lock_and_send, request
 from tests.support import JWT_SECRET, make_tenant
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]  # `-m tests.erp.crashing_worker` resolves from the repository root
 
@@ -78,15 +79,12 @@ async def test_a_worker_killed_after_the_erp_write_exports_each_entry_exactly_on
 
     restarted = await start_worker(tenant.company_id, worker_env(db_url))
     try:
+        # The worker is another process that announces nothing to this one: poll the request (one helper).
+        async def exported() -> bool:
+            return bool((await request(tenant, request_id))["status"] != "EXPORTING")
 
-        async def exported() -> dict[str, object]:
-            while True:
-                current = await request(tenant, request_id)
-                if current["status"] != "EXPORTING":
-                    return current
-                await asyncio.sleep(0.1)
-
-        done = await asyncio.wait_for(exported(), 30)
+        await eventually(exported, timeout=30, what="the restarted worker to record the export")
+        done = await request(tenant, request_id)
     finally:
         restarted.terminate()
         await asyncio.wait_for(restarted.wait(), 15)
