@@ -16,7 +16,7 @@ Refused with `BAD_USER_INPUT`, the first limit hit named:
 - repeats: one response name selected too often in one selection set (graphql-core's
   OverlappingFieldsCanBeMerged compares such fields pairwise, quadratic in their number);
 - root mutation fields per operation;
-- fragments nested too deeply (a chain that would exhaust the stack), and fragment cycles.
+- fields nested too deeply to walk (beyond any depth limit), and fragment cycles.
 
 Unknown fields, types and fragments are skipped here: graphql-core's validation reports them afterwards.
 """
@@ -165,8 +165,10 @@ class _Walk:
         self.nesting = 0
 
     def run(self) -> None:
-        # Every definition is checked, used or not: graphql-core's validation walks them all.
-        for name in self.fragments:
+        # Every definition is checked, used or not: graphql-core's validation walks them all. Fragments are
+        # summarised after the fragments they spread, so a spread always finds its summary memoised and
+        # the walk never recurses along a chain of spreads.
+        for name in self.spread_order():
             self.fragment(name, None)
         for operation in self.operations:
             self.defaults = {
@@ -182,6 +184,35 @@ class _Walk:
                     f"an operation may run at most {self.limits.max_mutations} mutations "
                     f"(this one has {len(summary.names)}): send them in separate requests"
                 )
+
+    def spread_order(self) -> list[str]:
+        """Fragment names, each after every fragment it spreads (an iterative depth-first post-order)."""
+        spreads = {name: _spreads_in(definition.selection_set) for name, definition in self.fragments.items()}
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 = on the path, 2 = done
+        for start in self.fragments:
+            if state.get(start):
+                continue
+            stack: list[tuple[str, int]] = [(start, 0)]
+            state[start] = 1
+            while stack:
+                name, index = stack[-1]
+                children = spreads[name]
+                if index < len(children):
+                    stack[-1] = (name, index + 1)
+                    child = children[index]
+                    if child not in self.fragments:
+                        continue
+                    if state.get(child) == 1:
+                        raise _Refused(f"the fragment {child!r} spreads itself")
+                    if not state.get(child):
+                        state[child] = 1
+                        stack.append((child, 0))
+                else:
+                    stack.pop()
+                    state[name] = 2
+                    order.append(name)
+        return order
 
     def enforce(self, summary: Summary) -> None:
         limits = self.limits
@@ -279,8 +310,7 @@ class _Walk:
                 times = own_items = self.maxima.get(f"{parent.name}.{name}", DEFAULT_UNPAGED_MAXIMUM)
         summary.items = _add(summary.items, own_items)
         if node.selection_set is None or not isinstance(named, (GraphQLObjectType, GraphQLInterfaceType)):
-            summary.depth = max(summary.depth, 0 if introspection else 1)
-            return
+            return  # a leaf adds no depth (as in strawberry's depth limiter: `{ viewer { id } }` is 1)
         child = self.selection_set(node.selection_set, named, child_page)
         summary.depth = max(summary.depth, child.depth if introspection else child.depth + 1)
         summary.items = _add(summary.items, _mul(child.items, times))
@@ -312,6 +342,19 @@ class _Walk:
         if not isinstance(value, int) or isinstance(value, bool):
             return 0  # not an Int: validation or coercion refuses it
         return max(value, 0)
+
+
+def _spreads_in(selection_set: SelectionSetNode) -> list[str]:
+    """The fragment names spread anywhere inside a selection set (iteratively: nesting may be deep)."""
+    found: list[str] = []
+    pending = [selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FragmentSpreadNode):
+                found.append(selection.name.value)
+            elif selection.selection_set is not None:
+                pending.append(selection.selection_set)
+    return found
 
 
 def _is_list(field_type: Any) -> bool:
