@@ -352,7 +352,7 @@ def _spreads_in(selection_set: SelectionSetNode) -> list[str]:
         for selection in pending.pop().selections:
             if isinstance(selection, FragmentSpreadNode):
                 found.append(selection.name.value)
-            elif selection.selection_set is not None:
+            elif isinstance(selection, (FieldNode, InlineFragmentNode)) and selection.selection_set is not None:
                 pending.append(selection.selection_set)
     return found
 
