@@ -297,3 +297,17 @@ async def test_client_errors_log_one_info_line_and_unexpected_ones_a_traceback_w
     logged = [r for r in caplog.records if r.exc_info is not None]
     assert len(logged) == 1 and error_id in logged[0].getMessage()
     assert logged[0].levelno == logging.ERROR
+
+
+async def test_an_outage_during_execution_is_503_service_unavailable_too(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(ctx: Any) -> Any:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
+    monkeypatch.setattr(queries, "cost_codes", unreachable)
+    response = await client.post("/graphql", json={"query": "{ viewer { id } costCodes { id } }"},
+                                 headers=bearer(tenant.token("reader")))
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert code_of(response.json()) == ["SERVICE_UNAVAILABLE"]
+    assert "5432" not in response.text
