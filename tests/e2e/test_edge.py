@@ -311,3 +311,22 @@ async def test_an_outage_during_execution_is_503_service_unavailable_too(
     assert response.status_code == 503 and response.headers["retry-after"] == "5"
     assert code_of(response.json()) == ["SERVICE_UNAVAILABLE"]
     assert "5432" not in response.text
+
+
+async def test_rate_limits_in_redis_are_shared_between_processes(db: Database, services: Services) -> None:
+    from tests.e2e.test_scale_out import REDIS_URL, host_port, redis_alive
+    from tests.support import in_ci
+
+    if not await redis_alive(*host_port(REDIS_URL)):
+        if in_ci():
+            pytest.fail(f"Redis is needed at {REDIS_URL}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    tenant = await make_tenant(services)  # a new user: its counter starts at zero, in any shared Redis
+    shared = {"rate_limit_storage": REDIS_URL, "rate_limit_operations": "3/minute"}
+    async with edge_client(db, **shared) as first, edge_client(db, **shared) as second:
+        token = tenant.token("reader")
+        assert (await gql(first, token, VIEWER))["data"]
+        assert (await gql(second, token, VIEWER))["data"]
+        assert (await gql(first, token, VIEWER))["data"]
+        response = await second.post("/graphql", json={"query": VIEWER}, headers=bearer(token))
+        assert response.status_code == 429 and code_of(response.json()) == ["RATE_LIMITED"]
