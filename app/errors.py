@@ -4,6 +4,8 @@ GraphQL execution, and which exceptions mean "the database cannot be reached now
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import uuid
 from collections.abc import Mapping
 
@@ -75,13 +77,16 @@ def _asyncpg_outage_types() -> tuple[type[BaseException], ...]:
 
 
 _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    OSError,  # "Connect call failed", "No route to host", a socket closed under us
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    socket.gaierror,  # the database's host name does not resolve
     TimeoutError,
     asyncio.TimeoutError,
     *_sqlalchemy_outage_types(),
     *_asyncpg_outage_types(),
 )
+# A plain OSError is an outage only when it is about reaching a host (asyncpg raises one for several
+# addresses: "Multiple exceptions: [Errno 111] Connect call failed ..."), not, say, a file's permissions.
+_OUTAGE_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
 # SQLSTATE classes: 08 connection exception, 57P operator intervention (shutdown, cannot connect now).
 _OUTAGE_SQLSTATES = ("08", "57P")
 
@@ -100,6 +105,10 @@ def is_database_outage(error: BaseException) -> bool:
         if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATES):
             return True
         if isinstance(current, _OUTAGE_TYPES):
+            return True
+        if isinstance(current, OSError) and (
+            current.errno in _OUTAGE_ERRNOS or "Connect call failed" in str(current)
+        ):
             return True
         orig = getattr(current, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's error
         current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
