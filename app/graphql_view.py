@@ -1,25 +1,66 @@
-"""The GraphQL endpoint: strawberry's ASGI view with our context, orjson and authentication."""
+"""The GraphQL WebSocket endpoint: strawberry's ASGI view with our context, orjson and authentication, a
+cap on message size, rate limits on subscribe and trusted documents. (HTTP is app.graphql_http.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 
 from app import auth, pages
+from app.errors import RATE_LIMITED
+from app.trusted_documents import DocumentLookupError
 from resolvers.context import Context, Viewer
 
 if TYPE_CHECKING:
     from app.main import Runtime
+
+
+async def refuse_operation(view: GraphQLView, context: Context, payload: Any) -> dict[str, Any] | None:
+    """Before a WebSocket operation starts: the GraphQL error that refuses it (rate limit, trusted documents),
+    or None. A trusted document named by id replaces the payload's query."""
+    runtime = view._runtime(context.request)
+    if context.viewer_or_none is not None:
+        refusal = await runtime.rate_limits.operation(context.viewer_or_none.actor.user_id)
+        if refusal is not None:
+            return {
+                "message": "too many requests: try again later",
+                "extensions": {"code": RATE_LIMITED, "retryAfter": refusal.retry_after},
+            }
+    if not isinstance(payload, dict):
+        return None
+    try:
+        text = runtime.trusted_documents.resolve(payload.get("query"), payload.get("documentId"),
+                                                 payload.get("extensions"))
+    except DocumentLookupError as missing:
+        return {"message": missing.message, "extensions": {"code": missing.code}}
+    if text is not None:
+        payload["query"] = text
+    return None
+
+
+class LimitedLegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """The legacy graphql-ws protocol with the same refusals on `start`."""
+
+    async def handle_start(self, message: Any) -> None:
+        if self.connection_acknowledged and message.get("id") not in self.tasks:
+            view: Any = self.view
+            refused = await refuse_operation(view, self.context, message.get("payload"))
+            if refused is not None:
+                await self.send_message(ErrorMessage(type="error", id=message["id"], payload=cast(Any, refused)))
+                return
+        await super().handle_start(message)
 
 
 class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -32,6 +73,16 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._pinger is None and self.view.keep_alive:
             self._pinger = asyncio.create_task(self._ping(float(self.view.keep_alive_interval or 15.0)))
+
+    async def handle_subscribe(self, message: Any) -> None:
+        if self.connection_acknowledged and message.get("id") not in self.operations:
+            view: Any = self.view
+            refused = await refuse_operation(view, self.context, message.get("payload"))
+            if refused is not None:
+                error: Any = {"id": message["id"], "type": "error", "payload": [refused]}
+                await self.send_message(error)
+                return
+        await super().handle_subscribe(message)
 
     async def _ping(self, interval: float) -> None:
         with contextlib.suppress(Exception):  # the socket is gone: shutdown() is on its way
@@ -52,10 +103,18 @@ class GraphQLView(GraphQL[Context, None]):
     secret in `app.state.runtime`, which the lifespan sets before the server accepts any request."""
 
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
+    graphql_ws_handler_class = LimitedLegacyWSHandler
 
-    def __init__(self, schema: Any, allowed_origins: tuple[str, ...] = ("*",), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        schema: Any,
+        allowed_origins: tuple[str, ...] = ("*",),
+        max_message_bytes: int = 262_144,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(schema, **kwargs)
         self.allowed_origins = allowed_origins
+        self.max_message_bytes = max_message_bytes
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from this package's own files (app/static), not strawberry's page that loads a CDN."""
@@ -70,6 +129,10 @@ class GraphQLView(GraphQL[Context, None]):
         runtime: Runtime = connection.app.state.runtime
         return runtime
 
+    @staticmethod
+    def token_of(connection: HTTPConnection) -> str | None:
+        return auth.bearer(connection.headers.get("authorization"))
+
     async def viewer_from_token(self, connection: HTTPConnection, token: str | None) -> Viewer | None:
         if token is None:
             return None
@@ -80,20 +143,27 @@ class GraphQLView(GraphQL[Context, None]):
         return await auth.load_viewer(runtime.services.reads, user_id)
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
-        token = auth.bearer(request.headers.get("authorization"))
-        viewer = await self.viewer_from_token(request, token)
+        """A WebSocket's context: authenticated later, from connection_init (or a header, checked there)."""
         services = self._runtime(request).services
-        return Context(services=services, viewer_or_none=viewer, request=request, response=response)
+        return Context(services=services, viewer_or_none=None, request=request, response=response)
 
     async def on_ws_connect(self, context: Context) -> None:
         """Authenticate a WebSocket from its connection_init payload (browsers cannot set headers on
-        WebSockets). No valid token: strawberry closes with 4403 before any data is sent."""
-        if context.viewer_or_none is None:
-            params = context.connection_params if isinstance(context.connection_params, dict) else {}
-            header = params.get("authorization") or params.get("Authorization")
-            token = auth.bearer(header if isinstance(header, str) else None)
-            context.viewer_or_none = await self.viewer_from_token(context.request, token)
+        WebSockets) or its upgrade request's header. No valid token, or an address over its failed
+        authentication limit: strawberry closes with 4403 before any data is sent."""
+        request = context.request
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        header = params.get("authorization") or params.get("Authorization")
+        token = auth.bearer(header if isinstance(header, str) else None) or self.token_of(request)
+        if token is not None:
+            limits = self._runtime(request).rate_limits
+            address = request.client.host if request.client is not None else "unknown"
+            if await limits.auth_blocked(address) is not None:
+                raise ConnectionRejectionError({"message": "too many failed authentications: try again later"})
+            context.viewer_or_none = await self.viewer_from_token(request, token)
             context.reset_loaders()
+            if context.viewer_or_none is None:
+                await limits.auth_failed(address)
         if context.viewer_or_none is None:
             raise ConnectionRejectionError(
                 {"message": "authentication required: a valid bearer token in connection_init"}
@@ -104,7 +174,33 @@ class GraphQLView(GraphQL[Context, None]):
             # Closing before accept makes the server answer the upgrade with HTTP 403.
             await send({"type": "websocket.close", "code": 4403, "reason": "origin not allowed"})
             return
+        if scope["type"] == "websocket":
+            receive, send = self._limit_messages(receive, send)
         await super().__call__(scope, receive, send)
+
+    def _limit_messages(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        """A message over the limit closes the connection with 1009 (Message Too Big, RFC 6455) before the
+        protocol parses it; what the protocol sends after that is dropped."""
+        limit = self.max_message_bytes
+        closed = False
+
+        async def limited_receive() -> Message:
+            nonlocal closed
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                text, data = message.get("text"), message.get("bytes")
+                size = len(text) if text is not None else len(data or b"")
+                if size > limit:
+                    closed = True
+                    await send({"type": "websocket.close", "code": 1009, "reason": "message too big"})
+                    return {"type": "websocket.disconnect", "code": 1009}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not closed:
+                await send(message)
+
+        return limited_receive, guarded_send
 
     def _origin_allowed(self, scope: Scope) -> bool:
         if "*" in self.allowed_origins:

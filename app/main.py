@@ -19,17 +19,22 @@ from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from app import auth, pages
+from app.body_limit import BodyLimitMiddleware
+from app.errors import is_database_outage
 from app.export_worker import ExportWorker, build_worker
+from app.graphql_http import GraphQLHTTPEndpoint
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
+from app.rate_limits import RateLimits, storage_url
 from app.settings import Settings, SettingsError
 from app.tasks import run_bounded
+from app.trusted_documents import TrustedDocuments, TrustedDocumentsError
 from app.webhook_callbacks import webhook_callback
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
 from persistence.migrate import is_current, migrate
 from persistence.reads import ReadStore
-from resolvers.context import Services
+from resolvers.context import QueryLimits, Services
 from resolvers.event_tail import EventTails
 from schema.build import schema
 
@@ -46,10 +51,33 @@ class Runtime:
     worker: ExportWorker
     live: LiveHub
     jwt_secret: str = ""
+    rate_limits: RateLimits = field(default_factory=lambda: RateLimits("memory://", "30/minute", "600/minute"))
+    trusted_documents: TrustedDocuments = field(default_factory=TrustedDocuments)
     extra: dict[str, object] = field(default_factory=dict)
 
 
-async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
+def load_trusted_documents(settings: Settings) -> TrustedDocuments:
+    """The manifest, parsed and validated against the schema now: a bad one stops the start."""
+    try:
+        return TrustedDocuments.load(
+            settings.trusted_documents or None, settings.trusted_documents_mode, schema._schema
+        )
+    except TrustedDocumentsError as exc:
+        raise SettingsError(f"BUDGETBRIDGE_TRUSTED_DOCUMENTS: {exc}") from None
+
+
+def rate_limits_for(settings: Settings) -> RateLimits:
+    return RateLimits(
+        storage_url(settings.rate_limit_storage, settings.broadcast_url),
+        settings.rate_limit_failed_auth,
+        settings.rate_limit_operations,
+    )
+
+
+async def start_runtime(
+    settings: Settings, *, demo: bool = False, trusted_documents: TrustedDocuments | None = None
+) -> Runtime:
+    trusted = trusted_documents if trusted_documents is not None else load_trusted_documents(settings)
     db = Database(settings.database_url)
     try:
         if db.is_sqlite:
@@ -79,10 +107,22 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
         event_tails=tails,
         live_reread_seconds=settings.subscription_reread_seconds,
         max_subscriber_lag=settings.max_subscriber_lag,
+        query_limits=QueryLimits(max_mutations=settings.max_mutations_per_request),
+        is_outage=is_database_outage,
+        trusted_documents=trusted.parsed,
     )
     worker = build_worker(settings, services)
     services.kick_exports = worker.kick
-    return Runtime(settings=settings, db=db, services=services, worker=worker, live=live, jwt_secret=secret)
+    return Runtime(
+        settings=settings,
+        db=db,
+        services=services,
+        worker=worker,
+        live=live,
+        jwt_secret=secret,
+        rate_limits=rate_limits_for(settings),
+        trusted_documents=trusted,
+    )
 
 
 async def health(request: Request) -> JSONResponse:
@@ -90,9 +130,10 @@ async def health(request: Request) -> JSONResponse:
     try:
         async with runtime.db.read() as conn:
             await conn.exec_driver_sql("SELECT 1")
-    except Exception:
-        log.exception("health check failed")
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+    except Exception as exc:
+        log.warning("health check failed: %r", exc)
+        retry_after = str(runtime.settings.retry_after_seconds)
+        return JSONResponse({"status": "unavailable"}, status_code=503, headers={"retry-after": retry_after})
     return JSONResponse({"status": "ok"})
 
 
@@ -113,10 +154,11 @@ async def print_demo_users(runtime: Runtime) -> None:
 
 def create_app(settings: Settings | None = None, *, demo: bool = False, run_worker: bool = True) -> Starlette:
     settings = settings or Settings.from_env()
+    trusted = load_trusted_documents(settings)  # a bad manifest fails here, before the server listens
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime = await start_runtime(settings, demo=demo)
+        runtime = await start_runtime(settings, demo=demo, trusted_documents=trusted)
         app.state.runtime = runtime
         await runtime.live.start()
         # Everything built so far lives as long as the process: keep it out of the garbage collector's
@@ -142,8 +184,10 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         keep_alive_interval=settings.keep_alive_seconds,
         connection_init_wait_timeout=timedelta(seconds=settings.connection_init_timeout_seconds),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        max_message_bytes=settings.max_websocket_message_bytes,
     )
     middleware = [
+        Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),
@@ -153,7 +197,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
     ]
     return Starlette(
         routes=[
-            Route("/graphql", view, methods=["GET", "POST"]),
+            Route("/graphql", GraphQLHTTPEndpoint(view), methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             Route("/erp/callbacks/webhook", webhook_callback, methods=["POST"]),
             Route("/healthz", health),

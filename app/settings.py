@@ -37,6 +37,16 @@ class Settings:
     export_backoff_seconds: float = 2.0
     export_lease_seconds: float = 120.0
     export_callback_wait_seconds: float = 24 * 3600.0
+    # Request edge (README, "Security").
+    max_body_bytes: int = 1_048_576
+    max_websocket_message_bytes: int = 262_144
+    max_mutations_per_request: int = 10
+    rate_limit_storage: str = ""  # "" = the redis:// broadcast URL if there is one, else memory://
+    rate_limit_failed_auth: str = "30/minute"
+    rate_limit_operations: str = "600/minute"
+    trusted_documents: str = ""  # path of a {hash: document} manifest
+    trusted_documents_mode: str = "allow"
+    retry_after_seconds: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +69,8 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{variable}: {exc}") from None
         settings = cls(**values)
+        if settings.trusted_documents_mode == "require" and not settings.trusted_documents:
+            raise SettingsError("BUDGETBRIDGE_TRUSTED_DOCUMENTS_MODE=require needs BUDGETBRIDGE_TRUSTED_DOCUMENTS")
         if settings.export_lease_seconds <= settings.export_timeout_seconds:
             raise SettingsError(
                 "BUDGETBRIDGE_EXPORT_LEASE_SECONDS must exceed BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS, or a "
@@ -123,6 +135,36 @@ def _connector(text: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _rate(text: str) -> str:
+    import limits
+
+    try:
+        limits.parse(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a rate such as 30/minute or 600 per hour") from None
+    return text
+
+
+def _rate_storage(text: str) -> str:
+    url = text.removeprefix("async+")
+    if "://" not in url or url.split("://", 1)[0] not in ("memory", "redis", "rediss"):
+        raise ValueError(f"{text!r} is not memory:// or redis://host:port/db")
+    return text
+
+
+def _manifest(text: str) -> str:
+    if not os.path.isfile(text):
+        raise ValueError(f"{text!r} is not a file (a JSON object of document id -> document)")
+    return text
+
+
+def _mode(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in ("off", "allow", "require"):
+        raise ValueError(f"{text!r} is not off, allow or require")
+    return lowered
+
+
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in text.split(",") if o.strip()) or ("*",)
 
@@ -134,5 +176,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "broadcast_url": _broadcast_url,
     "erp_connector": _connector,
     "allowed_origins": _origins,
+    "rate_limit_storage": _rate_storage,
+    "rate_limit_failed_auth": _rate,
+    "rate_limit_operations": _rate,
+    "trusted_documents": _manifest,
+    "trusted_documents_mode": _mode,
 }
 _PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {"float": _positive, "int": _count, "bool": _flag}

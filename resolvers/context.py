@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +18,19 @@ from persistence.database import Database
 from persistence.reads import ReadStore
 from persistence.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
 from resolvers.loaders import Loaders
-from resolvers.pagination import QueryLimitError
 
 MAX_NODES = 50_000
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one operation may ask for, checked from the document before it runs (schema/cost.py)."""
+
+    max_depth: int = 12
+    max_items: int = MAX_NODES
+    max_selections: int = 5_000
+    max_field_repeats: int = 50
+    max_mutations: int = 10
 
 
 def utc_now() -> datetime:
@@ -30,6 +40,17 @@ def utc_now() -> datetime:
 class UnauthenticatedError(GraphQLError):
     def __init__(self, message: str = "authentication required: send Authorization: Bearer <token>") -> None:
         super().__init__(message, extensions={"code": "UNAUTHENTICATED"})
+
+
+class ServiceUnavailableError(GraphQLError):
+    """A dependency (the database) cannot be reached now; the client should retry later (HTTP 503)."""
+
+    def __init__(self, message: str = "the service is temporarily unavailable: try again shortly") -> None:
+        super().__init__(message, extensions={"code": "SERVICE_UNAVAILABLE"})
+
+
+def never_an_outage(error: BaseException) -> bool:
+    return False
 
 
 @dataclass
@@ -52,6 +73,13 @@ class Services:
     max_subscriber_lag: int = 10_000
     # The read side; None means a ReadStore on `db` (see `reads`).
     read_store: ReadStore | None = None
+    # What one operation may ask for (checked before it runs).
+    query_limits: QueryLimits = field(default_factory=QueryLimits)
+    # Whether an exception means a dependency is down (the app plugs in the database's errors): such
+    # failures answer SERVICE_UNAVAILABLE instead of "Unexpected error.".
+    is_outage: Callable[[BaseException], bool] = never_an_outage
+    # Trusted documents: their text -> the document parsed and validated at start (graphql.DocumentNode).
+    trusted_documents: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def reads(self) -> ReadStore:
@@ -97,8 +125,6 @@ class Context:
     loaders: Loaders = field(init=False)
     # Set by the WebSocket protocols from the connection_init payload.
     connection_params: Any = None
-    # How many list items the rest of this operation may still ask for (see spend()).
-    node_allowance: int = MAX_NODES
 
     def __post_init__(self) -> None:
         self.reset_loaders()
@@ -109,17 +135,6 @@ class Context:
         self.loaders = Loaders(
             self.services.reads, actor.company_id if actor else None, actor.user_id if actor else None
         )
-
-    def spend(self, nodes: int) -> None:
-        """Charge a page against the request's allowance. Page sizes are capped per field, but aliases and
-        nesting multiply them (200 projects x 1000 lines); past the allowance the request is refused rather
-        than served for half a minute."""
-        self.node_allowance -= nodes
-        if self.node_allowance < 0:
-            raise QueryLimitError(
-                f"the query asks for too many objects at once (at most {MAX_NODES} list items per operation): "
-                "ask for smaller pages with first/after"
-            )
 
     @property
     def viewer(self) -> Viewer:

@@ -15,6 +15,29 @@ MAX_PAGE = 1000
 
 T = TypeVar("T")
 
+# The most items each unpaged list field returns; the rest are cut. The query cost analysis
+# (schema/cost.py) charges each such list at its maximum. Documented in the README ("Security").
+UNPAGED_MAXIMA: dict[str, int] = {
+    "Query.costCodes": 5_000,
+    "Query.costTypes": 500,
+    "Budget.erpRequests": 200,
+    "Budget.modifications": 1_000,
+    "Budget.pendingExport": 10_000,
+    "Budget.sendBlockers": 100,
+    "Budget.unlockBlockers": 100,
+    "ErpRequest.lines": 10_000,
+    "ErpRequest.entries": 10_000,
+    "Reconciliation.lines": 10_000,
+}
+# Any other list of objects, until it is given its own maximum above.
+DEFAULT_UNPAGED_MAXIMUM = 1_000
+
+
+def capped(items: Sequence[T], field: str) -> Sequence[T]:
+    """At most the documented maximum of the unpaged list `field` ("Type.field")."""
+    maximum = UNPAGED_MAXIMA.get(field, DEFAULT_UNPAGED_MAXIMUM)
+    return items if len(items) <= maximum else items[:maximum]
+
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):

@@ -21,7 +21,7 @@ from persistence.records import (
 from resolvers import pagination
 from resolvers.budget_state import budget_state, send_conditions
 from resolvers.context import Context
-from resolvers.pagination import Page
+from resolvers.pagination import Page, capped
 from resolvers.views import LineItemView, ModificationView
 
 # What `node(id:)` can answer with.
@@ -66,7 +66,6 @@ def _sees_all_projects(ctx: Context) -> bool:
 
 async def projects(ctx: Context, first: int | None, after: str | None) -> Page[ProjectRecord]:
     limit = pagination.check_first(first, 200)
-    ctx.spend(limit)
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
     actor = ctx.actor
@@ -88,7 +87,6 @@ def event_cursor(event: EventRecord) -> str:
 
 async def line_item_page(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[LineItemView]:
     limit = pagination.check_first(first, default=100)
-    ctx.spend(limit)
     after_position = pagination.decode("p", after)
     views = await ctx.loaders.line_page.load((budget_id, after_position, limit + 1))
     totals = await ctx.loaders.budget_totals.load(budget_id)
@@ -98,7 +96,6 @@ async def line_item_page(ctx: Context, budget_id: str, first: int | None, after:
 
 async def history(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[EventRecord]:
     limit = pagination.check_first(first, 500)
-    ctx.spend(limit)
     before = pagination.decode("s", after)
     found, total = await ctx.services.reads.budget_history(budget_id, limit=limit + 1, before=before)
     return Page.of(found[:limit], event_cursor, has_next=len(found) > limit, total=total)
@@ -128,7 +125,6 @@ async def erp_requests(
     """The company's ERP Integrations queue. Approvers and ERP users see all of it; others see the
     requests of projects they can see."""
     limit = pagination.check_first(first, 200)
-    ctx.spend(limit)
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
     if project_id is not None and await visible_project(ctx, project_id) is None:
@@ -148,11 +144,11 @@ async def viewer_user(ctx: Context) -> UserRecord:
 
 
 async def cost_codes(ctx: Context) -> list[CostCodeRecord]:
-    return await ctx.services.reads.company_cost_codes(ctx.actor.company_id)
+    return list(capped(await ctx.services.reads.company_cost_codes(ctx.actor.company_id), "Query.costCodes"))
 
 
 async def cost_types(ctx: Context) -> list[CostTypeRecord]:
-    return await ctx.services.reads.company_cost_types(ctx.actor.company_id)
+    return list(capped(await ctx.services.reads.company_cost_types(ctx.actor.company_id), "Query.costTypes"))
 
 
 async def node(ctx: Context, node_id: str) -> NodeValue | None:

@@ -18,7 +18,7 @@ from graphql import GraphQLError
 from domain import permissions
 from persistence.reads import EventRelations
 from persistence.records import EventRecord
-from resolvers.context import MAX_NODES, Context
+from resolvers.context import Context
 from resolvers.event_tail import EventTails
 
 PAGE = 500
@@ -98,7 +98,6 @@ async def export_status_changed(
                 if visible is not None and event.project_id not in visible:
                     continue
                 ctx.reset_loaders()  # nested fields of a long-lived stream must not read stale cache
-                ctx.node_allowance = MAX_NODES  # each event is answered like an operation of its own
                 _prime(ctx, related, event)
                 yield event
             if len(events) == PAGE:

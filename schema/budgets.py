@@ -11,6 +11,7 @@ import strawberry
 from domain.money import ZERO
 from persistence.records import BudgetRecord
 from resolvers import queries
+from resolvers.pagination import capped
 from resolvers.views import LineItemView, ModificationView
 from schema.common import Blocker, Connection, Ctx, Node, blockers, connection, described
 from schema.enums import ExportStatus
@@ -155,7 +156,8 @@ class Budget(Node):
 
     @described("Newest first.")
     async def erp_requests(self, info: Ctx) -> list[ErpRequest]:
-        return [ErpRequest.from_record(r) for r in await info.context.loaders.requests_of_budget.load(self.record.id)]
+        found = await info.context.loaders.requests_of_budget.load(self.record.id)
+        return [ErpRequest.from_record(r) for r in capped(found, "Budget.erpRequests")]
 
     @strawberry.field
     async def original_budget_total(self, info: Ctx) -> Decimal:
@@ -186,19 +188,21 @@ class Budget(Node):
 
     @strawberry.field
     async def modifications(self, info: Ctx) -> list[BudgetModification]:
-        return [BudgetModification.from_view(v) for v in await info.context.loaders.modifications.load(self.record.id)]
+        found = await info.context.loaders.modifications.load(self.record.id)
+        return [BudgetModification.from_view(v) for v in capped(found, "Budget.modifications")]
 
     @described("Why sendToERP would be refused now; empty when it would succeed.")
     async def send_blockers(self, info: Ctx) -> list[Blocker]:
-        return blockers(await queries.send_blockers(info.context, self.record))
+        return blockers(capped(await queries.send_blockers(info.context, self.record), "Budget.sendBlockers"))
 
     @described("Why unlockBudget would be refused now; empty when it would succeed.")
     async def unlock_blockers(self, info: Ctx) -> list[Blocker]:
-        return blockers(await queries.unlock_blockers(info.context, self.record))
+        return blockers(capped(await queries.unlock_blockers(info.context, self.record), "Budget.unlockBlockers"))
 
     @described("What a send would contain now: only what is not yet exported.")
     async def pending_export(self, info: Ctx) -> list[ExportLine]:
-        return [ExportLine.from_pending(p) for p in await queries.pending_export(info.context, self.record)]
+        pending = await queries.pending_export(info.context, self.record)
+        return [ExportLine.from_pending(p) for p in capped(pending, "Budget.pendingExport")]
 
     @described("Audit trail, newest first.")
     async def history(

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from graphql import GraphQLError, GraphQLSchema
+from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
-from resolvers.context import MAX_NODES, Context, UnauthenticatedError
+from resolvers.context import (
+    Context,
+    QueryLimits,
+    ServiceUnavailableError,
+    UnauthenticatedError,
+    never_an_outage,
+)
 from resolvers.pagination import QueryLimitError
 from resolvers.subscriptions import SubscriberTooSlowError, SubscriptionInputError
 from schema.budgets import Budget, BudgetLineItem, BudgetModification
+from schema.cost import CostAnalysis
 from schema.enums import ExportEntryKind
 from schema.mutation import Mutation
 from schema.people import Company, User
@@ -23,26 +33,99 @@ from schema.requests import ErpRequest
 from schema.scalars import DecimalInputError, DecimalScalar
 from schema.subscription import Subscription
 
-MAX_DEPTH = 12
 MAX_TOKENS = 10_000  # bounds the cost of parsing a document before anything else runs
 PUBLIC_ERRORS = (
     UnauthenticatedError,
+    ServiceUnavailableError,
     QueryLimitError,
     DecimalInputError,
     SubscriptionInputError,
     SubscriberTooSlowError,
 )
+log = logging.getLogger("budgetbridge.graphql")
+_analyses: dict[int, CostAnalysis] = {}
 
 
-class PerOperationAllowance(SchemaExtension):
-    """Every operation starts with the full list-item allowance, also the second query on a WebSocket
-    connection (whose context lives as long as the connection)."""
+def _analysis(graphql_schema: GraphQLSchema) -> CostAnalysis:
+    found = _analyses.get(id(graphql_schema))
+    if found is None:
+        found = _analyses[id(graphql_schema)] = CostAnalysis(graphql_schema)
+    return found
 
-    def on_operation(self) -> Iterator[None]:
+
+class DocumentGuard(SchemaExtension):
+    """Before graphql-core validates a document: reuse a trusted document's parse, then check the query's
+    cost (schema/cost.py: depth, list items, selections, repeats, mutations), linear in the document.
+    Over a limit, the operation is refused with BAD_USER_INPUT and graphql-core never walks it."""
+
+    def on_parse(self) -> Iterator[None]:
         context = self.execution_context.context
-        if isinstance(context, Context):
-            context.node_allowance = MAX_NODES
+        query = self.execution_context.query
+        if isinstance(context, Context) and query is not None:
+            trusted = context.services.trusted_documents.get(query)
+            if trusted is not None:
+                self.execution_context.graphql_document = trusted
         yield
+
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        document = execution.graphql_document
+        if document is not None:
+            services = context.services if isinstance(context, Context) else None
+            limits = services.query_limits if services is not None else QueryLimits()
+            errors = _analysis(execution.schema._schema).check(document, limits, execution.variables)
+            if errors:
+                execution.pre_execution_errors = errors
+            elif services is not None and execution.query in services.trusted_documents:
+                execution.pre_execution_errors = []  # validated once, at start
+        yield
+
+
+class ReportErrors(MaskErrors):
+    """Each error is logged once: a client's mistake as one INFO line, an outage as one WARNING (answered
+    SERVICE_UNAVAILABLE), anything else with its traceback and an error id, answered "Unexpected error."
+    with that id in `extensions.errorId` (no stack trace or SQL ever reaches the client)."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=should_mask)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        context = self.execution_context.context
+        is_outage = context.services.is_outage if isinstance(context, Context) else never_an_outage
+        processed: list[GraphQLError] = []
+        for error in errors:
+            original = error.original_error
+            if isinstance(original, ServiceUnavailableError) or (
+                original is not None and not isinstance(original, GraphQLError) and is_outage(original)
+            ):
+                log.warning("service unavailable at %s: %r", error.path, original)
+                replaced = ServiceUnavailableError()
+                processed.append(
+                    GraphQLError(replaced.message, nodes=error.nodes, path=error.path, extensions=replaced.extensions)
+                )
+            elif self.should_mask_error(error):
+                error_id = uuid.uuid4().hex[:16]
+                log.error(
+                    "unexpected error %s at %s", error_id, error.path,
+                    exc_info=(type(original), original, original.__traceback__) if original else None,
+                )
+                processed.append(
+                    GraphQLError(
+                        "Unexpected error.", nodes=error.nodes, path=error.path,
+                        extensions={"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
+                    )
+                )
+            else:
+                code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
+                log.info("request error %s: %s", code, error.message)
+                processed.append(error)
+        return processed
+
+
+class AppSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Logged once, by ReportErrors (strawberry's default logs every error with a traceback)."""
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -57,7 +140,7 @@ def should_mask(error: GraphQLError) -> bool:
 
 
 def build_schema(subscription: type | None = None) -> strawberry.Schema:
-    return strawberry.Schema(
+    return AppSchema(
         query=Query,
         mutation=Mutation,
         subscription=subscription,
@@ -75,10 +158,9 @@ def build_schema(subscription: type | None = None) -> strawberry.Schema:
         ],
         config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
         extensions=[
-            PerOperationAllowance,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-            lambda: MaskErrors(should_mask_error=should_mask),
+            DocumentGuard,
+            ReportErrors,
         ],
     )
 

@@ -12,6 +12,7 @@ from domain import export
 from domain.money import ZERO
 from erp.base import Connector
 from persistence.records import ErpRequestRecord, RequestLineRecord
+from resolvers.pagination import capped
 from schema.common import Ctx, Node, described
 from schema.enums import ErpRequestKind, ExportStatus
 from schema.people import User, load_known_user, load_user
@@ -114,7 +115,8 @@ class ErpRequest(Node):
 
     @described("Frozen at send time.")
     async def lines(self, info: Ctx) -> list[ExportLine]:
-        return [ExportLine.from_record(r) for r in await info.context.loaders.request_lines.load(self.record.id)]
+        found = await info.context.loaders.request_lines.load(self.record.id)
+        return [ExportLine.from_record(r) for r in capped(found, "ErpRequest.lines")]
 
     @strawberry.field
     async def total_original_budget(self, info: Ctx) -> Decimal:

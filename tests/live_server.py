@@ -241,6 +241,8 @@ def server_settings_for(database_url: str, **overrides: object) -> Settings:
         keep_alive_seconds=1.0,
         connection_init_timeout_seconds=1.0,
         max_subscriptions_per_connection=3,
+        rate_limit_failed_auth="100000/minute",
+        rate_limit_operations="100000/minute",
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 

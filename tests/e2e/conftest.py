@@ -19,6 +19,12 @@ from tests.live_server import reap_runtime
 from tests.support import JWT_SECRET, Tenant
 from tests.waiting import eventually
 
+# The suite sends many requests per user and from one address; the rate limit tests set small limits.
+GENEROUS_RATE_LIMITS: dict[str, Any] = {
+    "rate_limit_failed_auth": "100000/minute",
+    "rate_limit_operations": "100000/minute",
+}
+
 # Nothing a client sees may reveal internals.
 LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy")
 
@@ -31,7 +37,9 @@ class RunningApp:
 
 @pytest.fixture
 async def running_app(db: Database) -> AsyncIterator[RunningApp]:
-    settings = Settings(database_url=db.url, jwt_secret=JWT_SECRET, export_poll_seconds=0.05)
+    settings = Settings(
+        database_url=db.url, jwt_secret=JWT_SECRET, export_poll_seconds=0.05, **GENEROUS_RATE_LIMITS
+    )
     application = create_app(settings, run_worker=True)
     try:
         async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30) as manager:

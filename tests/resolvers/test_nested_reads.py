@@ -125,7 +125,7 @@ async def test_two_pages_of_one_budget_in_one_query_each_get_their_own_rows(serv
 
 
 BLOCKERS = """
-{ projects { edges { node { budget { sendBlockers { code } unlockBlockers { code }
+{ projects(first: 4) { edges { node { budget { sendBlockers { code } unlockBlockers { code }
     pendingExport { costCode originalBudget } } } } } }
 """
 
