@@ -315,7 +315,8 @@ class SqlEventLog(_Sql, EventLog):
     """Each event is written in the transaction of the change it records. Its sequence comes from the
     company row (`UPDATE ... RETURNING`), which also holds that row's lock until commit: two transactions
     of one company cannot interleave their sequences, so a reader that has seen N has seen every event
-    below N."""
+    below N. Being the one lock all writers of a company share, it is taken last, after the budget rows
+    (persistence.unit_of_work.LockOrder, checked in EventLog.append and BudgetRepository.get_for_update)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         _Sql.__init__(self, conn)

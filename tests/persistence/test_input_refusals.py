@@ -137,25 +137,45 @@ async def build_world(services: Services) -> World:
     return world
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-async def world(
-    request: pytest.FixtureRequest, postgres_persistence_url: str | OSError, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[World]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('bad-input') / 'b.db'}"
-    elif isinstance(postgres_persistence_url, OSError):
-        if in_ci():
-            pytest.fail(f"PostgreSQL is required in CI and is not reachable: {postgres_persistence_url}")
-        pytest.skip(f"PostgreSQL not reachable ({postgres_persistence_url}); CI runs these")
-    else:
-        url = postgres_persistence_url
-    db: Database = await fresh_database(url)
-    services = make_services(db)
+class Worlds:
+    """The module's worlds, one per engine, built on first use and kept until the module ends (so the order
+    the tests run in, shuffled or not, never builds one twice)."""
+
+    def __init__(self, postgres_url: str | OSError, sqlite_url: str) -> None:
+        self.urls: dict[str, str | OSError] = {"sqlite": sqlite_url, "postgres": postgres_url}
+        self.built: dict[str, World] = {}
+
+    async def get(self, engine: str) -> World:
+        if engine not in self.built:
+            url = self.urls[engine]
+            if isinstance(url, OSError):
+                if in_ci():
+                    pytest.fail(f"PostgreSQL is required in CI and is not reachable: {url}")
+                pytest.skip(f"PostgreSQL not reachable ({url}); CI runs these")
+            db: Database = await fresh_database(url)
+            self.built[engine] = await build_world(make_services(db))
+        return self.built[engine]
+
+    async def close(self) -> None:
+        for world in self.built.values():
+            await world.services.connectors.aclose()
+            await world.services.db.dispose()
+
+
+@pytest.fixture(scope="module")
+async def worlds(
+    postgres_persistence_url: str | OSError, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Worlds]:
+    built = Worlds(postgres_persistence_url, f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('bad-input') / 'b.db'}")
     try:
-        yield await build_world(services)
+        yield built
     finally:
-        await services.connectors.aclose()
-        await db.dispose()
+        await built.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def world(request: pytest.FixtureRequest, worlds: Worlds) -> World:
+    return await worlds.get(request.param)
 
 
 # --- the table --------------------------------------------------------------------------------------------
