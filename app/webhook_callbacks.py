@@ -19,6 +19,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from domain.text import unstorable
 from erp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from resolvers import export_callbacks
 
@@ -84,6 +85,8 @@ def parse_callback(body: bytes) -> Callback:
     if (not isinstance(messages, list) or len(messages) > MAX_MESSAGES
             or not all(isinstance(m, str) and len(m) <= MAX_MESSAGE_LENGTH for m in messages)):
         raise BadCallbackError(f"messages must be a list of at most {MAX_MESSAGES} strings")
+    if any(unstorable(text) for text in (export_id, reference or "", *messages)):
+        raise BadCallbackError("exportId, erpReference and messages must not contain NUL or unpaired surrogates")
     texts = [" ".join(m.split()) for m in messages]
     message = "; ".join(t for t in texts if t) or None
     return Callback(export_id=export_id.strip(), status=status, erp_reference=(reference or "").strip() or None,

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from domain import events as ev
 from domain import permissions
 from domain.errors import DomainError, DomainErrors, ErrorCode, invalid
+from domain.export import ExportLine
+from domain.money import MAX_INTEGER_DIGITS, ZERO, amount_in_range, format_decimal
 from domain.permissions import Actor, ProjectAccess
 from domain.status import EDITS_FROZEN, IN_PROGRESS, ExportStatus, RequestAction, transition
 
@@ -147,6 +149,8 @@ class SendConditions:
     has_pending_modifications: bool
     has_pending_original: bool
     nothing_to_send: bool
+    # What the send would carry (its amounts are checked against the 13 integer digits).
+    pending: tuple[ExportLine, ...] = ()
 
 
 def send_blockers(budget: BudgetState, access: ProjectAccess, cond: SendConditions) -> list[DomainError]:
@@ -182,6 +186,7 @@ def send_blockers(budget: BudgetState, access: ProjectAccess, cond: SendConditio
         if cond.has_pending_original and not cond.exports_budget:
             errors.append(DomainError(ErrorCode.VALIDATION_FAILED, "the ERP connector cannot export original budgets"))
     errors.append(_latest_request_blocker(budget, "send"))
+    errors += send_amount_refusals(cond.pending)
     if cond.nothing_to_send:
         errors.append(DomainError(ErrorCode.NOTHING_TO_SEND, "everything in this budget has already been exported"))
     return _present(errors)
@@ -380,3 +385,107 @@ def send(
 def sync_project(budget: BudgetState, actor_id: str, erp_job_id: str) -> ev.ProjectSyncedToErp:
     """Syncing a project changes no budget state; it is recorded on the budget's trail."""
     return _recorded(ev.ProjectSyncedToErp, budget, actor_id, erp_job_id=erp_job_id)
+
+
+# --- amounts: every stored amount and every total stays within 13 integer digits ---------------------------
+
+
+@dataclass(frozen=True)
+class LineAmounts:
+    """A line's amounts as a change would leave them; `label` names the line, `field` the input at fault."""
+
+    original: Decimal
+    modifications: Decimal
+    label: str = "the line"
+    field: tuple[str, ...] | None = None
+
+    @property
+    def revised(self) -> Decimal:
+        return self.original + self.modifications
+
+
+@dataclass(frozen=True)
+class BudgetTotals:
+    """Sums over a budget's lines (what originalBudgetTotal / modificationsTotal / revisedBudgetTotal show)."""
+
+    original: Decimal = ZERO
+    modifications: Decimal = ZERO
+
+    @property
+    def revised(self) -> Decimal:
+        return self.original + self.modifications
+
+    def replacing(self, before: LineAmounts | None, after: LineAmounts | None) -> BudgetTotals:
+        """The totals once the line `before` (None: a new line) is `after` (None: deleted)."""
+        zero = LineAmounts(ZERO, ZERO)
+        old, new = before or zero, after or zero
+        return BudgetTotals(
+            self.original - old.original + new.original, self.modifications - old.modifications + new.modifications
+        )
+
+
+def _out_of_range(what: str, value: Decimal, field: Sequence[str] | None) -> DomainError:
+    return DomainError(
+        ErrorCode.AMOUNT_OUT_OF_RANGE,
+        f"{what} would be {format_decimal(value)}: amounts and totals have at most {MAX_INTEGER_DIGITS} "
+        "integer digits",
+        field,
+    )
+
+
+def amount_refusals(
+    lines: Iterable[LineAmounts], totals: BudgetTotals, field: Sequence[str] | None = None
+) -> list[DomainError]:
+    """Why a change is refused for its amounts: a changed line's original, modifications or revised amount,
+    or the budget's totals after the change (`totals`), past 13 integer digits. `field`: the input a
+    budget total is blamed on."""
+    errors: list[DomainError] = []
+    for line in lines:
+        for what, value in (
+            ("original amount", line.original),
+            ("modifications amount", line.modifications),
+            ("revised amount", line.revised),
+        ):
+            if not amount_in_range(value):
+                errors.append(_out_of_range(f"the {what} of {line.label}", value, line.field))
+    for what, value in (
+        ("original budget total", totals.original),
+        ("modifications total", totals.modifications),
+        ("revised budget total", totals.revised),
+    ):
+        if not amount_in_range(value):
+            errors.append(_out_of_range(f"the budget's {what}", value, field))
+    return errors
+
+
+def require_amounts_in_range(
+    lines: Iterable[LineAmounts], totals: BudgetTotals, field: Sequence[str] | None = None
+) -> None:
+    require_none(amount_refusals(lines, totals, field))
+
+
+def send_amount_refusals(pending: Sequence[ExportLine]) -> list[DomainError]:
+    """What a send would carry past 13 integer digits: a request line's original budget (a delta on a
+    re-send, which can exceed both amounts it is the difference of), budget changes or revised estimate, or
+    the request's totals (which include the sum of its entries). One reason per line at most."""
+    errors: list[DomainError] = []
+    for p in pending:
+        for what, value in (
+            ("original budget", p.original_budget),
+            ("budget changes", p.budget_changes),
+            ("revised estimate", p.revised_estimate),
+        ):
+            if not amount_in_range(value):
+                errors.append(_out_of_range(f"the {what} sent for line {p.line.label}", value, None))
+                break
+    original = sum((p.original_budget for p in pending), ZERO)
+    changes = sum((p.budget_changes for p in pending), ZERO)
+    for what, value in (
+        ("total original budget", original),
+        ("total budget changes", changes),
+        ("total revised estimate", sum((p.revised_estimate for p in pending), ZERO)),
+        ("total of the entries", sum((e.amount for p in pending for e in p.entries), ZERO)),
+    ):
+        if not amount_in_range(value):
+            errors.append(_out_of_range(f"the request's {what}", value, None))
+    return errors

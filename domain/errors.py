@@ -36,6 +36,8 @@ class ErrorCode(enum.StrEnum):
     NOT_FAILED = "NOT_FAILED"
     # Added to the contract's codes: the connector refused or failed to create the job (message says why).
     ERP_SYNC_FAILED = "ERP_SYNC_FAILED"
+    # An amount or a total would pass the 13 integer digits amounts have (NUMERIC(15,2)).
+    AMOUNT_OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
 
 
 class DomainError(Exception):

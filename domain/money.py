@@ -14,6 +14,9 @@ MAX_INTEGER_DIGITS = 13
 AMOUNT_PLACES = 2
 QUANTITY_PLACES = 4
 ZERO = Decimal("0.00")
+# The largest amount a NUMERIC(15,2) column holds (13 integer digits): every stored amount and every total a
+# budget or a request shows stays within +-MAX_AMOUNT.
+MAX_AMOUNT = Decimal("9999999999999.99")
 
 _PLAIN_DECIMAL = re.compile(r"^[+-]?([0-9]+)(?:\.([0-9]+))?$")
 
@@ -58,6 +61,11 @@ def to_amount(value: Decimal) -> Decimal:
 def has_at_most_places(value: Decimal, places: int) -> bool:
     exponent = value.normalize().as_tuple().exponent
     return isinstance(exponent, int) and -exponent <= places
+
+
+def amount_in_range(value: Decimal) -> bool:
+    """Whether `value` fits 13 integer digits (and so every amount column and every total)."""
+    return -MAX_AMOUNT <= value <= MAX_AMOUNT
 
 
 def format_decimal(value: Decimal) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.errors import ConcurrentChangeError
@@ -29,9 +29,25 @@ from persistence.repositories import (
     SqlModifications,
     SqlProjects,
 )
-from persistence.unit_of_work import AbstractUnitOfWork
+from persistence.types import UnstorableValueError, refuse_unstorable_parameters
+from persistence.unit_of_work import AbstractUnitOfWork, TransactionConflictError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+# PostgreSQL's SQLSTATEs for "run the transaction again": serialization_failure, deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """A deadlock or serialisation failure (PostgreSQL), or a database busy with another writer (SQLite, whose
+    WAL refuses a reader's upgrade to writer at once when another connection wrote meanwhile)."""
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+        return False
+    orig = exc.orig
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        if getattr(candidate, "sqlstate", None) in RETRYABLE_SQLSTATES:
+            return True
+    return "database is locked" in str(orig)
 
 
 class DatabaseUrlError(ValueError):
@@ -75,6 +91,9 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # The same refusal on both engines for text neither should store (NUL, lone surrogates): a safety net
+        # below the input checks, which name the field at fault.
+        event.listen(self.engine.sync_engine, "before_cursor_execute", refuse_unstorable_parameters)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
@@ -93,7 +112,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     """One database transaction, with the SQL repositories bound to its connection.
 
     A unique-key violation (a concurrent request won the same idempotency key or line key) leaves as
-    ConcurrentChangeError, a refusal the service layer understands, never as a driver exception."""
+    ConcurrentChangeError, a refusal the service layer understands, never as a driver exception; a deadlock
+    or serialisation failure leaves as TransactionConflictError, for the runner to run the unit again."""
 
     def __init__(self, db: Database, on_events: Callable[[str], None] = lambda company_id: None) -> None:
         super().__init__(on_events)
@@ -135,6 +155,10 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             await self.connection.commit()
         except IntegrityError:
             raise ConcurrentChangeError() from None
+        except DBAPIError as exc:
+            if is_transaction_conflict(exc):
+                raise TransactionConflictError(str(exc.orig)) from exc
+            raise
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -142,6 +166,10 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         await super().__aexit__(exc_type, exc, tb)
         if isinstance(exc, IntegrityError):
             raise ConcurrentChangeError() from None
+        if isinstance(exc, StatementError) and isinstance(exc.orig, UnstorableValueError):
+            raise exc.orig from None  # the bind check's own error, not SQLAlchemy's wrapper of it
+        if exc is not None and is_transaction_conflict(exc):
+            raise TransactionConflictError(str(getattr(exc, "orig", exc))) from exc
 
     async def _end(self) -> None:
         try:

@@ -11,6 +11,7 @@ from sqlalchemy import Select, Table, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
+from domain.text import storable
 from persistence.records import (
     BudgetRecord,
     BudgetTotalsRecord,
@@ -55,8 +56,9 @@ async def records(conn: AsyncConnection, stmt: Select[Any], record: type[R]) -> 
 async def _chunked(
     conn: AsyncConnection, ids: Sequence[str], build: Callable[[list[str]], Select[Any]], record: type[R]
 ) -> list[R]:
-    """Run `build(chunk)` for each chunk of ids and concatenate the records."""
-    unique = list(dict.fromkeys(ids))
+    """Run `build(chunk)` for each chunk of ids and concatenate the records. An id with text no id can hold
+    (NUL, a lone surrogate: a client's input) finds nothing, as an unknown id does."""
+    unique = [i for i in dict.fromkeys(ids) if storable(i)]
     found: list[R] = []
     for start in range(0, len(unique), CHUNK):
         found += await records(conn, build(unique[start : start + CHUNK]), record)

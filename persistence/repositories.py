@@ -12,10 +12,12 @@ from sqlalchemy import CursorResult, Executable, Table, bindparam, delete, func,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.budget import BudgetState, LineKey
+from domain.budget import BudgetState, BudgetTotals, LineKey
 from domain.errors import ConcurrentChangeError, VersionConflictError
 from domain.events import BudgetEvent
+from domain.money import MAX_AMOUNT, ZERO
 from domain.permissions import NO_ACCESS, ProjectAccess
+from domain.text import storable
 from persistence import queries
 from persistence.records import (
     BudgetRecord,
@@ -45,6 +47,7 @@ from persistence.tables import (
     projects,
     request_lines,
 )
+from persistence.types import UnstorableValueError
 from persistence.unit_of_work import (
     LINE_UPDATABLE,
     REQUEST_UPDATABLE,
@@ -158,7 +161,9 @@ class SqlCostTypes(_SqlCostList, CostTypeRepository):
 
 
 class SqlBudgets(_Sql, BudgetRepository):
-    async def get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None:
+    async def _get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None:
+        if not storable(budget_id):
+            return None  # no id holds such text; the driver would refuse it
         stmt = select(budgets).where(budgets.c.id == budget_id)
         if company_id is not None:
             stmt = stmt.where(budgets.c.company_id == company_id)
@@ -234,11 +239,26 @@ class SqlLineItems(_Sql, LineItemRepository):
         await self._write(delete(line_items).where(line_items.c.id == line_id))
 
     async def add_to_modifications(self, line_id: str, delta: Decimal) -> None:
-        await self._write(
+        # The sum is computed in the database: the bind check cannot see it, so the update itself keeps it
+        # in range (PostgreSQL would fail with a numeric overflow, SQLite would store it).
+        moved = line_items.c.modifications_amount + delta
+        result = await self._write(
             update(line_items)
-            .where(line_items.c.id == line_id)
-            .values(modifications_amount=line_items.c.modifications_amount + delta)
+            .where(line_items.c.id == line_id, moved.between(-MAX_AMOUNT, MAX_AMOUNT))
+            .values(modifications_amount=moved)
         )
+        if result.rowcount == 0 and await self._has_line(line_id):
+            raise UnstorableValueError(f"line {line_id}: its modifications amount would pass NUMERIC(15,2)")
+
+    async def _has_line(self, line_id: str) -> bool:
+        stmt = select(line_items.c.id).where(line_items.c.id == line_id)
+        return (await self._conn.execute(stmt)).first() is not None
+
+    async def totals(self, budget_id: str) -> BudgetTotals:
+        found = await queries.budget_totals(self._conn, [budget_id])
+        if not found:
+            return BudgetTotals(ZERO, ZERO)
+        return BudgetTotals(found[0].original_total, found[0].modifications_total)
 
 
 class SqlModifications(_Sql, ModificationRepository):
@@ -262,6 +282,8 @@ class SqlErpRequests(_Sql, ErpRequestRepository):
         return found[0] if found else None
 
     async def by_export_id(self, export_id: str) -> ErpRequestRecord | None:
+        if not storable(export_id):
+            return None  # an integrator's callback names it: no export id holds such text
         row = (await self._conn.execute(select(erp_requests).where(erp_requests.c.export_id == export_id))).first()
         return ErpRequestRecord.of(row) if row is not None else None
 
@@ -293,7 +315,8 @@ class SqlEventLog(_Sql, EventLog):
     """Each event is written in the transaction of the change it records. Its sequence comes from the
     company row (`UPDATE ... RETURNING`), which also holds that row's lock until commit: two transactions
     of one company cannot interleave their sequences, so a reader that has seen N has seen every event
-    below N."""
+    below N. Being the one lock all writers of a company share, it is taken last, after the budget rows
+    (persistence.unit_of_work.LockOrder, checked in EventLog.append and BudgetRepository.get_for_update)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         _Sql.__init__(self, conn)

@@ -7,6 +7,7 @@ integers are exact in SQLite, and SUM over them stays exact too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,28 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Numeric
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from domain.text import storable
+
+
+class UnstorableValueError(ValueError):
+    """A value neither engine should store reached a statement: text with NUL or a lone surrogate, or an amount
+    past its NUMERIC column. The input checks above refuse these with the field named; this is the net
+    below them, so both engines fail alike (and before the driver) should one slip through."""
+
+
+def _check_parameter(value: object) -> None:
+    if isinstance(value, str) and not (value.isascii() and "\x00" not in value) and not storable(value):
+        raise UnstorableValueError("text with NUL or an unpaired surrogate cannot be stored")
+
+
+def refuse_unstorable_parameters(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """`before_cursor_execute`: refuse the statement if any parameter is text that cannot be stored."""
+    for params in parameters if executemany else (parameters,):
+        for value in params.values() if isinstance(params, Mapping) else params or ():
+            _check_parameter(value)
 
 
 class ScaledDecimal(TypeDecorator[Decimal]):
@@ -33,6 +56,9 @@ class ScaledDecimal(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if abs(Decimal(value)).adjusted() >= self.precision - self.scale:
+            # PostgreSQL would refuse it (numeric field overflow); SQLite would keep it: refuse it on both.
+            raise UnstorableValueError(f"{value} does not fit NUMERIC({self.precision},{self.scale})")
         if dialect.name == "sqlite":
             return int(Decimal(value).scaleb(self.scale))
         return Decimal(value)

@@ -8,7 +8,12 @@ once the commit succeeded. `persistence.sql.SqlUnitOfWork` is the SQLAlchemy imp
 Repositories speak records (persistence.records) and domain values, never rows. Lookups by id take the
 company and find nothing for another company's id, so tenancy cannot be forgotten at a call site; writes
 and reads that take an id of a record (or a budget id) expect one that came from such a scoped lookup.
-A unique or foreign key violation raises ConcurrentChangeError and spoils the unit of work.
+A unique or foreign key violation raises ConcurrentChangeError and spoils the unit of work. A deadlock or a
+serialisation failure raises TransactionConflictError: nothing was committed, and the caller
+(`resolvers.service.run_unit`) runs the whole unit again in a fresh unit of work.
+
+Lock order (see `LockOrder`): a unit of work locks the budget rows it changes first and the company's event
+counter last, so two writers of one company never wait on each other in a cycle.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
-from domain.budget import BudgetState, LineKey
+from domain.budget import BudgetState, BudgetTotals, LineKey
 from domain.events import BudgetEvent
 from domain.permissions import ProjectAccess
 from persistence.records import (
@@ -40,6 +45,53 @@ from persistence.records import (
 )
 
 AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+class TransactionConflictError(Exception):
+    """The database aborted the unit of work to resolve a conflict with a concurrent one: a deadlock, or a
+    serialisation failure (PostgreSQL), or a busy database (SQLite). Nothing of it was committed, so running
+    the whole unit again, in a fresh unit of work, is safe. The SQL unit of work translates the drivers'
+    errors to this, so nothing above persistence needs to know them."""
+
+
+class LockOrderError(AssertionError):
+    """A unit of work locked a budget after the company's event counter: a programming error that could
+    deadlock two writers (see LockOrder)."""
+
+
+class LockOrder:
+    """The one order in which every writer takes its row locks (mutations, the export worker, posting
+    detection, the integrators' callbacks):
+
+    1. the budget row(s) it changes: `budgets.get_for_update` (several budgets: all of them before step 2);
+       the rows of a budget (its lines, modifications, requests, entries, export jobs) are written only by
+       units that hold that budget's lock, so they never make two units wait on each other;
+    2. the company row last: `events.append` increments the company's event counter with an UPDATE, which
+       holds that row's lock until commit (that is what keeps the company's sequence gapless and in order).
+       After it a unit writes only rows of the budgets it holds or rows nobody else can hold (its new export
+       job, its idempotency key).
+
+    The counter is the one lock every writer of a company shares, so it must be the last one a unit waits
+    for: a unit that held the counter and then waited for a budget row would deadlock with a unit that
+    holds that budget and waits for the counter (failing several overdue exports in one unit did exactly
+    that; each now has its own unit). Each unit of work keeps one LockOrder and refuses (LockOrderError) a
+    budget lock asked for after the counter; re-locking a budget it already holds is fine.
+    """
+
+    def __init__(self) -> None:
+        self.budgets: set[str] = set()
+        self.counter_taken = False
+
+    def lock_budget(self, budget_id: str) -> None:
+        if self.counter_taken and budget_id not in self.budgets:
+            raise LockOrderError(
+                f"budget {budget_id} locked after the company's event counter: lock every budget a unit of work "
+                "changes before its first event"
+            )
+        self.budgets.add(budget_id)
+
+    def take_counter(self) -> None:
+        self.counter_taken = True
 
 
 # --- values the repositories take ----------------------------------------------------------------------
@@ -164,10 +216,17 @@ class CostTypeRepository(abc.ABC):
 
 
 class BudgetRepository(abc.ABC):
-    @abc.abstractmethod
+    lock_order: LockOrder  # the unit of work's, set when it begins
+
     async def get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None:
         """The budget, locked until the unit of work ends (row lock on PostgreSQL; SQLite has one writer).
-        `company_id` None only for the system (worker, callbacks), which acts across companies."""
+        `company_id` None only for the system (worker, callbacks), which acts across companies. Budgets are
+        locked before the company's event counter (LockOrder)."""
+        self.lock_order.lock_budget(budget_id)
+        return await self._get_for_update(company_id, budget_id)
+
+    @abc.abstractmethod
+    async def _get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None: ...
 
     @abc.abstractmethod
     async def of_project(self, company_id: str, project_id: str) -> BudgetRecord | None: ...
@@ -209,6 +268,11 @@ class LineItemRepository(abc.ABC):
     @abc.abstractmethod
     async def add_to_modifications(self, line_id: str, delta: Decimal) -> None:
         """Move the line's net modifications amount by `delta` (in the database, not read-modify-write)."""
+
+    @abc.abstractmethod
+    async def totals(self, budget_id: str) -> BudgetTotals:
+        """The sums of the budget's original and modifications amounts, as this unit of work sees them (the
+        budget locked: as they stand until it commits). Zero for a budget without lines."""
 
 
 class ModificationRepository(abc.ABC):
@@ -280,11 +344,15 @@ class JobQueue(abc.ABC):
 
 
 class EventLog(abc.ABC):
+    lock_order: LockOrder  # the unit of work's, set when it begins
+
     def __init__(self) -> None:
         self.companies_written: set[str] = set()  # whose subscribers the commit must wake
 
     async def append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
-        """Write the event in this transaction with the company's next gapless sequence; returns it."""
+        """Write the event in this transaction with the company's next gapless sequence; returns it. This
+        takes the company's counter, the last lock of a unit of work (LockOrder)."""
+        self.lock_order.take_counter()
         sequence = await self._append(company_id, event, at)
         self.companies_written.add(company_id)
         return sequence
@@ -323,13 +391,20 @@ class AbstractUnitOfWork(abc.ABC):
 
     def __init__(self, on_events: Callable[[str], None] = lambda company_id: None) -> None:
         self._after_commit: list[AfterCommit] = []
+        self.committed = False  # set once the commit succeeded (after-commit callbacks run after that)
         # Called after a commit that appended events for a company (wakes its live subscriptions): every
         # writer gets the wake-ups by committing, none sends them by hand.
         self._on_events = on_events
 
     async def __aenter__(self) -> Self:
         await self._begin()
+        self._new_lock_order()
         return self
+
+    def _new_lock_order(self) -> None:
+        order = LockOrder()
+        self.budgets.lock_order = order
+        self.events.lock_order = order
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -341,6 +416,8 @@ class AbstractUnitOfWork(abc.ABC):
 
     async def commit(self) -> None:
         await self._commit()
+        self.committed = True
+        self._new_lock_order()  # a commit releases every lock
         for company_id in sorted(self.events.companies_written):
             self._on_events(company_id)
         self.events.companies_written.clear()

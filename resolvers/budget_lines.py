@@ -1,16 +1,21 @@
-"""Budget lines and modifications: create, change, delete, bulk import, and moving money between lines."""
+"""Budget lines and modifications: create, change, delete, bulk import, and moving money between lines.
+
+Every change of an amount asks the domain whether the lines it touches and the budget's totals stay within
+13 integer digits (`wf.require_amounts_in_range`), from the totals read under the budget's lock."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from domain import budget as wf
-from domain.budget import ImportRow
+from domain.budget import ImportRow, LineAmounts
 from domain.errors import DomainError, DomainErrors, not_found
+from domain.money import ZERO
 from persistence.ids import new_id
-from persistence.records import ModificationRecord
+from persistence.records import LineItemRecord, ModificationRecord
 from persistence.unit_of_work import AbstractUnitOfWork, NewLineItem
 from resolvers import input_validation as check
 from resolvers.budget_state import budget_state
@@ -48,6 +53,12 @@ def _new_line(ctx: Context, budget_id: str, line: ValidLine, line_id: str, posit
     )
 
 
+def _amounts(line: LineItemRecord, field: Sequence[str] | None = None) -> LineAmounts:
+    """The line's stored amounts (`field`: the input a refusal about it is blamed on)."""
+    label = f"line {line.cost_code}/{line.cost_type}" + (f"/{line.sub_job}" if line.sub_job else "")
+    return LineAmounts(line.original_amount, line.modifications_amount, label, tuple(field) if field else None)
+
+
 def _updatable(line: ValidLine) -> dict[str, Any]:
     return {
         "description": line.description,
@@ -74,6 +85,10 @@ async def create_line_item(ctx: Context, budget_id: str, item: LineFields, expec
             amount=line.original_amount,
             duplicate=duplicate,
         )
+        field = ("input", "item", "originalAmount")
+        new = LineAmounts(line.original_amount, ZERO, "the new line", field)
+        totals = await uow.line_items.totals(budget.id)
+        wf.require_amounts_in_range([new], totals.replacing(None, new), field)
         position = await uow.line_items.next_position(budget.id)
         await uow.line_items.add_many([_new_line(ctx, budget.id, line, line_id, position)])
         await uow.budgets.save(budget, change.budget)
@@ -106,6 +121,14 @@ async def update_line_item(ctx: Context, line_id: str, changes: Mapping[str, Any
         budget, access = await budget_for_change(ctx, uow, line.budget_id, expected)
         change = wf.change_line(budget_state(budget), access, actor.user_id, line_id=line.id)
         values = _line_changes(changes)
+        if "original_amount" in values:
+            current = await uow.line_items.get(actor.company_id, line.id)  # as it stands under the budget's lock
+            assert current is not None  # a line is deleted only under its budget's lock
+            field = ("input", "originalAmount")
+            before = _amounts(current)
+            after = replace(before, original=values["original_amount"], field=field)
+            totals = await uow.line_items.totals(budget.id)
+            wf.require_amounts_in_range([after], totals.replacing(before, after), field)
         if values:  # an update that names no field changes nothing, not even the version
             await uow.line_items.update_many({line.id: values})
             await uow.budgets.save(budget, change.budget)
@@ -129,6 +152,9 @@ async def delete_line_item(ctx: Context, line_id: str, expected: int | None) -> 
             was_exported=bool(await uow.entries.of_lines([line.id])),
             has_modifications=bool(await uow.modifications.touching([line.id])),
         )
+        # Removing a line can take a total out of range too (when it offset others).
+        totals = await uow.line_items.totals(budget.id)
+        wf.require_amounts_in_range([], totals.replacing(_amounts(line), None), ["id"])
         await uow.line_items.delete(line.id)
         await uow.budgets.save(budget, change.budget)
         await uow.events.append(actor.company_id, change.event, ctx.services.clock())
@@ -162,6 +188,7 @@ async def import_line_items(ctx: Context, budget_id: str, items: Sequence[LineFi
             await uow.line_items.keys_of_budget(budget.id),
             row_errors,
         )
+        await _import_amounts_in_range(uow, budget.id, plan)
         position = await uow.line_items.next_position(budget.id)
         await uow.line_items.add_many(
             [
@@ -175,6 +202,23 @@ async def import_line_items(ctx: Context, budget_id: str, items: Sequence[LineFi
         return Changed(budget_id=budget.id)
 
     return await run_mutation(ctx, "importBudgetLineItems", body)
+
+
+async def _import_amounts_in_range(uow: AbstractUnitOfWork, budget_id: str, plan: wf.ImportPlan) -> None:
+    """Every imported row's amounts and the budget's totals after the import stay within range."""
+    totals = await uow.line_items.totals(budget_id)
+    current = {line.id: line for line in await uow.line_items.of_budget(budget_id)} if plan.updates else {}
+    changed: list[LineAmounts] = []
+    for row in plan.new_rows:
+        new = LineAmounts(row.original_amount, ZERO, f"items[{row.path[-1]}]", (*row.path, "originalAmount"))
+        totals = totals.replacing(None, new)
+        changed.append(new)
+    for row, line_id in plan.updates:
+        before = _amounts(current[line_id])
+        after = replace(before, original=row.original_amount, field=(*row.path, "originalAmount"))
+        totals = totals.replacing(before, after)
+        changed.append(after)
+    wf.require_amounts_in_range(changed, totals, ["input", "items"])
 
 
 async def create_modification(
@@ -203,14 +247,30 @@ async def create_modification(
             to_line_id=to_id,
         )
         value = check.amount(amount, ["input", "amount"])
-        clean_notes = check.text(notes, ["input", "notes"], max_len=2000)
+        clean_notes = check.text(notes, ["input", "notes"], max_len=check.MAX_NOTES)
+        moved: dict[str, Decimal] = {}  # line id -> its change
+        lines: list[LineItemRecord] = []
         for line_id, field in ((from_id, "fromLineItemId"), (to_id, "toLineItemId")):
             if line_id is None:
                 continue
+            check.identifier(line_id, ["input", field])
             line = await uow.line_items.get(actor.company_id, line_id)
             if line is None or line.budget_id != budget.id:
                 raise not_found("budget line item", ["input", field])
-            await uow.line_items.add_to_modifications(line_id, value if line_id == to_id else -value)
+            moved[line_id] = value if line_id == to_id else -value
+            lines.append(line)
+        totals = await uow.line_items.totals(budget.id)
+        after_lines: list[LineAmounts] = []
+        for line in lines:
+            before = _amounts(line)
+            after = replace(
+                before, modifications=before.modifications + moved[line.id], field=("input", "amount")
+            )
+            totals = totals.replacing(before, after)
+            after_lines.append(after)
+        wf.require_amounts_in_range(after_lines, totals, ["input", "amount"])
+        for line_id, delta in moved.items():
+            await uow.line_items.add_to_modifications(line_id, delta)
         await uow.modifications.add(
             ModificationRecord(
                 id=modification_id,

@@ -82,4 +82,5 @@ def send_conditions(state: ExportState, capabilities: Capabilities | None, proje
         has_pending_modifications=any(e.kind is export.EntryKind.BUDGET_MODIFICATION for e in entries),
         has_pending_original=any(e.kind is export.EntryKind.ORIGINAL_BUDGET and e.amount != 0 for e in entries),
         nothing_to_send=not state.pending,
+        pending=tuple(state.pending),
     )

@@ -11,12 +11,14 @@ from domain.errors import VersionConflictError, not_found
 from domain.permissions import ProjectAccess
 from persistence.records import BudgetRecord, ErpRequestRecord, LineItemRecord
 from persistence.unit_of_work import AbstractUnitOfWork
+from resolvers import input_validation as check
 from resolvers.context import Context
 
 
 async def budget_for_change(
     ctx: Context, uow: AbstractUnitOfWork, budget_id: str, expected: int | None
 ) -> tuple[BudgetRecord, ProjectAccess]:
+    check.identifier(budget_id, ["input", "budgetId"])
     budget = await uow.budgets.get_for_update(ctx.actor.company_id, budget_id)
     if budget is None:
         raise not_found("budget", ["input", "budgetId"])
@@ -29,6 +31,7 @@ async def budget_for_change(
 
 
 async def line_for_change(ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str]) -> LineItemRecord:
+    check.identifier(line_id, field)
     line = await uow.line_items.get(ctx.actor.company_id, line_id)
     if line is None:
         raise not_found("budget line item", field)
@@ -39,6 +42,7 @@ async def request_for_change(
     ctx: Context, uow: AbstractUnitOfWork, request_id: str
 ) -> tuple[BudgetRecord, ErpRequestRecord]:
     """The request and its budget, the budget locked first: the status decided on is the committed one."""
+    check.identifier(request_id, ["input", "erpRequestId"])
     found = await uow.requests.get(ctx.actor.company_id, request_id)
     if found is None:
         raise not_found("ERP request", ["input", "erpRequestId"])

@@ -106,6 +106,7 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
     connector = connector_of(ctx)
 
     async def load(uow: AbstractUnitOfWork) -> tuple[ProjectRecord, JobSpec, list[str], list[str]]:
+        check.identifier(project_id, ["projectId"])
         project = await uow.projects.get(actor.company_id, project_id)
         if project is None:
             raise not_found("project", ["projectId"])
@@ -139,11 +140,12 @@ async def sync_project_to_erp(ctx: Context, project_id: str) -> Outcome:
         return Outcome(errors=[DomainError(ErrorCode.ERP_SYNC_FAILED, f"the ERP refused the job sync: {message}")])
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
+        # The budget first, as every writer locks (persistence.unit_of_work.LockOrder).
+        budget = await uow.budgets.get_for_update(actor.company_id, await _budget_id(uow, project))
+        assert budget is not None
         await uow.projects.set_erp_job(project.id, job_id)
         await uow.cost_codes.mark_synced(code_ids)
         await uow.cost_types.mark_synced(type_ids)
-        budget = await uow.budgets.get_for_update(actor.company_id, await _budget_id(uow, project))
-        assert budget is not None
         event = wf.sync_project(budget_state(budget), actor.user_id, job_id)
         await uow.events.append(actor.company_id, event, ctx.services.clock())
         return Changed(project_id=project.id)

@@ -133,7 +133,7 @@ async def decide_export(ctx: Context, request_id: str, decision: str, reason: st
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
         budget, request = await request_for_change(ctx, uow, request_id)
-        clean_reason = (reason or "").strip() or None
+        clean_reason = check.text(reason, ["input", "reason"], max_len=check.MAX_REASON)
         wf.require_none(wf.decide_blockers(actor, ExportStatus(request.status), action, clean_reason))
         now = ctx.services.clock()
         await apply_request_action(

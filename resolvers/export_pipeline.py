@@ -223,14 +223,20 @@ async def fail_overdue_callbacks(
     approver can look and retry, instead of staying EXPORTING forever. Returns the failed requests' ids."""
     message = f"the integrator did not report the outcome within {wait}"
 
-    async def body(uow: AbstractUnitOfWork) -> list[str]:
-        failed_ids = []
-        for job in await uow.jobs.overdue_callbacks(at, wait, company_id):
-            if await _fail_job(uow, job, at, message, retry_at=None) is not None:
-                failed_ids.append(job.request_id)
-        return failed_ids
+    async def overdue(uow: AbstractUnitOfWork) -> list[ClaimedJob]:
+        return await uow.jobs.overdue_callbacks(at, wait, company_id)
 
-    return await run_unit(services, body)
+    failed_ids = []
+    # One unit of work per job: each locks its own budget before the company's event counter (LockOrder);
+    # failing several in one unit would lock the second budget while holding the counter.
+    for job in await run_unit(services, overdue):
+
+        async def body(uow: AbstractUnitOfWork, job: ClaimedJob = job) -> ExportStatus | None:
+            return await _fail_job(uow, job, at, message, retry_at=None)
+
+        if await run_unit(services, body) is not None:
+            failed_ids.append(job.request_id)
+    return failed_ids
 
 
 async def record_posted(services: Services, request_id: str, at: datetime) -> ExportStatus | None:

@@ -1,5 +1,11 @@
-"""Checks on what a client typed, before any decision: text lengths, exact amounts, line fields. Each
-check names the input field at fault, so a UI can point at it."""
+"""Checks on what a client typed, before any decision: text that can be stored, text lengths, exact
+amounts, line fields. Each check names the input field at fault, so a UI can point at it.
+
+Every string a mutation takes passes `text` (free text, with the length of its column) or `identifier`
+(ids): NUL and lone surrogates are refused here with VALIDATION_FAILED on the field, identically on both
+engines, instead of failing in the driver (PostgreSQL refuses NUL; no UTF-8 encoder takes a lone surrogate).
+The read side's string arguments (ids, cursors) go through `argument`, which raises a GraphQL error with the
+same code."""
 
 from __future__ import annotations
 
@@ -8,14 +14,57 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 
-from domain.errors import DomainError, DomainErrors, invalid, not_found
+from graphql import GraphQLError
+
+from domain.errors import DomainError, DomainErrors, ErrorCode, invalid, not_found
 from domain.money import AMOUNT_PLACES, QUANTITY_PLACES, has_at_most_places, to_amount
+from domain.text import unstorable
 
 T = TypeVar("T")
 
+# Lengths of the free-text inputs stored in TEXT columns (the others have their VARCHAR's length).
+MAX_NOTES = 2000
+MAX_REASON = 2000
+
+
+def storable(value: str, field: Sequence[str]) -> str:
+    """`value`, refused (VALIDATION_FAILED on `field`) if it holds NUL or a lone surrogate."""
+    reason = unstorable(value)
+    if reason is not None:
+        raise invalid(reason, field)
+    return value
+
+
+def identifier(value: str, field: Sequence[str]) -> str:
+    """An id a client sent. Only its text is checked here: an id that names nothing the viewer may see is
+    NOT_FOUND where it is looked up."""
+    return storable(value, field)
+
+
+class ArgumentError(GraphQLError):
+    """A read-side argument (an id, a cursor) that no stored value can match: a request error, shown as is,
+    with the code a mutation's userError would carry."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(
+            f"{name}: {message}", extensions={"code": ErrorCode.VALIDATION_FAILED.value, "field": [name]}
+        )
+
+
+def argument(value: str | None, name: str) -> str | None:
+    """A query's or subscription's string argument, refused with ArgumentError if it cannot be stored."""
+    if value is not None:
+        reason = unstorable(value)
+        if reason is not None:
+            raise ArgumentError(name, reason)
+    return value
+
 
 def text(value: str | None, field: Sequence[str], *, max_len: int, required: bool = False) -> str | None:
-    """Trimmed text, or None for blank; refused when required and blank, or longer than `max_len`."""
+    """Trimmed text, or None for blank; refused when it cannot be stored, when required and blank, or when
+    longer than `max_len` (the length of its column)."""
+    if value is not None:
+        storable(value, field)
     cleaned = value.strip() if value is not None else None
     if required and not cleaned:
         raise invalid("must not be empty", field)
@@ -91,15 +140,17 @@ def valid_line(
             errors.append(exc)
             return None
 
+    code_id = check(lambda: identifier(item.cost_code_id, [*path, "costCodeId"]))
+    type_id = check(lambda: identifier(item.cost_type_id, [*path, "costTypeId"]))
     checked_amount = check(lambda: amount(item.original_amount, [*path, "originalAmount"]))
     checked_quantity = check(lambda: quantity(item.quantity, [*path, "quantity"]))
     unit_cost = check(lambda: quantity(item.unit_cost, [*path, "unitCost"]))
     sub_job = check(lambda: text(item.sub_job, [*path, "subJob"], max_len=60)) or ""
     description = check(lambda: text(item.description, [*path, "description"], max_len=500))
     uom = check(lambda: text(item.unit_of_measure, [*path, "unitOfMeasure"], max_len=20))
-    if item.cost_code_id not in known_cost_codes:
+    if code_id is not None and code_id not in known_cost_codes:
         errors.append(not_found("cost code", [*path, "costCodeId"]))
-    if item.cost_type_id not in known_cost_types:
+    if type_id is not None and type_id not in known_cost_types:
         errors.append(not_found("cost type", [*path, "costTypeId"]))
     if errors or checked_amount is None:
         raise DomainErrors(errors)

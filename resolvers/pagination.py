@@ -11,6 +11,8 @@ from typing import Generic, TypeVar
 
 from graphql import GraphQLError
 
+from resolvers.input_validation import argument
+
 MAX_PAGE = 1000
 
 T = TypeVar("T")
@@ -68,9 +70,10 @@ def encode(tag: str, value: int) -> str:
     return base64.urlsafe_b64encode(f"{tag}:{value}".encode()).decode()
 
 
-def decode(tag: str, cursor: str | None) -> int | None:
+def decode(tag: str, cursor: str | None, name: str = "after") -> int | None:
     if cursor is None:
         return None
+    argument(cursor, name)
     try:
         got_tag, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
         if got_tag == tag and number.isdigit():

@@ -18,6 +18,7 @@ from persistence.records import (
     ProjectRecord,
     UserRecord,
 )
+from resolvers import input_validation as check
 from resolvers import pagination
 from resolvers.budget_state import budget_state, send_conditions
 from resolvers.context import Context
@@ -39,6 +40,7 @@ NodeValue = (
 
 
 async def visible_project(ctx: Context, project_id: str) -> ProjectRecord | None:
+    check.argument(project_id, "id")
     project = await ctx.loaders.project.load(project_id)
     if project is None:
         return None
@@ -47,6 +49,7 @@ async def visible_project(ctx: Context, project_id: str) -> ProjectRecord | None
 
 
 async def visible_budget(ctx: Context, budget_id: str) -> BudgetRecord | None:
+    check.argument(budget_id, "id")
     budget = await ctx.loaders.budget.load(budget_id)
     if budget is None or await visible_project(ctx, budget.project_id) is None:
         return None
@@ -54,6 +57,7 @@ async def visible_budget(ctx: Context, budget_id: str) -> BudgetRecord | None:
 
 
 async def visible_request(ctx: Context, request_id: str) -> ErpRequestRecord | None:
+    check.argument(request_id, "id")
     request = await ctx.loaders.erp_request.load(request_id)
     if request is None or await visible_project(ctx, request.project_id) is None:
         return None
@@ -127,6 +131,7 @@ async def erp_requests(
     limit = pagination.check_first(first, 200)
     offset = pagination.decode("o", after)
     start = 0 if offset is None else offset + 1
+    check.argument(project_id, "projectId")
     if project_id is not None and await visible_project(ctx, project_id) is None:
         return Page.at_offset([], start, total=0)
     if project_id is None and not _sees_all_projects(ctx):
@@ -153,6 +158,7 @@ async def cost_types(ctx: Context) -> list[CostTypeRecord]:
 
 async def node(ctx: Context, node_id: str) -> NodeValue | None:
     """The read model of any object the viewer may see."""
+    check.argument(node_id, "id")
     kind = type_of(node_id)
     loaders = ctx.loaders
     if kind == "Project":

@@ -2,15 +2,21 @@
 
 `run_unit` opens a unit of work, runs a body, commits and lets the unit of work fire its after-commit
 callbacks (subscription wake-ups for every company whose log grew, export kicks): mutations, the export
-worker and the integrator callbacks all write through it. `run_mutation` adds what a user's mutation needs:
-the idempotency key, and refusals turned into userErrors here, and only here; anything else propagates and
-is masked at the edge.
+worker and the integrator callbacks all write through it. When the database aborts the unit to resolve a
+conflict with a concurrent one (a deadlock, a serialisation failure: TransactionConflictError), `run_unit`
+runs the whole body again in a fresh unit of work, a bounded number of times with jittered backoff; the
+after-commit callbacks run once, after the commit that succeeded.
+
+`run_mutation` adds what a user's mutation needs: the idempotency key, and refusals turned into userErrors
+here, and only here; anything else propagates and is masked at the edge.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
@@ -18,7 +24,8 @@ from typing import Any, TypeVar
 import orjson
 
 from domain.errors import ConcurrentChangeError, DomainError, DomainErrors, invalid
-from persistence.unit_of_work import AbstractUnitOfWork
+from persistence.unit_of_work import AbstractUnitOfWork, TransactionConflictError
+from resolvers import input_validation as check
 from resolvers.context import Context, Services
 
 log = logging.getLogger("budgetbridge.mutations")
@@ -26,6 +33,12 @@ log = logging.getLogger("budgetbridge.mutations")
 T = TypeVar("T")
 
 MAX_IDEMPOTENCY_KEY = 200  # characters, as stored
+
+# A unit the database aborted (deadlock, serialisation failure) runs again up to this many times in all,
+# after a pause drawn from [0, RETRY_BASE_SECONDS * 2**attempt] (full jitter: the two units that deadlocked
+# do not collide again in step).
+MAX_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -72,16 +85,42 @@ def refusals(exc: DomainError | DomainErrors) -> list[DomainError]:
     return exc.errors if isinstance(exc, DomainErrors) else [exc]
 
 
+def retry_pause(attempt: int) -> float:
+    return random.uniform(0, RETRY_BASE_SECONDS * 2**attempt)
+
+
 async def run_unit(services: Services, body: Callable[[AbstractUnitOfWork], Awaitable[T]]) -> T:
-    """Run `body` in one unit of work and commit it; after-commit callbacks run once it committed."""
-    async with services.unit_of_work() as uow:
-        result = await body(uow)
-        await uow.commit()
-    return result
+    """Run `body` in one unit of work and commit it; after-commit callbacks run once it committed.
+
+    A unit the database aborted to break a deadlock or a serialisation conflict is run again from the start
+    (`body` must therefore do nothing outside its unit of work that cannot be done twice; every body here
+    only reads and writes through `uow` and registers its side effects as after-commit callbacks). After
+    MAX_ATTEMPTS the TransactionConflictError propagates."""
+    attempt = 1
+    while True:
+        uow = services.unit_of_work()
+        try:
+            async with uow:
+                result = await body(uow)
+                await uow.commit()
+            return result
+        except TransactionConflictError:
+            if uow.committed or attempt >= MAX_ATTEMPTS:
+                raise  # committed: an after-commit callback failed, and the unit must not run twice
+            log.info("unit of work aborted by a concurrent one (attempt %d of %d): running it again",
+                     attempt, MAX_ATTEMPTS)
+            await asyncio.sleep(retry_pause(attempt))
+            attempt += 1
 
 
 def fingerprint(value: Any) -> str:
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:
+        # Text orjson cannot encode (a lone surrogate): such input is refused by the body's checks and its
+        # result never stored, but the key's stored hash is compared first, so it needs a hash too.
+        data = repr(value).encode("utf-8", "backslashreplace")
+    return hashlib.sha256(data).hexdigest()
 
 
 async def run_mutation(
@@ -94,11 +133,10 @@ async def run_mutation(
     after_commit: Callable[[], None] | None = None,
 ) -> Outcome:
     actor = ctx.actor
-    key = (idempotency_key or "").strip() or None
-    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
-        return Outcome(
-            errors=[invalid(f"must be at most {MAX_IDEMPOTENCY_KEY} characters", ["input", "idempotencyKey"])]
-        )
+    try:
+        key = check.text(idempotency_key, ["input", "idempotencyKey"], max_len=MAX_IDEMPOTENCY_KEY)
+    except DomainError as exc:
+        return Outcome(errors=[exc])
     input_hash = fingerprint(fingerprint_of) if key else ""
 
     async def unit(uow: AbstractUnitOfWork) -> Changed:
@@ -129,6 +167,10 @@ async def run_mutation(
                 ctx.reset_loaders()
                 return Outcome(changed=replay)
         return Outcome(errors=[exc])
+    except TransactionConflictError:
+        # Every attempt was aborted by concurrent writers: nothing was committed; the caller may try again.
+        log.warning("%s aborted by concurrent writers %d times", operation, MAX_ATTEMPTS)
+        return Outcome(errors=[ConcurrentChangeError()])
     except (DomainError, DomainErrors) as exc:
         return Outcome(errors=refusals(exc))
     ctx.reset_loaders()  # a commit makes cached records stale; later fields read afresh

@@ -18,6 +18,7 @@ from graphql import GraphQLError
 from domain import permissions
 from persistence.reads import EventRelations
 from persistence.records import EventRecord
+from resolvers import input_validation as check
 from resolvers.context import Context
 from resolvers.event_tail import EventTails
 
@@ -77,7 +78,8 @@ async def export_status_changed(
     tails: EventTails | None = None,
 ) -> AsyncGenerator[EventRecord, None]:
     actor = ctx.actor
-    start = parse_after(after)
+    check.argument(project_id, "projectId")
+    start = parse_after(check.argument(after, "after"))
     async with wakeups.listen(actor.company_id) as waiter:
         last = start if start is not None else await ctx.services.reads.latest_sequence(actor.company_id)
         caught_up = False

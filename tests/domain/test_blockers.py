@@ -20,6 +20,7 @@ from domain.budget import (
     unlock_blockers,
 )
 from domain.errors import DomainError, DomainErrors
+from domain.export import Entry, EntryKind, ExportLine, Line
 from domain.permissions import Actor, Grant, PermissionLevel, ProjectAccess
 from domain.status import ExportStatus, RequestAction
 
@@ -205,6 +206,18 @@ READY = SendConditions(
 )
 LOCKED = budget(locked=True)
 
+
+
+def pending_line(line_id: str, original: str, changes: str = "0.00", revised: str | None = None) -> ExportLine:
+    """What a send would carry for one line: an original-budget entry (a delta) and one modification entry."""
+    line = Line(line_id, "03-300", line_id, None, None, Decimal(original))
+    entries = [Entry(line_id, EntryKind.ORIGINAL_BUDGET, line_id, Decimal(original))]
+    if Decimal(changes):
+        entries.append(Entry(line_id, EntryKind.BUDGET_MODIFICATION, f"m-{line_id}", Decimal(changes)))
+    total = Decimal(revised) if revised is not None else Decimal(original) + Decimal(changes)
+    return ExportLine(line, Decimal(original), Decimal(changes), total, True, tuple(entries))
+
+
 # One case per SendConditions field (and field combination that matters): changed fields -> codes.
 SEND_CASES: dict[str, tuple[dict[str, object], list[str]]] = {
     "erp_not_connected": ({"erp_connected": False}, ["ERP_NOT_CONNECTED"]),
@@ -237,6 +250,20 @@ SEND_CASES: dict[str, tuple[dict[str, object], list[str]]] = {
     "nothing_to_send": (
         {"nothing_to_send": True, "has_pending_modifications": False, "has_pending_original": False},
         ["NOTHING_TO_SEND"],
+    ),
+    "amounts_within_13_digits": (
+        {"pending": (pending_line("a", "9999999999999.99", "-1.00"), pending_line("b", "-9999999999999.99"))},
+        [],
+    ),
+    # A line's revised estimate past 13 digits; the totals too (original + changes, and the entries).
+    "a_revised_estimate_past_13_digits": (
+        {"pending": (pending_line("a", "9999999999999.99", "9999999999999.99"),)},
+        ["AMOUNT_OUT_OF_RANGE"] * 3,
+    ),
+    # Each line fits, their sums do not: the request's total original budget, revised estimate and entries.
+    "request_totals_past_13_digits": (
+        {"pending": (pending_line("a", "6000000000000.00"), pending_line("b", "6000000000000.00"))},
+        ["AMOUNT_OUT_OF_RANGE"] * 3,
     ),
 }
 

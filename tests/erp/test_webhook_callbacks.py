@@ -274,6 +274,11 @@ async def test_a_stale_timestamp_is_refused(
         b'{"exportId": "exp_1", "status": "failure", "messages": "one message"}',
         b'{"exportId": "exp_1", "status": "failure", "messages": [1, 2]}',
         b"\xff\xfe\x00",
+        # Text no column can hold: NUL, and lone surrogates (refused by the JSON parser or by the check).
+        b'{"exportId": "exp_1\\u0000", "status": "success"}',
+        b'{"exportId": "exp_1", "status": "success", "erpReference": "JC-\\u0000"}',
+        b'{"exportId": "exp_1", "status": "failure", "messages": ["bad \\u0000 byte"]}',
+        b'{"exportId": "exp_1", "status": "failure", "messages": ["\\ud800"]}',
     ],
 )
 async def test_a_malformed_callback_is_a_400_with_a_json_error(http: httpx.AsyncClient, body: bytes) -> None:

@@ -13,6 +13,9 @@ The database's rules are kept where the service layer could notice them:
   work turns every IntegrityError into one;
 - money is kept to 2 places and quantities to 4, timestamps in UTC, JSON values as JSON round-trips them;
 - text longer than its column raises ValueTooLongError, as PostgreSQL does (SQLite would keep it);
+- text with NUL or a lone surrogate, and an amount past NUMERIC(15,2), raise UnstorableValueError, as the SQL
+  unit of work's net below the input checks does on both engines;
+- a budget locked after the company's event counter raises LockOrderError (the abstract unit of work's check);
 - lines carry their cost code / type, export entries their request's status; orders as the SQL queries.
 tests/persistence/test_repository_contract.py runs the same behaviour tests on this and on both engines.
 
@@ -33,11 +36,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import String
 
-from domain.budget import BudgetState, LineKey
+from domain.budget import BudgetState, BudgetTotals, LineKey
 from domain.errors import ConcurrentChangeError, VersionConflictError
 from domain.events import BudgetEvent
+from domain.money import ZERO
 from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
 from domain.status import ExportStatus
+from domain.text import storable
 from persistence.ids import new_id
 from persistence.records import (
     BudgetRecord,
@@ -57,6 +62,7 @@ from persistence.records import (
     UserRecord,
 )
 from persistence.tables import metadata
+from persistence.types import UnstorableValueError
 from persistence.unit_of_work import (
     AWAITING_CALLBACK,
     DONE,
@@ -352,6 +358,12 @@ def _values(record: Any, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
 
 
 def _check_constraints(name: str, record: Any) -> None:
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str) and not storable(value):
+            raise UnstorableValueError(f"{name}.{f.name}: text with NUL or an unpaired surrogate")
+        if f.name in MONEY_COLUMNS and isinstance(value, Decimal) and abs(value).adjusted() >= 13:
+            raise UnstorableValueError(f"{name}.{f.name}: {value} does not fit NUMERIC(15,2)")
     for column, length in MAX_LENGTHS[name].items():
         value = getattr(record, column, None)
         if isinstance(value, str) and len(value) > length:
@@ -456,7 +468,7 @@ class FakeCostTypes(_FakeCostList, CostTypeRepository):
 
 
 class FakeBudgets(_Repo, BudgetRepository):
-    async def get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None:
+    async def _get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None:
         found = self._state("budgets.get_for_update").budgets.get(budget_id)
         if found is None or (company_id is not None and found.company_id != company_id):
             return None
@@ -558,6 +570,12 @@ class FakeLineItems(_Repo, LineItemRepository):
             s.update(
                 "line_items", line_id, _stored(replace(row, modifications_amount=row.modifications_amount + delta))
             )
+
+    async def totals(self, budget_id: str) -> BudgetTotals:
+        rows = [r for r in self._state("line_items.totals").line_items.values() if r.budget_id == budget_id]
+        return BudgetTotals(
+            sum((r.original_amount for r in rows), ZERO), sum((r.modifications_amount for r in rows), ZERO)
+        )
 
 
 class FakeModifications(_Repo, ModificationRepository):

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import pytest
 from sqlalchemy import delete, insert
 
-from domain.budget import BudgetState
+from domain.budget import BudgetState, BudgetTotals
 from domain.errors import ConcurrentChangeError, ErrorCode, VersionConflictError
 from domain.events import BudgetLocked, ExportAccepted, LineItemCreated
 from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
@@ -42,6 +42,7 @@ from persistence.records import (
     UserRecord,
 )
 from persistence.tables import companies, metadata, users
+from persistence.types import UnstorableValueError
 from persistence.unit_of_work import (
     AWAITING_CALLBACK,
     DONE,
@@ -49,6 +50,7 @@ from persistence.unit_of_work import (
     QUEUED,
     RUNNING,
     AbstractUnitOfWork,
+    LockOrderError,
     NewExportEntry,
     NewLineItem,
 )
@@ -663,6 +665,88 @@ async def test_add_to_modifications_moves_the_net_amount(backend: Backend) -> No
     async with backend.uow() as uow:
         found = await uow.line_items.get(w.company.id, line.id)
     assert found is not None and str(found.modifications_amount) == "-7.50"
+
+
+async def test_totals_sum_the_lines_of_one_budget_inside_the_unit_of_work(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    x, y = new_line(a, 0, 0, "9999999999999.99", position=1), new_line(a, 0, 1, "-0.99", position=2)
+    await add_lines(backend, x, y, new_line(b, amount="5.00"))
+    async with backend.uow() as uow:
+        assert await uow.line_items.totals(a.budget.id) == BudgetTotals(Decimal("9999999999999.00"), Decimal("0"))
+        await uow.line_items.add_to_modifications(y.id, Decimal("-2.50"))
+        await uow.line_items.add_many([new_line(a, 1, 0, "1.00", position=3)])
+        # Its own uncommitted writes count: the totals a change is checked against.
+        assert await uow.line_items.totals(a.budget.id) == BudgetTotals(
+            Decimal("9999999999999.99") - Decimal("0.99") + Decimal("1.00"), Decimal("-2.50")
+        )
+        assert await uow.line_items.totals(b.budget.id) == BudgetTotals(Decimal("5.00"), Decimal("0"))
+        assert await uow.line_items.totals(new_id("Budget")) == BudgetTotals(Decimal("0"), Decimal("0"))
+
+
+@pytest.mark.parametrize("bad", ["bgt_\x00", "\ud800", "x" * 300])
+async def test_an_id_no_row_can_hold_finds_nothing(backend: Backend, bad: str) -> None:
+    """Ids a client sent (NUL, a lone surrogate, too long) are not found, never a driver error."""
+    w = await make_world(backend)
+    async with backend.uow() as uow:
+        assert await uow.budgets.get_for_update(w.company.id, bad) is None
+        assert await uow.budgets.get_for_update(None, w.budget.id + bad) is None
+        assert await uow.projects.get(w.company.id, bad) is None
+        assert await uow.line_items.get(w.company.id, bad) is None
+        assert await uow.requests.get(None, bad) is None
+        assert await uow.requests.by_export_id(bad) is None
+        assert await uow.cost_codes.get_many(w.company.id, [bad, w.codes[0].id]) == [w.codes[0]]
+        assert await uow.cost_types.get_many(w.company.id, [bad]) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["description NUL", "description surrogate", "sub job NUL", "amount past 13 digits", "modifications past"],
+)
+async def test_what_neither_engine_can_store_is_refused_alike(backend: Backend, change: str) -> None:
+    """The net below the input checks: the same UnstorableValueError on every backend, nothing written."""
+    w = await make_world(backend)
+    line = new_line(w, amount="9999999999999.99")
+    await add_lines(backend, line)
+    with pytest.raises(UnstorableValueError):
+        async with backend.uow() as uow:
+            if change == "description NUL":
+                await uow.line_items.update_many({line.id: {"description": "a\x00b"}})
+            elif change == "description surrogate":
+                await uow.line_items.update_many({line.id: {"description": "a\udc80b"}})
+            elif change == "sub job NUL":
+                await uow.line_items.add_many([new_line(w, 1, 1, sub_job="\x00", position=2)])
+            elif change == "amount past 13 digits":
+                await uow.line_items.update_many({line.id: {"original_amount": Decimal("10000000000000.00")}})
+            else:
+                await uow.line_items.add_to_modifications(line.id, Decimal("9999999999999.99"))
+                await uow.line_items.add_to_modifications(line.id, Decimal("9999999999999.99"))
+            await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.line_items.of_budget(w.budget.id) == [await uow.line_items.get(w.company.id, line.id)]
+        assert await uow.line_items.totals(w.budget.id) == BudgetTotals(Decimal("9999999999999.99"), Decimal("0"))
+
+
+async def test_a_budget_is_locked_before_the_event_counter(backend: Backend) -> None:
+    """persistence.unit_of_work.LockOrder: budgets first, the company's event counter last, in every unit."""
+    a = await make_world(backend, "A")
+    other = BudgetRecord(new_id("Budget"), a.company.id, new_id("Project"), False, None, None, 1, "NOT_SENT", None, 0)
+    event = BudgetLocked(
+        project_id=a.project.id,
+        budget_id=a.budget.id,
+        status=ExportStatus.NOT_SENT,
+        previous_status=ExportStatus.NOT_SENT,
+        actor_id=a.user.id,
+    )
+    async with backend.uow() as uow:
+        assert await uow.budgets.get_for_update(a.company.id, a.budget.id) is not None
+        await uow.events.append(a.company.id, event, T0)
+        # The budget it holds may be read again; another budget after the counter is refused.
+        assert await uow.budgets.get_for_update(a.company.id, a.budget.id) is not None
+        with pytest.raises(LockOrderError):
+            await uow.budgets.get_for_update(a.company.id, other.id)
+        await uow.commit()
+    async with backend.uow() as uow:  # a commit releases every lock: a new order starts
+        assert await uow.budgets.get_for_update(a.company.id, a.budget.id) is not None
 
 
 # --- modifications --------------------------------------------------------------------------------------

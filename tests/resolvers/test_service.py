@@ -19,7 +19,8 @@ from domain.errors import (
 )
 from domain.events import BudgetLocked
 from domain.status import ExportStatus
-from persistence.unit_of_work import AbstractUnitOfWork
+from persistence.unit_of_work import AbstractUnitOfWork, TransactionConflictError
+from resolvers import service
 from resolvers.service import Body, Changed, Outcome, fingerprint, run_mutation, run_unit
 from tests.fakes.unit_of_work import FakeUnitOfWork, Hook, IdempotencyRow
 from tests.resolvers.service_support import T0, Shop, make_shop
@@ -94,6 +95,102 @@ async def test_a_unit_of_work_opened_inside_another_fails_at_once() -> None:
 
     with pytest.raises(RuntimeError, match="inside another"):
         await run_unit(shop.services, body)
+
+
+@pytest.fixture
+def no_pause(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The retry's jittered pause, recorded instead of slept (the attempt numbers it was asked for)."""
+    asked: list[int] = []
+
+    def pause(attempt: int) -> float:
+        asked.append(attempt)
+        return 0.0
+
+    monkeypatch.setattr(service, "retry_pause", pause)
+    return asked
+
+
+def aborted_at(shop: Shop, operation: str, times: int) -> list[int]:
+    """The next `times` units that reach `operation` are aborted by the database, as a deadlock victim is.
+    Returns the list of the units that were aborted (one entry each)."""
+    aborted: list[int] = []
+
+    def abort(uow: FakeUnitOfWork) -> None:
+        aborted.append(1)
+        if len(aborted) < times:
+            shop.store.before(operation, abort)
+        raise TransactionConflictError("deadlock detected")
+
+    shop.store.before(operation, abort)
+    return aborted
+
+
+async def test_a_unit_the_database_aborted_runs_again_whole_in_a_fresh_unit(no_pause: list[int]) -> None:
+    shop = make_shop()
+    bodies: list[AbstractUnitOfWork] = []
+    aborted = aborted_at(shop, "events.append", 2)
+
+    async def body(uow: AbstractUnitOfWork) -> str:
+        bodies.append(uow)
+        uow.after_commit(lambda: shop.kicks.append(len(bodies)))
+        await set_job(shop, uow, f"JOB-{len(bodies)}")
+        return "done"
+
+    assert await run_unit(shop.services, body) == "done"
+    assert len(aborted) == 2 and len(bodies) == 3 and len(set(map(id, bodies))) == 3  # a fresh unit each time
+    assert no_pause == [1, 2]
+    # Only the third attempt's writes are kept, its after-commit callback and wake-up ran once.
+    assert shop.store.state.projects[shop.project.id].erp_job_id == "JOB-3"
+    assert (shop.kicks, shop.woken, shop.store.commits) == ([3], [shop.company.id], 1)
+    assert [e.sequence for e in shop.events()] == [1]
+
+
+async def test_after_the_last_attempt_the_conflict_propagates_and_nothing_is_kept(no_pause: list[int]) -> None:
+    shop = make_shop()
+    before = shop.mark()
+    aborted = aborted_at(shop, "events.append", service.MAX_ATTEMPTS)
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        uow.after_commit(lambda: shop.kicks.append(1))
+        return await set_job(shop, uow)
+
+    with pytest.raises(TransactionConflictError):
+        await run_unit(shop.services, body)
+    assert len(aborted) == service.MAX_ATTEMPTS and no_pause == list(range(1, service.MAX_ATTEMPTS))
+    after = shop.mark()
+    assert after.state == before.state and (after.woken, after.kicks) == ([], [])
+
+    # A mutation answers with a conflict the caller may retry, never "Unexpected error.".
+    aborted_at(shop, "events.append", service.MAX_ATTEMPTS)
+    outcome = await run_mutation(shop.ctx(), "op", body, idempotency_key="k-1", fingerprint_of=[1])
+    assert [e.code for e in outcome.errors] == [E.VERSION_CONFLICT]
+    assert shop.mark().state == before.state
+
+
+async def test_a_conflict_after_the_commit_is_not_run_again(no_pause: list[int]) -> None:
+    """An after-commit callback that fails must not run a committed body a second time."""
+    shop = make_shop()
+    runs: list[int] = []
+
+    def failing_kick() -> None:
+        raise TransactionConflictError("in a callback")
+
+    async def body(uow: AbstractUnitOfWork) -> None:
+        runs.append(1)
+        uow.after_commit(failing_kick)
+        await set_job(shop, uow)
+
+    with pytest.raises(TransactionConflictError):
+        await run_unit(shop.services, body)
+    assert runs == [1] and no_pause == [] and shop.store.commits == 1
+
+
+async def test_retry_pauses_are_jittered_and_grow() -> None:
+    pauses = [service.retry_pause(attempt) for attempt in (1, 4) for _ in range(200)]
+    first, fourth = pauses[:200], pauses[200:]
+    assert all(0 <= p <= service.RETRY_BASE_SECONDS * 2 for p in first)
+    assert all(0 <= p <= service.RETRY_BASE_SECONDS * 16 for p in fourth)
+    assert len(set(first)) > 150 and max(fourth) > service.RETRY_BASE_SECONDS * 2
 
 
 # --- run_mutation: refusals -------------------------------------------------------------------------------
@@ -307,3 +404,26 @@ async def test_an_idempotency_key_longer_than_its_column_is_refused() -> None:
         shop.ctx(), "op", counting_body(shop, []), idempotency_key="k" * 201, fingerprint_of=[1]
     )
     assert [(e.code, e.field) for e in outcome.errors] == [(E.VALIDATION_FAILED, ("input", "idempotencyKey"))]
+
+
+@pytest.mark.parametrize("key", ["k\x00", "\ud800k", "k" * 201])
+async def test_an_idempotency_key_that_cannot_be_stored_is_refused_on_its_field(key: str) -> None:
+    shop = make_shop()
+    runs: list[int] = []
+    before = shop.mark()
+    outcome = await run_mutation(shop.ctx(), "op", counting_body(shop, runs), idempotency_key=key, fingerprint_of=[1])
+    assert [(e.code, e.field) for e in outcome.errors] == [(E.VALIDATION_FAILED, ("input", "idempotencyKey"))]
+    assert runs == [] and shop.mark().state == before.state
+
+
+async def test_input_no_encoder_takes_is_fingerprinted_and_refused_by_the_body() -> None:
+    """A lone surrogate in a fingerprinted input (an id) with a valid key: refused by the body's checks, never a
+    crash in the fingerprint."""
+    shop = make_shop()
+    assert fingerprint(["bgt_\ud800"]) != fingerprint(["bgt_\udc00"])
+
+    async def body(uow: AbstractUnitOfWork) -> Changed:
+        raise invalid("must not contain unpaired surrogate code points", ["input", "budgetId"])
+
+    outcome = await run_mutation(shop.ctx(), "op", body, idempotency_key="k-1", fingerprint_of=["bgt_\ud800"])
+    assert [(e.code, e.field) for e in outcome.errors] == [(E.VALIDATION_FAILED, ("input", "budgetId"))]
