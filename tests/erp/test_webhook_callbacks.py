@@ -469,3 +469,19 @@ async def test_malformed_posting_totals_are_a_400(http: httpx.AsyncClient, body:
     response = await callback(http, body)
     assert response.status_code == 400, response.text
     assert set(response.json()) == {"error"}
+
+
+def test_the_documented_callback_examples_verify() -> None:
+    """docs/webhook.md's signed callback examples: each signature verifies over its body at its timestamp."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhook.md").read_text()
+    pattern = r"POST /erp/callbacks/webhook HTTP/1.1\n.*?Timestamp: (\d+)\n.*?Signature: (\S+)\n\n(\{.*?\})\n"
+    examples = re.findall(pattern, text, re.S)
+    assert len(examples) >= 2
+    for timestamp, signature, body in examples:
+        assert verify("whsec_example_4f9a2c7e1b3d5f60", timestamp, signature, body.encode(), now=int(timestamp))
+    bodies = [orjson.loads(body) for _, _, body in examples]
+    assert {"exportId": "bb-7c4f1e2a9d3b4c5e8f6a0b1c2d3e4f5a", "status": "posted", "entryCount": 4,
+            "totalAmount": "200.00"} in bodies
