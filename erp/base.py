@@ -9,7 +9,8 @@ it, or on the entry ids inside it) and return the same reference.
 Format validation: `validate(batch)` lists every value the target's import format cannot carry as it is (a
 code too long, an amount beyond the field's range, a quantity with more decimals than the field holds, ...),
 one `FormatViolation` per offending line and field. It is pure and fast (no I/O), so it can run for
-`sendBlockers` on a batch built from what *would* be sent, and again in the worker right before writing.
+`sendBlockers` and `sendToERP` on a batch built from what *would* be sent (resolvers.budget_state.send_batch),
+and again in the worker right before writing (resolvers.export_pipeline.check_format).
 The file connectors' `export()` runs it too and refuses (ConnectorError, not retryable) a batch that does not
 validate, so a bad file is never written. Capability limits (sub jobs on a target without them, ...) are not
 repeated here: `sendBlockers` already lists them from the connector's capabilities.
