@@ -64,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     post.add_argument("--request", required=True, metavar="ERP_REQUEST_ID")
 
+    report = sub.add_parser("report", help="reports").add_subparsers(dest="action", required=True)
+    reconciliation = report.add_parser(
+        "reconciliation",
+        help="per line: revised, exported, posted, pending, unsent and their difference (CSV for a spreadsheet)",
+    )
+    scope = reconciliation.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--budget", metavar="BUDGET_ID", help="one budget, a row per line")
+    scope.add_argument("--company", metavar="COMPANY_ID", help="every project's totals")
+    reconciliation.add_argument(
+        "--format", choices=["csv", "json"], default="csv", help="csv (default) or json (also with --json)"
+    )
+
     user = sub.add_parser("user", help="users and permissions").add_subparsers(dest="action", required=True)
     ucreate = user.add_parser("create")
     ucreate.add_argument("--company", required=True)
@@ -108,7 +120,13 @@ def _worker(settings: Settings, company_id: str | None) -> None:
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
-    print(orjson.dumps(payload).decode() if as_json else text)
+    if as_json:
+        print(orjson.dumps(payload).decode())
+    elif text.endswith("\r\n"):  # a CSV document: its own line ends, written as they are
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        print(text)
 
 
 async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -164,6 +182,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
 
         result = await _with_db(settings, post)
         return result, f"posted {result['postedEntries']} entries of {args.request} in the embedded Job Cost ledger"
+    if args.command == "report" and args.action == "reconciliation":
+        return await _reconciliation_report(args, settings)
     if args.command == "user" and args.action == "create":
 
         async def create_user(conn: Any) -> dict[str, Any]:
@@ -206,6 +226,30 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
         result = await _with_db(settings, token)
         return result, result["token"]
     raise SettingsError(f"unknown command {args.command}")
+
+
+async def _reconciliation_report(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    """The report as JSON (payload) and as the text printed without --json: CSV, or JSON with --format json."""
+    from app import reports
+    from persistence.reads import ReadStore
+
+    db = Database(settings.database_url)
+    try:
+        if db.is_sqlite:
+            await migrate(db)
+        reads = ReadStore(db)
+        try:
+            if args.budget:
+                budget = await reports.budget_report(reads, args.budget)
+                payload, csv = reports.budget_json(budget), reports.budget_csv(budget)
+            else:
+                company = await reports.company_report(reads, args.company)
+                payload, csv = reports.company_json(company), reports.company_csv(company)
+        except reports.ReportError as exc:
+            raise admin.AdminError(str(exc)) from None
+    finally:
+        await db.dispose()
+    return payload, (orjson.dumps(payload).decode() if args.format == "json" else csv)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:

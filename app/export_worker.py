@@ -5,8 +5,10 @@ each), loads a job's batch (persistence.export_reads), runs the connector with a
 transaction, and records the outcome through the pipeline: retryable failures go back to the queue with
 exponential backoff until the attempts run out. A worker that dies mid-export leaves its lease to expire
 and another claims the job again; the connector's de-duplication on the request's export id makes that
-exactly-once. Each pass also asks connectors that can see the ERP's Job Cost whether awaiting requests
-were posted, and fails deferred exports whose integrator never called back.
+exactly-once. Before the connector writes, its format check runs again on the stored batch (a
+connection changed since the send fails the export with the violations, not retried). Each pass also
+asks connectors that can see the ERP's Job Cost whether awaiting requests were posted, and fails deferred
+exports whose integrator never called back.
 
 The clock and a hook run right after a successful connector export (before its outcome is committed) are
 injected, so tests can move time and kill a worker process at the worst moment.
@@ -106,6 +108,7 @@ class ExportWorker:
         try:
             if connector is None:
                 raise ConnectorError("the company has no working ERP connection")
+            export_pipeline.check_format(connector, loaded.batch)
             async with asyncio.timeout(self._timeout):
                 receipt = await connector.export(loaded.batch)
         except (ConnectorError, TimeoutError, OSError) as exc:

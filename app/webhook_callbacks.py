@@ -1,6 +1,7 @@
 """`POST /erp/callbacks/webhook`: an integrator reports the outcome of an export it accepted earlier
 (`success` with the ERP's reference, `failure` with its messages) and, later, that the entries were posted
-in Job Cost (`posted`).
+in Job Cost (`posted`, with the posting journal's `entryCount` and `totalAmount`, checked like
+confirmJobCostPosting's control totals).
 
 The request is signed like the webhook events we send (erp/signing.py) with the company's webhook secret.
 The secret is found through the export id in the body, so the body is parsed before the signature is
@@ -19,9 +20,11 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from domain.money import DecimalFormatError, parse_amount
 from domain.text import unstorable
 from erp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from resolvers import export_callbacks
+from resolvers.export_callbacks import NO_TOTALS, PostingTotals
 
 log = logging.getLogger("budgetbridge.webhook")
 
@@ -43,10 +46,32 @@ class Callback:
     status: str
     erp_reference: str | None
     message: str | None
+    totals: PostingTotals = NO_TOTALS
 
 
-def _error(message: str, status_code: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status_code)
+MAX_ENTRY_COUNT = 10_000_000
+
+
+def _error(message: str, status_code: int, code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, **({"code": code} if code else {})}, status_code=status_code)
+
+
+def _totals(data: dict[str, Any]) -> PostingTotals:
+    """`entryCount` (an integer >= 0) and `totalAmount` (a decimal string, at most 2 decimals), each optional."""
+    count = data.get("entryCount")
+    whole = isinstance(count, int) and not isinstance(count, bool)
+    if count is not None and not (whole and 0 <= count <= MAX_ENTRY_COUNT):
+        raise BadCallbackError("entryCount must be a whole number of entries (0 or more)")
+    total = data.get("totalAmount")
+    amount = None
+    if total is not None:
+        if not isinstance(total, str):
+            raise BadCallbackError('totalAmount must be a decimal string such as "-1250.00", not a JSON number')
+        try:
+            amount = parse_amount(total)
+        except DecimalFormatError as exc:
+            raise BadCallbackError(f"totalAmount {exc}") from None
+    return PostingTotals(entry_count=count, total_amount=amount)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -89,8 +114,9 @@ def parse_callback(body: bytes) -> Callback:
         raise BadCallbackError("exportId, erpReference and messages must not contain NUL or unpaired surrogates")
     texts = [" ".join(m.split()) for m in messages]
     message = "; ".join(t for t in texts if t) or None
+    totals = _totals(data) if status == "posted" else NO_TOTALS  # the other statuses carry none
     return Callback(export_id=export_id.strip(), status=status, erp_reference=(reference or "").strip() or None,
-                    message=message)
+                    message=message, totals=totals)
 
 
 async def webhook_callback(request: Request) -> JSONResponse:
@@ -114,10 +140,10 @@ async def webhook_callback(request: Request) -> JSONResponse:
     try:
         status = await export_callbacks.apply_callback(
             services, callback.export_id, callback.status, erp_reference=callback.erp_reference,
-            message=callback.message,
+            message=callback.message, totals=callback.totals,
         )
     except export_callbacks.CallbackRejectedError as exc:
-        return _error(str(exc) or "the callback does not fit the export's current status", 409)
+        return _error(str(exc) or "the callback does not fit the export's current status", 409, exc.code)
     except Exception:
         log.exception("webhook callback for %s failed", callback.export_id)
         return _error("the callback could not be applied; try again later", 500)

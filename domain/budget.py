@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 
 from domain import events as ev
 from domain import permissions
-from domain.errors import DomainError, DomainErrors, ErrorCode, invalid
+from domain.errors import (
+    DomainError,
+    DomainErrors,
+    ErpFormatInvalidError,
+    ErrorCode,
+    SubJobNotSupportedError,
+    invalid,
+)
 from domain.export import ExportLine
 from domain.money import MAX_INTEGER_DIGITS, ZERO, amount_in_range, format_decimal
 from domain.permissions import Actor, ProjectAccess
@@ -135,6 +142,17 @@ def unlock_blockers(budget: BudgetState, access: ProjectAccess) -> list[DomainEr
 
 
 @dataclass(frozen=True)
+class FormatProblem:
+    """A value of what a send would export that the ERP's import format cannot carry as it is (the service
+    layer gathers them from the connector's `validate`). `field` is the line's field as the API names it, or
+    the project's (`number`, `erpJobId`) when `line_item_id` is None."""
+
+    line_item_id: str | None
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
 class SendConditions:
     """What a send depends on beyond the budget itself, gathered by the service layer."""
 
@@ -149,6 +167,9 @@ class SendConditions:
     has_pending_modifications: bool
     has_pending_original: bool
     nothing_to_send: bool
+    sub_job_line_ids: tuple[str, ...] = ()  # the ids of those lines, in the same order (when known)
+    # What the connector's format check says about the batch a send would export now (one per line and field).
+    format_problems: tuple[FormatProblem, ...] = ()
     # What the send would carry (its amounts are checked against the 13 integer digits).
     pending: tuple[ExportLine, ...] = ()
 
@@ -171,11 +192,9 @@ def send_blockers(budget: BudgetState, access: ProjectAccess, cond: SendConditio
             for code in cond.unsynced_cost_types
         ]
         if not cond.supports_sub_jobs:
+            ids: Sequence[str | None] = cond.sub_job_line_ids or [None] * len(cond.sub_job_lines)
             errors += [
-                DomainError(
-                    ErrorCode.SUB_JOB_NOT_SUPPORTED, f"line {label} has a sub job, which the ERP does not support"
-                )
-                for label in cond.sub_job_lines
+                SubJobNotSupportedError(line_id, label) for line_id, label in zip(ids, cond.sub_job_lines, strict=True)
             ]
         if cond.has_pending_modifications and not cond.exports_modifications:
             errors.append(
@@ -185,6 +204,7 @@ def send_blockers(budget: BudgetState, access: ProjectAccess, cond: SendConditio
             )
         if cond.has_pending_original and not cond.exports_budget:
             errors.append(DomainError(ErrorCode.VALIDATION_FAILED, "the ERP connector cannot export original budgets"))
+        errors += [ErpFormatInvalidError(p.line_item_id, p.field, p.message) for p in cond.format_problems]
     errors.append(_latest_request_blocker(budget, "send"))
     errors += send_amount_refusals(cond.pending)
     if cond.nothing_to_send:

@@ -38,10 +38,22 @@ class ErrorCode(enum.StrEnum):
     ERP_SYNC_FAILED = "ERP_SYNC_FAILED"
     # An amount or a total would pass the 13 integer digits amounts have (NUMERIC(15,2)).
     AMOUNT_OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
+    # Second wave (API.md "Additions"): a value the ERP's import format cannot carry as it is, and posting
+    # control totals that do not match the request's exported entries.
+    ERP_FORMAT_INVALID = "ERP_FORMAT_INVALID"
+    POSTING_TOTALS_MISMATCH = "POSTING_TOTALS_MISMATCH"
 
 
 class DomainError(Exception):
-    """One refusal. Subclasses name the common kinds and keep what they are about."""
+    """One refusal. Subclasses name the common kinds and keep what they are about.
+
+    `field` is the path to the *input* field at fault (a userError's `field`). A refusal about a budget's
+    content rather than its input may point at the cell at fault instead (a blocker's `lineItem` / `field`):
+    `line_item_id` names the line (None: the budget or its project) and `cell` the field, relative to the
+    line (`("costCode",)`) or, without a line, to the budget (`("project", "number")`)."""
+
+    line_item_id: str | None = None
+    cell: tuple[str, ...] | None = None
 
     def __init__(self, code: ErrorCode, message: str, field: Sequence[str] | None = None) -> None:
         super().__init__(f"{code.value}: {message}")
@@ -88,6 +100,46 @@ class ConcurrentChangeError(DomainError):
 
     def __init__(self) -> None:
         super().__init__(ErrorCode.VERSION_CONFLICT, "a concurrent change conflicted: reload and retry")
+
+
+class LineCellError(DomainError):
+    """A refusal about one cell of the budget: a line's field, or (without a line) a field of its project."""
+
+    def __init__(self, code: ErrorCode, message: str, line_item_id: str | None, cell: Sequence[str]) -> None:
+        self.line_item_id = line_item_id
+        self.cell = tuple(cell)
+        # As a userError (no lineItem there), the path names the line: ["lineItem", "<id>", "costCode"].
+        path = ("lineItem", line_item_id, *self.cell) if line_item_id is not None else self.cell
+        super().__init__(code, message, path)
+
+
+class SubJobNotSupportedError(LineCellError):
+    def __init__(self, line_item_id: str | None, label: str) -> None:
+        super().__init__(
+            ErrorCode.SUB_JOB_NOT_SUPPORTED,
+            f"line {label} has a sub job, which the ERP does not support",
+            line_item_id,
+            ("subJob",),
+        )
+
+
+class ErpFormatInvalidError(LineCellError):
+    """A value the company's ERP import format cannot carry as it is (a connector's format violation): one per
+    offending line and field. `violation_field` is the line's field as the API names it (BudgetLineItem:
+    costCode, costType, subJob, description, unitOfMeasure, quantity, unitCost, originalAmount,
+    modificationsAmount) or, without a line, the project's (number, erpJobId)."""
+
+    def __init__(self, line_item_id: str | None, violation_field: str, message: str) -> None:
+        cell = (violation_field,) if line_item_id is not None else ("project", violation_field)
+        super().__init__(ErrorCode.ERP_FORMAT_INVALID, message, line_item_id, cell)
+        self.violation_field = violation_field
+
+
+class PostingTotalsMismatchError(DomainError):
+    """The control totals of a posting confirmation differ from the request's exported entries."""
+
+    def __init__(self, message: str, field: Sequence[str]) -> None:
+        super().__init__(ErrorCode.POSTING_TOTALS_MISMATCH, message, field)
 
 
 class DomainErrors(Exception):

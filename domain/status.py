@@ -55,6 +55,13 @@ IN_PROGRESS = frozenset({S.PENDING_ACCEPTANCE, S.EXPORTING, S.EXPORT_FAILED})
 UNLOCKABLE = frozenset({S.NOT_SENT, S.RETRIEVED, S.REJECTED, S.SYNCED})
 # Entries of requests in these statuses were never exported: a later send carries them again.
 WITHDRAWN = frozenset({S.RETRIEVED, S.REJECTED})
+# The connector wrote these requests' entries to the ERP (and the ERP acknowledged it). A failed export wrote
+# nothing: the file connectors validate before writing and drop files atomically, the embedded ledger writes
+# in one transaction, an integrator's failure means it wrote nothing; a crash after a write is not a failure
+# (the job is claimed again and the target de-duplicates). So EXPORT_FAILED is not written, it is pending.
+WRITTEN = frozenset({S.AWAITING_POSTING, S.SYNCED})
+# Sent and not (yet) written: the approver has not decided, the export runs, or it failed and may be retried.
+SENT_NOT_WRITTEN = frozenset({S.PENDING_ACCEPTANCE, S.EXPORTING, S.EXPORT_FAILED})
 
 
 def transition(status: ExportStatus, action: RequestAction) -> ExportStatus:

@@ -9,7 +9,8 @@ it, or on the entry ids inside it) and return the same reference.
 Format validation: `validate(batch)` lists every value the target's import format cannot carry as it is (a
 code too long, an amount beyond the field's range, a quantity with more decimals than the field holds, ...),
 one `FormatViolation` per offending line and field. It is pure and fast (no I/O), so it can run for
-`sendBlockers` on a batch built from what *would* be sent, and again in the worker right before writing.
+`sendBlockers` and `sendToERP` on a batch built from what *would* be sent (resolvers.budget_state.send_batch),
+and again in the worker right before writing (resolvers.export_pipeline.check_format).
 The file connectors' `export()` runs it too and refuses (ConnectorError, not retryable) a batch that does not
 validate, so a bad file is never written. Capability limits (sub jobs on a target without them, ...) are not
 repeated here: `sendBlockers` already lists them from the connector's capabilities.
@@ -97,8 +98,9 @@ class FormatInvalidError(ConnectorError):
     """An export refused before anything was written because the batch does not fit the target's import
     format. Not retryable: the content must change (a new send) or the connection's options."""
 
-    def __init__(self, target: str, violations: list[FormatViolation]) -> None:
-        super().__init__(violations_message(target, violations), retryable=False)
+    def __init__(self, target: str, violations: list[FormatViolation], note: str = "") -> None:
+        message = violations_message(target, violations)
+        super().__init__(f"{message}. {note}" if note else message, retryable=False)
         self.violations = violations
 
 
@@ -183,6 +185,10 @@ class Connector(Protocol):
     capabilities: Capabilities
     # True when posted() can actually see Job Cost posting; the worker polls only those connectors.
     detects_posting: bool
+    # The option `require_posting_totals`: a confirmation of posting (confirmJobCostPosting, the webhook's
+    # `posted` callback) must carry the posting journal's entry count and total (see domain.posting).
+    # Default true for the file connectors, whose posting nothing else can see; false for the others.
+    requires_posting_totals: bool
 
     async def sync_job(self, job: JobSpec) -> str:
         """Create or link the job and its cost codes/types; return the ERP's job id."""
@@ -206,6 +212,21 @@ class Connector(Protocol):
     async def mark_posted(self, export_id: str) -> None:
         """Record that the batch's entries were posted (where the target keeps that state; else no-op)."""
         ...
+
+
+REQUIRE_POSTING_TOTALS = "require_posting_totals"
+TRUE_WORDS = frozenset({"true", "yes", "1"})
+FALSE_WORDS = frozenset({"false", "no", "0"})
+
+
+def flag_option(settings: dict[str, Any], name: str, default: bool) -> bool:
+    """A true/false option: a bool, or text true/yes/1 or false/no/0 (any case), as `--option K=V` gives it."""
+    value = settings.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise ConnectorConfigError(f"the option {name!r} must be true or false")
 
 
 def option(settings: dict[str, Any], name: str, *, required: bool = True, default: Any = None) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from domain.export import Capabilities
-from erp.base import ExportBatch, ExportReceipt, FormatViolation, JobSpec
+from erp.base import REQUIRE_POSTING_TOTALS, ExportBatch, ExportReceipt, FormatViolation, JobSpec, flag_option
 from persistence.database import Database
 from persistence.ids import new_id
 from persistence.tables import erp_job_cost_codes, erp_job_cost_entries, erp_jobs
@@ -37,6 +37,8 @@ class EmbeddedConnector:
 
     def __init__(self, options: dict[str, Any] | None = None, *, db: Database) -> None:
         self._db = db
+        # The only option: posting is seen in the ledger, so an admin's confirmation need not carry totals.
+        self.requires_posting_totals = flag_option(dict(options or {}), REQUIRE_POSTING_TOTALS, False)
 
     def validate(self, batch: ExportBatch) -> list[FormatViolation]:
         """The ledger stores every value the API accepts (codes, sub jobs, amounts up to 13 digits): nothing to

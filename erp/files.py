@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from erp.base import (
+    REQUIRE_POSTING_TOTALS,
     ConnectorConfigError,
     ConnectorError,
     ExportBatch,
@@ -66,6 +67,7 @@ from erp.base import (
     FormatInvalidError,
     FormatViolation,
     JobSpec,
+    flag_option,
     option,
 )
 
@@ -376,12 +378,20 @@ def file_stem(batch: ExportBatch) -> str:
     return f"{safe_name(batch.job_number, limit=30)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
 
 
+def posting_totals_option(settings: dict[str, Any]) -> bool:
+    """`require_posting_totals`, true unless the company turns it off: nothing but the accountant's word ties a
+    dropped file to its posting, so the confirmation carries the posting journal's entry count and total."""
+    return flag_option(settings, REQUIRE_POSTING_TOTALS, True)
+
+
 class DropFolderConnector:
     """What every file-drop target shares: the job is set up in the ERP itself, posting is invisible from a
-    folder (an integrator confirms it), and an export is the request's files dropped atomically once."""
+    folder (an integrator or an ERP admin confirms it, with the posting journal's control totals unless the
+    option `require_posting_totals=false`), and an export is the request's files dropped atomically once."""
 
     folder: DropFolder
     detects_posting = False
+    requires_posting_totals = True
     target = "the ERP"  # names the target in messages
 
     def render(self, batch: ExportBatch) -> list[DropFile]:
@@ -396,7 +406,11 @@ class DropFolderConnector:
     async def export(self, batch: ExportBatch) -> ExportReceipt:
         """Validate, render, then drop: a batch that does not fit the format is refused before any write. An
         export already dropped (a retry after a crash) returns its files at once, even if the connection's
-        options changed since and it would no longer validate: it was written, so it is not refused now."""
+        options changed since and it would no longer validate: it was written, so it is not refused here. (The
+        worker runs the format check before it calls export: in that rare case -- a crash between the drop
+        and the commit, and the options changed before the retry -- the export fails with the violations, and
+        retryExport once the options are corrected returns the files already dropped; nothing is written
+        twice.)"""
         sent = await asyncio.to_thread(self.folder.sent, batch.export_id)
         if sent is not None:
             return ExportReceipt(erp_reference="; ".join(sent))

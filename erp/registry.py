@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from erp.base import Connector, ConnectorConfigError
+from erp.base import REQUIRE_POSTING_TOTALS, Connector, ConnectorConfigError, flag_option
 from persistence.database import Database
 
 log = logging.getLogger("budgetbridge.erp")
@@ -43,11 +43,15 @@ def posting_detectors() -> list[str]:
 
 async def validate_options(name: str, options: dict[str, Any]) -> None:
     """Raise ConnectorConfigError (or UnknownConnectorError) if a connector cannot be built from these options.
-    The embedded ledger takes no options; the others check theirs in their constructors."""
+    The embedded ledger takes only `require_posting_totals`; the others check theirs in their constructors."""
     cls = connector_class(name)
     if name == "embedded":
-        if options:
-            raise ConnectorConfigError("the embedded connector takes no options")
+        unknown = sorted(set(options) - {REQUIRE_POSTING_TOTALS})
+        if unknown:
+            raise ConnectorConfigError(
+                f"the embedded connector takes no option {unknown[0]!r} (only {REQUIRE_POSTING_TOTALS})"
+            )
+        flag_option(options, REQUIRE_POSTING_TOTALS, False)
         return
     connector = cls(options)
     close = getattr(connector, "aclose", None)

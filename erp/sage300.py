@@ -127,6 +127,7 @@ from erp.files import (
     file_name_safe,
     fits_number,
     folder_option,
+    posting_totals_option,
     safe_name,
     text_size_problem,
 )
@@ -165,6 +166,7 @@ class Sage300FileConnector(DropFolderConnector):
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         settings = dict(options or {})
         self.folder = DropFolder(folder_option(settings), encoding=encoding_option(settings))
+        self.requires_posting_totals = posting_totals_option(settings)
 
     def validate(self, batch: ExportBatch) -> list[FormatViolation]:
         return validate(batch)

@@ -140,6 +140,7 @@ from erp.files import (
     file_stem,
     fits_number,
     folder_option,
+    posting_totals_option,
     refuse_sub_jobs,
 )
 
@@ -184,6 +185,7 @@ class VistaCsvConnector(DropFolderConnector):
         self.folder = DropFolder(folder_option(settings), encoding="utf-8")
         self.company_number = company_option(settings)
         self.cost_type_map = cost_type_map_option(settings)
+        self.requires_posting_totals = posting_totals_option(settings)
 
     def validate(self, batch: ExportBatch) -> list[FormatViolation]:
         return validate(batch, self.cost_type_map)

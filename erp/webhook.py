@@ -24,6 +24,7 @@ import orjson
 from domain.export import Capabilities
 from domain.money import format_decimal, to_amount
 from erp.base import (
+    REQUIRE_POSTING_TOTALS,
     ConnectorConfigError,
     ConnectorError,
     ExportBatch,
@@ -31,6 +32,7 @@ from erp.base import (
     ExportReceipt,
     FormatViolation,
     JobSpec,
+    flag_option,
     option,
 )
 from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -44,15 +46,6 @@ USER_AGENT = "BudgetBridge-Webhook/1"
 EVENTS = {"CREATE_BUDGET": "create_budget", "UPDATE_BUDGET": "update_budget"}
 # Statuses that mean "try again later" although they are 4xx.
 RETRYABLE_CLIENT_STATUSES = {408, 425, 429}
-
-
-def _flag(settings: dict[str, Any], name: str, default: bool) -> bool:
-    value = settings.get(name, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "1", "false", "no", "0"}:
-        return value.strip().lower() in {"true", "yes", "1"}
-    raise ConnectorConfigError(f"the option {name!r} must be true or false")
 
 
 def _timeout(settings: dict[str, Any]) -> float:
@@ -219,10 +212,12 @@ class WebhookConnector:
         self.capabilities = Capabilities(
             exports_budget=True,
             exports_modifications=True,
-            supports_sub_jobs=_flag(settings, "supports_sub_jobs", True),
-            requires_posting=_flag(settings, "requires_posting", True),
+            supports_sub_jobs=flag_option(settings, "supports_sub_jobs", True),
+            requires_posting=flag_option(settings, "requires_posting", True),
             exports_quantities=True,
         )
+        # The integrator's `posted` callback (or an ERP admin's confirmation) must carry the posting totals.
+        self.requires_posting_totals = flag_option(settings, REQUIRE_POSTING_TOTALS, False)
         self._clock = clock
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout_seconds), follow_redirects=False,

@@ -23,6 +23,7 @@ from persistence.records import (
     ModificationRecord,
     ProjectRecord,
     Record,
+    RequestEntryRecord,
     RequestLineRecord,
     UserRecord,
 )
@@ -270,6 +271,38 @@ async def lines_of_requests(conn: AsyncConnection, request_ids: Sequence[str]) -
         .order_by(request_lines.c.request_id, request_lines.c.position)
     )
     return await records(conn, stmt, RequestLineRecord)
+
+
+async def entries_of_requests(conn: AsyncConnection, request_ids: Sequence[str]) -> list[RequestEntryRecord]:
+    """The export entries of these requests with their lines' codes, in the order the connector got them: by
+    line, the original-budget entry first, then modifications by number."""
+    stmt = (
+        select(
+            export_entries,
+            cost_codes.c.code.label("cost_code"),
+            cost_types.c.code.label("cost_type"),
+            line_items.c.sub_job,
+            line_items.c.quantity,
+        )
+        .join(line_items, line_items.c.id == export_entries.c.line_item_id)
+        .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
+        .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
+        .outerjoin(modifications, modifications.c.id == export_entries.c.source_id)
+        .where(export_entries.c.request_id.in_(list(request_ids)))
+        .order_by(
+            export_entries.c.request_id,
+            line_items.c.position,
+            export_entries.c.kind.desc(),
+            modifications.c.number,
+            export_entries.c.id,
+        )
+    )
+    return await records(conn, stmt, RequestEntryRecord)
+
+
+async def projects_of_company(conn: AsyncConnection, company_id: str) -> list[ProjectRecord]:
+    stmt = select(projects).where(projects.c.company_id == company_id).order_by(projects.c.number, projects.c.id)
+    return await records(conn, stmt, ProjectRecord)
 
 
 async def request_queue(

@@ -34,6 +34,7 @@ from persistence.records import (
     ModificationRecord,
     ProjectRecord,
     Record,
+    RequestEntryRecord,
     RequestLineRecord,
     UserRecord,
 )
@@ -226,6 +227,16 @@ class ReadStore:
 
     async def request_lines(self, request_ids: Sequence[str]) -> list[RequestLineRecord]:
         return await self._run(lambda conn: queries.lines_of_requests(conn, request_ids))
+
+    async def request_entries(self, request_ids: Sequence[str]) -> list[RequestEntryRecord]:
+        """The export entries of these requests, each with its line's codes (one statement)."""
+        if not request_ids:
+            return []
+        return await self._run(lambda conn: queries.entries_of_requests(conn, request_ids))
+
+    async def company_projects(self, company_id: str) -> list[ProjectRecord]:
+        """Every project of the company, by number (the reconciliation report of a whole company)."""
+        return await self._run(lambda conn: queries.projects_of_company(conn, company_id))
 
     async def request_queue(
         self, company_id: str, *, statuses: Sequence[str] | None, project_id: str | None, offset: int, limit: int

@@ -205,6 +205,23 @@ class ExportEntryRecord(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class RequestEntryRecord(Record):
+    """An export entry of a request with its line's cost code, cost type, sub job and quantity (as exported:
+    a budget stays locked, its lines read-only, from the send until the export is posted)."""
+
+    id: str
+    request_id: str
+    line_item_id: str
+    kind: str
+    source_id: str
+    amount: Decimal
+    cost_code: str
+    cost_type: str
+    sub_job: str  # '' for none
+    quantity: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord(Record):
     id: int
     company_id: str

@@ -3,23 +3,25 @@ confirmation that the entries were posted in Job Cost."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from domain import budget as wf
 from domain import permissions
 from domain.errors import DomainError
 from domain.export import request_kind
-from domain.status import ExportStatus, RequestAction
+from domain.posting import control_totals, posting_totals_refusals
+from domain.status import ExportStatus, RequestAction, transition
 from persistence.ids import new_id
-from persistence.records import ErpRequestRecord, RequestLineRecord
+from persistence.records import ErpRequestRecord, ExportEntryRecord, RequestLineRecord
 from persistence.unit_of_work import AbstractUnitOfWork, NewExportEntry
 from resolvers import input_validation as check
-from resolvers.budget_state import budget_state, export_state, send_conditions
+from resolvers.budget_state import budget_state, conditions_for_send, export_state
 from resolvers.change_targets import budget_for_change, request_for_change
 from resolvers.company_setup import connector_of
 from resolvers.context import Context
 from resolvers.service import Changed, Outcome, run_mutation, run_unit
-from resolvers.transitions import apply_request_action
+from resolvers.transitions import apply_request_action, request_entries
 
 
 async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: str | None) -> Outcome:
@@ -36,10 +38,10 @@ async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: s
             await uow.modifications.of_budget(budget.id),
             await uow.entries.of_budget(budget.id),
         )
-        conditions = send_conditions(state, connector.capabilities if connector else None, project)
+        now = ctx.services.clock()
+        conditions = conditions_for_send(state, connector, project, now.date())
         request_id = new_id("ErpRequest")
         change = wf.send(state.budget, access, conditions, actor.user_id, request_id=request_id)
-        now = ctx.services.clock()
         await uow.requests.add(
             ErpRequestRecord(
                 id=request_id,
@@ -181,37 +183,59 @@ async def retry_export(ctx: Context, request_id: str, key: str | None) -> Outcom
     )
 
 
-async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | None, key: str | None) -> Outcome:
+async def confirm_posting(
+    ctx: Context,
+    request_id: str,
+    erp_reference: str | None,
+    key: str | None,
+    *,
+    entry_count: int | None = None,
+    total_amount: Decimal | None = None,
+) -> Outcome:
+    """The ERP's word that a request's entries are posted, with the posting journal's control totals when the
+    caller has them (required when the company's connection says so): totals that differ from the request's
+    exported entries refuse it (domain.posting), and then the ERP is not told the entries are posted either."""
     actor = ctx.actor
     connector = connector_of(ctx)
+    required = connector.requires_posting_totals if connector is not None else False
     try:
         reference = check.text(erp_reference, ["input", "erpReference"], max_len=200)
+        count = check.count(entry_count, ["input", "entryCount"])
+        total = check.optional_amount(total_amount, ["input", "totalAmount"])
     except DomainError as exc:
         return Outcome(errors=[exc])
 
-    async def current(uow: AbstractUnitOfWork) -> ErpRequestRecord | None:
-        return await uow.requests.get(actor.company_id, request_id)
+    def refusals(request: ErpRequestRecord, entries: list[ExportEntryRecord]) -> list[DomainError]:
+        """Every reason to refuse, in the order a user fixes them: permission, status, then the totals."""
+        denied = permissions.confirm_posting_refusal(actor)
+        if denied is not None:
+            return [denied]
+        try:
+            transition(ExportStatus(request.status), RequestAction.CONFIRM_POSTING)
+        except DomainError as exc:
+            return [exc]
+        exported = control_totals(e.amount for e in entries)
+        return posting_totals_refusals(exported, count, total, required=required)
 
-    request = await run_unit(ctx.services, current)
-    marked_in_erp = (
-        request is not None
-        and request.status == ExportStatus.AWAITING_POSTING.value
-        and connector is not None
-        and permissions.confirm_posting_refusal(actor) is None
-    )
+    async def current(uow: AbstractUnitOfWork) -> tuple[ErpRequestRecord, list[ExportEntryRecord]] | None:
+        request = await uow.requests.get(actor.company_id, request_id)
+        return (request, await request_entries(uow, request)) if request is not None else None
+
+    found = await run_unit(ctx.services, current)
+    marked_in_erp = found is not None and connector is not None and not refusals(*found)
     if marked_in_erp:
         # Posting is recorded in the ERP first (idempotent), then here; only a confirmation that will not be
         # refused gets this far.
-        assert request is not None and connector is not None
-        await connector.mark_posted(request.export_id)
+        assert found is not None and connector is not None
+        await connector.mark_posted(found[0].export_id)
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
         budget, req = await request_for_change(ctx, uow, request_id)
-        wf.require_none([permissions.confirm_posting_refusal(actor)])
         if marked_in_erp and req.status == ExportStatus.SYNCED.value:
             # The worker's posting detection saw the posting we just made in the ERP and recorded it first:
             # what the caller asked for holds, so this is the same success, not a refusal.
             return Changed(erp_request_id=req.id, budget_id=budget.id)
+        wf.require_none(refusals(req, await request_entries(uow, req)))
         now = ctx.services.clock()
         values: dict[str, Any] = {"posted_at": now}
         if reference:
@@ -222,5 +246,11 @@ async def confirm_posting(ctx: Context, request_id: str, erp_reference: str | No
         return Changed(erp_request_id=req.id, budget_id=budget.id)
 
     return await run_mutation(
-        ctx, "confirmJobCostPosting", body, idempotency_key=key, fingerprint_of=[request_id, erp_reference]
+        ctx,
+        "confirmJobCostPosting",
+        body,
+        idempotency_key=key,
+        # The totals join the fingerprint only when given, so keys stored before they existed still replay.
+        fingerprint_of=[request_id, erp_reference]
+        + ([entry_count, None if total is None else str(total)] if (count, total) != (None, None) else []),
     )

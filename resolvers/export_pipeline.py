@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from domain.status import ExportStatus, RequestAction
-from erp.base import ConnectorError
+from erp.base import Connector, ConnectorError, ExportBatch, FormatInvalidError
 from persistence.records import BudgetRecord, ErpRequestRecord
 from persistence.unit_of_work import AWAITING_CALLBACK, DONE, FAILED, AbstractUnitOfWork, ClaimedJob
 from resolvers.context import Services
@@ -30,6 +30,7 @@ from resolvers.transitions import apply_request_action
 __all__ = [
     "ClaimedJob",
     "RetryPolicy",
+    "check_format",
     "claim",
     "describe_failure",
     "exported",
@@ -69,6 +70,23 @@ def describe_failure(exc: BaseException, timeout: float) -> tuple[str, bool]:
     if isinstance(exc, TimeoutError):
         return f"the ERP did not answer within {timeout:g} s", True
     return f"the ERP could not be reached ({exc})", True
+
+
+FORMAT_CHANGED_NOTE = (
+    "Nothing was written. The request passed this check when it was sent, so the company's ERP connection "
+    "changed since: correct the connection's options and retry the export"
+)
+
+
+def check_format(connector: Connector, batch: ExportBatch) -> None:
+    """The connector's format check, again, right before the export: the one sendBlockers and sendToERP ran on
+    what the send would contain (resolvers.budget_state.format_problems). A connection whose options changed
+    since the send (another cost type map, another connector) fails the export here, not retried, with every
+    violation in the message, instead of writing a file the ERP cannot import."""
+    violations = connector.validate(batch)
+    if violations:
+        target = getattr(connector, "target", None) or connector.display_name
+        raise FormatInvalidError(target, violations, FORMAT_CHANGED_NOTE)
 
 
 # --- steps inside a unit of work (shared with the callbacks) ----------------------------------------------

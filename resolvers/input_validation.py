@@ -89,6 +89,16 @@ def amount(value: Decimal | None, field: Sequence[str], *, positive: bool = Fals
     return to_amount(value)
 
 
+def optional_amount(value: Decimal | None, field: Sequence[str]) -> Decimal | None:
+    return None if value is None else amount(value, field)
+
+
+def count(value: int | None, field: Sequence[str]) -> int | None:
+    if value is not None and value < 0:
+        raise invalid("must be 0 or more", field)
+    return value
+
+
 def quantity(value: Decimal | None, field: Sequence[str]) -> Decimal | None:
     if value is not None and not has_at_most_places(value, QUANTITY_PLACES):
         raise invalid(f"at most {QUANTITY_PLACES} fraction digits", field)

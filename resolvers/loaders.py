@@ -26,6 +26,7 @@ from persistence.records import (
     ErpRequestRecord,
     LineItemRecord,
     ProjectRecord,
+    RequestEntryRecord,
     RequestLineRecord,
     UserRecord,
 )
@@ -78,6 +79,7 @@ class Loaders:
         self.modification: DataLoader[str, ModificationView | None] = DataLoader(self._load_modification)
         self.requests_of_budget: DataLoader[str, list[ErpRequestRecord]] = DataLoader(self._load_requests_of_budgets)
         self.request_lines: DataLoader[str, list[RequestLineRecord]] = DataLoader(self._load_request_lines)
+        self.request_entries: DataLoader[str, list[RequestEntryRecord]] = DataLoader(self._load_request_entries)
         # Keyed by the budget record the caller already holds (cached by its id): no re-read of the budget.
         self.export_state: DataLoader[BudgetRecord, ExportState] = DataLoader(
             self._load_export_states, cache_key_fn=lambda budget: budget.id
@@ -150,6 +152,9 @@ class Loaders:
 
     async def _load_request_lines(self, request_ids: Sequence[str]) -> list[list[RequestLineRecord]]:
         return _grouped(request_ids, await self._reads.request_lines(request_ids), lambda r: r.request_id)
+
+    async def _load_request_entries(self, request_ids: Sequence[str]) -> list[list[RequestEntryRecord]]:
+        return _grouped(request_ids, await self._reads.request_entries(request_ids), lambda r: r.request_id)
 
     async def _load_export_states(self, budgets: Sequence[BudgetRecord]) -> list[ExportState]:
         contents = await self._reads.contents_of_budgets([b.id for b in budgets])

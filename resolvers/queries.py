@@ -7,6 +7,8 @@ from domain import budget as wf
 from domain import permissions
 from domain.errors import DomainError
 from domain.export import ExportLine
+from domain.reconciliation import Reconciliation
+from domain.status import WRITTEN, ExportStatus
 from persistence.ids import type_of
 from persistence.records import (
     BudgetRecord,
@@ -16,11 +18,12 @@ from persistence.records import (
     ErpRequestRecord,
     EventRecord,
     ProjectRecord,
+    RequestEntryRecord,
     UserRecord,
 )
 from resolvers import input_validation as check
 from resolvers import pagination
-from resolvers.budget_state import budget_state, send_conditions
+from resolvers.budget_state import budget_state, conditions_for_send, reconciliation_of
 from resolvers.context import Context
 from resolvers.pagination import Page, capped
 from resolvers.views import LineItemView, ModificationView
@@ -111,7 +114,7 @@ async def send_blockers(ctx: Context, budget: BudgetRecord) -> list[DomainError]
     project = await ctx.loaders.project.load(budget.project_id)
     assert project is not None, "a budget's project is in the budget's company"
     state = await ctx.loaders.export_state.load(budget)
-    conditions = send_conditions(state, connector.capabilities if connector else None, project)
+    conditions = conditions_for_send(state, connector, project, ctx.services.clock().date())
     return wf.send_blockers(state.budget, access, conditions)
 
 
@@ -121,6 +124,20 @@ async def unlock_blockers(ctx: Context, budget: BudgetRecord) -> list[DomainErro
 
 async def pending_export(ctx: Context, budget: BudgetRecord) -> list[ExportLine]:
     return (await ctx.loaders.export_state.load(budget)).pending
+
+
+async def budget_reconciliation(ctx: Context, budget: BudgetRecord) -> Reconciliation:
+    """Per line: revised, exported, posted, pending, unsent and their difference (domain.reconciliation), from
+    the same batched export state as sendBlockers and pendingExport: no statement of its own."""
+    return reconciliation_of(await ctx.loaders.export_state.load(budget))
+
+
+async def exported_entries(ctx: Context, request: ErpRequestRecord) -> list[RequestEntryRecord]:
+    """The request's entries once the connector wrote them (AWAITING_POSTING, SYNCED); none before, and none
+    for a request that was retrieved, rejected or whose export failed (nothing was written; domain.status)."""
+    if ExportStatus(request.status) not in WRITTEN:
+        return []
+    return await ctx.loaders.request_entries.load(request.id)
 
 
 async def erp_requests(

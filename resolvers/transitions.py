@@ -12,7 +12,7 @@ from typing import Any
 
 from domain.requests import RequestState, decide
 from domain.status import ExportStatus, RequestAction
-from persistence.records import BudgetRecord, ErpRequestRecord
+from persistence.records import BudgetRecord, ErpRequestRecord, ExportEntryRecord
 from persistence.unit_of_work import AbstractUnitOfWork
 from resolvers.budget_state import budget_state
 
@@ -41,3 +41,8 @@ async def apply_request_action(
     await uow.budgets.save(budget, change.budget)
     await uow.events.append(budget.company_id, change.event, at)
     return change.request.status
+
+
+async def request_entries(uow: AbstractUnitOfWork, request: ErpRequestRecord) -> list[ExportEntryRecord]:
+    """The export entries a request carries (its budget's, filtered: no repository method of its own)."""
+    return [e for e in await uow.entries.of_budget(request.budget_id) if e.request_id == request.id]

@@ -8,6 +8,7 @@ from typing import Optional
 
 import strawberry
 
+from domain import reconciliation as rec
 from domain.money import ZERO
 from persistence.records import BudgetRecord
 from resolvers import queries
@@ -110,6 +111,65 @@ class BudgetModification(Node):
         )
 
 
+async def load_modification(info: Ctx, modification_id: str | None) -> BudgetModification | None:
+    if modification_id is None:
+        return None
+    view = await info.context.loaders.modification.load(modification_id)
+    return BudgetModification.from_view(view) if view is not None else None
+
+
+@strawberry.type(description="Per (cost code, cost type, sub job): where every cent of the revised budget stands.")
+class ReconciliationLine:
+    cost_code: str
+    cost_type: str
+    sub_job: Optional[str]
+    revised_amount: Decimal
+    exported: Decimal = strawberry.field(description="Accepted and written to the ERP.")
+    posted: Decimal = strawberry.field(description="Of exported: posted in the ERP's Job Cost.")
+    pending: Decimal = strawberry.field(description="Sent and not yet exported (pending acceptance or exporting).")
+    unsent: Decimal = strawberry.field(description="Not sent yet.")
+    difference: Decimal = strawberry.field(
+        description="revisedAmount - exported - pending - unsent; zero unless something is wrong."
+    )
+    line_item_id: strawberry.Private[Optional[str]]
+
+    @strawberry.field
+    async def line_item(self, info: Ctx) -> Optional[BudgetLineItem]:
+        return await load_line(info, self.line_item_id)
+
+    @classmethod
+    def of(cls, line: rec.ReconciliationLine) -> ReconciliationLine:
+        return cls(
+            cost_code=line.cost_code,
+            cost_type=line.cost_type,
+            sub_job=line.sub_job,
+            revised_amount=line.revised_amount,
+            exported=line.exported,
+            posted=line.posted,
+            pending=line.pending,
+            unsent=line.unsent,
+            difference=line.difference,
+            line_item_id=line.line_item_id,
+        )
+
+
+@strawberry.type
+class Reconciliation:
+    lines: list[ReconciliationLine]
+    totals: ReconciliationLine = strawberry.field(
+        description="The budget's totals in the company's currency (empty costCode and costType, no lineItem)."
+    )
+    balanced: bool = strawberry.field(description="Every line's difference, and the totals', is zero.")
+
+    @classmethod
+    def of(cls, value: rec.Reconciliation) -> Reconciliation:
+        return cls(
+            lines=[ReconciliationLine.of(line) for line in value.lines],
+            totals=ReconciliationLine.of(value.totals),
+            balanced=value.balanced,
+        )
+
+
 async def load_budget(info: Ctx, budget_id: str) -> Budget:
     """The budget a record points at (a request's, an event's): in the viewer's company."""
     budget = await info.context.loaders.budget.load(budget_id)
@@ -203,6 +263,14 @@ class Budget(Node):
     async def pending_export(self, info: Ctx) -> list[ExportLine]:
         pending = await queries.pending_export(info.context, self.record)
         return [ExportLine.from_pending(p) for p in capped(pending, "Budget.pendingExport")]
+
+    @described(
+        "Per line (cost code, cost type, sub job): the revised amount and where it stands (exported, posted, "
+        "pending, unsent), with totals. Exported: requests AWAITING_POSTING or SYNCED; pending: "
+        "PENDING_ACCEPTANCE, EXPORTING or EXPORT_FAILED."
+    )
+    async def reconciliation(self, info: Ctx) -> Reconciliation:
+        return Reconciliation.of(await queries.budget_reconciliation(info.context, self.record))
 
     @described("Audit trail, newest first.")
     async def history(

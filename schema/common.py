@@ -4,7 +4,7 @@ one generic connection (`Connection[T]` is served as `TConnection`, its edges as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Generic, Optional, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Optional, TypeVar, cast
 
 import strawberry
 from strawberry.types import Info
@@ -13,6 +13,9 @@ from domain.errors import DomainError
 from resolvers.context import Context
 from resolvers.pagination import Page
 from schema.enums import ErrorCode
+
+if TYPE_CHECKING:
+    from schema.budgets import BudgetLineItem
 
 Ctx = Info[Context, None]
 
@@ -61,10 +64,33 @@ def user_errors(errors: Sequence[DomainError]) -> list[UserError]:
 class Blocker:
     code: ErrorCode
     message: str
+    field: Annotated[
+        Optional[list[str]],
+        strawberry.field(
+            description="The cell at fault, when there is one: a field of lineItem (e.g. [\"costCode\"]) or, without "
+            'a line, a path from the budget (e.g. ["project", "number"]).'
+        ),
+    ]
+    line_item_id: strawberry.Private[Optional[str]]
+
+    @described("The line at fault, when there is one.")
+    async def line_item(self, info: Ctx) -> Optional[Annotated[BudgetLineItem, strawberry.lazy("schema.budgets")]]:
+        from schema.budgets import load_line
+
+        return await load_line(info, self.line_item_id)
+
+    @classmethod
+    def of(cls, error: DomainError) -> Blocker:
+        return cls(
+            code=error.code,
+            message=error.message,
+            field=list(error.cell) if error.cell else None,
+            line_item_id=error.line_item_id,
+        )
 
 
 def blockers(errors: Sequence[DomainError]) -> list[Blocker]:
-    return [Blocker(code=e.code, message=e.message) for e in errors]
+    return [Blocker.of(e) for e in errors]
 
 
 @strawberry.type

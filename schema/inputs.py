@@ -102,6 +102,16 @@ class ErpRequestActionInput:
     erp_request_id: strawberry.ID
     erp_reference: Optional[str] = None
     idempotency_key: Optional[str] = None
+    entry_count: Optional[int] = strawberry.field(
+        default=None,
+        description="confirmJobCostPosting: how many entries were posted (the ERP's posting journal). Must equal "
+        "the request's entryCount; required when the connection sets require_posting_totals.",
+    )
+    total_amount: Optional[Decimal] = strawberry.field(
+        default=None,
+        description="confirmJobCostPosting: the signed total of the posted entries. Must equal the request's "
+        "entriesTotal; required when the connection sets require_posting_totals.",
+    )
 
 
 @strawberry.type

@@ -232,6 +232,11 @@ class Mutation:
     @described_mutation("The ERP reports the exported entries posted in Job Cost (integrator or ERP admin).")
     async def confirm_job_cost_posting(self, info: Ctx, input: ErpRequestActionInput) -> ErpRequestPayload:
         outcome = await erp_requests.confirm_posting(
-            info.context, str(input.erp_request_id), input.erp_reference, input.idempotency_key
+            info.context,
+            str(input.erp_request_id),
+            input.erp_reference,
+            input.idempotency_key,
+            entry_count=input.entry_count,
+            total_amount=input.total_amount,
         )
         return await _request_payload(info.context, outcome)

@@ -9,17 +9,19 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import strawberry
 
 from domain import export
-from domain.money import ZERO
+from domain.money import ZERO, to_amount
+from domain.status import ExportStatus as Status
 from erp.base import Connector
-from persistence.records import ErpRequestRecord, RequestLineRecord
+from persistence.records import ErpRequestRecord, RequestEntryRecord, RequestLineRecord
+from resolvers import queries
 from resolvers.pagination import capped
 from schema.common import Ctx, Node, described
-from schema.enums import ErpRequestKind, ExportStatus
+from schema.enums import ErpRequestKind, ExportEntryKind, ExportStatus
 from schema.people import User, load_known_user, load_user
 from schema.projects import Project, load_project
 
 if TYPE_CHECKING:
-    from schema.budgets import Budget, BudgetLineItem
+    from schema.budgets import Budget, BudgetLineItem, BudgetModification
 
 
 @strawberry.type(description="One line of what a request exports (the approver's details view).")
@@ -72,6 +74,59 @@ class ExportLine:
             revised_estimate=p.revised_estimate,
             is_new_line=p.is_new_line,
             line_item_id=p.line.id,
+        )
+
+
+@strawberry.type(description="One exported job-cost entry, as the ERP received it.")
+class ExportEntry:
+    id: strawberry.ID
+    entry_id: str = strawberry.field(
+        description="The id the ERP de-duplicates on (ledger entry id, file row key, webhook transaction entryId)."
+    )
+    kind: ExportEntryKind
+    cost_code: str
+    cost_type: str
+    sub_job: Optional[str]
+    amount: Decimal = strawberry.field(description="Signed: money moved out of a line by a modification is negative.")
+    quantity: Optional[Decimal] = strawberry.field(
+        description="The line's quantity, on original-budget entries (modifications move money only)."
+    )
+    posted: bool = strawberry.field(description="Posted in the ERP's Job Cost (its request is SYNCED).")
+    posted_at: Optional[datetime]
+    line_item_id: strawberry.Private[str]
+    modification_id: strawberry.Private[Optional[str]]
+
+    @strawberry.field
+    async def line_item(self, info: Ctx) -> Optional[Annotated[BudgetLineItem, strawberry.lazy("schema.budgets")]]:
+        from schema.budgets import load_line
+
+        return await load_line(info, self.line_item_id)
+
+    @described("The budget modification this entry carries, for kind BUDGET_MODIFICATION.")
+    async def modification(
+        self, info: Ctx
+    ) -> Optional[Annotated[BudgetModification, strawberry.lazy("schema.budgets")]]:
+        from schema.budgets import load_modification
+
+        return await load_modification(info, self.modification_id)
+
+    @classmethod
+    def from_record(cls, r: RequestEntryRecord, request: ErpRequestRecord) -> ExportEntry:
+        kind = export.EntryKind(r.kind)
+        synced = request.status == Status.SYNCED.value
+        return cls(
+            id=strawberry.ID(r.id),
+            entry_id=r.id,
+            kind=kind,
+            cost_code=r.cost_code,
+            cost_type=r.cost_type,
+            sub_job=r.sub_job or None,
+            amount=r.amount,
+            quantity=r.quantity if kind is export.EntryKind.ORIGINAL_BUDGET else None,
+            posted=synced,
+            posted_at=request.posted_at if synced else None,
+            line_item_id=r.line_item_id,
+            modification_id=r.source_id if kind is export.EntryKind.BUDGET_MODIFICATION else None,
         )
 
 
@@ -128,6 +183,19 @@ class ErpRequest(Node):
         lines = await info.context.loaders.request_lines.load(self.record.id)
         return sum((r.budget_changes for r in lines), ZERO)
 
+    @described("Exported entries (empty until the export is written: AWAITING_POSTING or SYNCED).")
+    async def entries(self, info: Ctx) -> list[ExportEntry]:
+        found = await queries.exported_entries(info.context, self.record)
+        return [ExportEntry.from_record(r, self.record) for r in found]
+
+    @described("How many entries were exported (0 until the export is written): a posting's control count.")
+    async def entry_count(self, info: Ctx) -> int:
+        return len(await queries.exported_entries(info.context, self.record))
+
+    @described("The signed sum of the exported entries (0 until the export is written): a posting's control total.")
+    async def entries_total(self, info: Ctx) -> Decimal:
+        return to_amount(sum((r.amount for r in await queries.exported_entries(info.context, self.record)), ZERO))
+
     @classmethod
     def from_record(cls, r: ErpRequestRecord) -> ErpRequest:
         return cls(
@@ -154,6 +222,10 @@ class ErpCapabilities:
     supports_sub_jobs: bool
     requires_posting: bool
     exports_quantities: bool
+    requires_posting_totals: bool = strawberry.field(
+        description="confirmJobCostPosting (and an integrator's posted callback) must give entryCount and "
+        "totalAmount (the connection's option require_posting_totals)."
+    )
 
 
 @strawberry.type
@@ -174,5 +246,6 @@ class ErpConnection:
                 supports_sub_jobs=caps.supports_sub_jobs,
                 requires_posting=caps.requires_posting,
                 exports_quantities=caps.exports_quantities,
+                requires_posting_totals=connector.requires_posting_totals,
             ),
         )

@@ -9,6 +9,7 @@ import pytest
 
 from domain.budget import (
     BudgetState,
+    FormatProblem,
     SendConditions,
     decide_blockers,
     line_edit_blockers,
@@ -19,7 +20,7 @@ from domain.budget import (
     send_blockers,
     unlock_blockers,
 )
-from domain.errors import DomainError, DomainErrors
+from domain.errors import DomainError, DomainErrors, ErpFormatInvalidError, ErrorCode
 from domain.export import Entry, EntryKind, ExportLine, Line
 from domain.permissions import Actor, Grant, PermissionLevel, ProjectAccess
 from domain.status import ExportStatus, RequestAction
@@ -265,6 +266,15 @@ SEND_CASES: dict[str, tuple[dict[str, object], list[str]]] = {
         {"pending": (pending_line("a", "6000000000000.00"), pending_line("b", "6000000000000.00"))},
         ["AMOUNT_OUT_OF_RANGE"] * 3,
     ),
+    "sub_job_lines_named_by_id": (
+        {"supports_sub_jobs": False, "sub_job_lines": ("03-300/L/A",), "sub_job_line_ids": ("li_a",)},
+        ["SUB_JOB_NOT_SUPPORTED"],
+    ),
+    "format_problems": (
+        {"format_problems": (FormatProblem("li_a", "costCode", "Line 03-300/L: too long."),
+                             FormatProblem(None, "number", "The job is too long."))},
+        ["ERP_FORMAT_INVALID"] * 2,
+    ),
 }
 
 
@@ -298,6 +308,32 @@ def test_every_line_with_a_sub_job_is_named_in_its_own_blocker() -> None:
     assert len(messages) == 2
     assert "03-300/L/A" in messages[0]
     assert "05-100/M/B" in messages[1]
+
+
+def test_each_format_problem_is_its_own_blocker_pointing_at_its_cell() -> None:
+    problems = (
+        FormatProblem("li_a", "costCode", "Line 03-300-0001-ABCD/L: the cost code is 16 characters long."),
+        FormatProblem("li_a", "description", "Line 03-300-0001-ABCD/L: the description is 31 characters long."),
+        FormatProblem(None, "erpJobId", "The job 'SAGE-24-017-A' is 13 characters long."),
+    )
+    blockers = send_blockers(LOCKED, ADMIN, dataclasses.replace(READY, format_problems=problems))
+    assert [(e.code, e.message, e.line_item_id, e.cell, e.field) for e in blockers] == [
+        (ErrorCode.ERP_FORMAT_INVALID, problems[0].message, "li_a", ("costCode",), ("lineItem", "li_a", "costCode")),
+        (ErrorCode.ERP_FORMAT_INVALID, problems[1].message, "li_a", ("description",),
+         ("lineItem", "li_a", "description")),
+        (ErrorCode.ERP_FORMAT_INVALID, problems[2].message, None, ("project", "erpJobId"), ("project", "erpJobId")),
+    ]
+    assert all(isinstance(e, ErpFormatInvalidError) for e in blockers)
+
+
+def test_a_line_with_a_sub_job_points_at_its_sub_job() -> None:
+    cond = dataclasses.replace(
+        READY, supports_sub_jobs=False, sub_job_lines=("03-300/L/A", "05-100/M/B"), sub_job_line_ids=("li_a", "li_b")
+    )
+    assert [(e.line_item_id, e.cell) for e in send_blockers(LOCKED, ADMIN, cond)] == [
+        ("li_a", ("subJob",)),
+        ("li_b", ("subJob",)),
+    ]
 
 
 def test_without_an_erp_connection_the_sync_state_is_not_reported() -> None:

@@ -17,6 +17,7 @@ class ScriptedConnector:
     name: str = "scripted"
     display_name: str = "Scripted test ERP"
     detects_posting: bool = True
+    requires_posting_totals: bool = False
     exported: list[ExportBatch] = field(default_factory=list)
     posted_exports: set[str] = field(default_factory=set)
     sync_error: ConnectorError | None = None

@@ -20,9 +20,11 @@ from tests.erp.webhook_server import Integrator, running_integrator
 from tests.erp.workflow import (
     ACCEPT,
     CONFIRM,
+    CONFIRM_WITH_TOTALS,
     LOCK,
     MODIFY,
     SEND,
+    TOTALS,
     UNLOCK,
     UPDATE,
     add_line,
@@ -84,7 +86,12 @@ async def test_the_whole_story_runs_against_each_connector(name: str, services: 
         assert exported["erpReference"]
         refused = await tenant.execute("admin", UNLOCK, b=tenant.budget_id)
         assert [e["code"] for e in refused.data["unlockBudget"]["userErrors"]] == ["AWAITING_POSTING"]
-        await tenant.ok("integrator", CONFIRM, r=third["id"])
+        totals = (await tenant.ok("admin", TOTALS, r=third["id"]))["erpRequest"]
+        assert totals == {"entryCount": 4, "entriesTotal": "616900.00"}  # two originals, a modification's two sides
+        if name in ("sage300-file", "vista-csv"):  # the file connectors require the posting journal's totals
+            refused = await tenant.execute("integrator", CONFIRM, r=third["id"])
+            assert [e["code"] for e in refused.data["confirmJobCostPosting"]["userErrors"]] == ["VALIDATION_FAILED"] * 2
+        await tenant.ok("integrator", CONFIRM_WITH_TOTALS, r=third["id"], n=4, t="616900.00")
         assert (await request(tenant, third["id"]))["status"] == "SYNCED"
         await tenant.ok("admin", UNLOCK, b=tenant.budget_id)
 

@@ -369,3 +369,124 @@ async def test_a_failure_callback_fails_the_export_with_the_integrators_messages
     assert refused.status_code == 409, refused.text
     assert set(refused.json()) == {"error"} and refused.json()["error"]
     assert (await request_of(http, tenant, request_id))["status"] == "EXPORT_FAILED"
+
+
+# --- posting control totals on the `posted` callback ------------------------------------------------------------
+# The export of exported_and_waiting carries two entries: 1000.00 and 2500.00.
+
+
+async def totals_tenant(services: Services, integrator: Integrator, **options: str) -> Tenant:
+    tenant = await make_tenant(services, connector=None)
+    async with services.db.unit_of_work() as uow:
+        await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
+                                          {"url": integrator.url, "secret": SECRET, **options})
+        await uow.commit()
+    return tenant
+
+
+@pytest.mark.parametrize(
+    ("totals", "message"),
+    [
+        ({"entryCount": 3, "totalAmount": "3500.00"}, "the posting shows 3 entries, but the request exported 2"),
+        ({"entryCount": 2, "totalAmount": "7000.00"}, "the posting totals 7000.00, but the request's exported entries "
+                                                      "total 3500.00"),
+        ({"entryCount": 2, "totalAmount": "-3500.00"}, "the posting totals -3500.00"),
+        ({"entryCount": 1}, "the posting shows 1 entry, but the request exported 2 entries"),
+    ],
+)
+async def test_a_posted_callback_with_wrong_totals_is_a_409_and_changes_nothing(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator, totals: dict[str, Any],
+    message: str,
+) -> None:
+    tenant = await totals_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    before = await snapshot(db, tenant.company_id)
+
+    refused = await callback(http, {"exportId": export_id, "status": "posted", **totals})
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "POSTING_TOTALS_MISMATCH"
+    assert message in refused.json()["error"]
+    assert await snapshot(db, tenant.company_id) == before
+    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+
+
+async def test_a_posted_callback_with_the_right_totals_syncs_and_a_repeat_is_checked_too(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    tenant = await totals_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    await callback(http, {"exportId": export_id, "status": "success", "erpReference": "JC-77"})
+    request = await ok(http, tenant.token("approver"), "query($id: ID!) { erpRequest(id: $id) { entryCount "
+                       "entriesTotal } }", id=request_id)
+    assert request["erpRequest"] == {"entryCount": 2, "entriesTotal": "3500.00"}
+
+    posted = await callback(http, {"exportId": export_id, "status": "posted", "entryCount": 2,
+                                   "totalAmount": "3500.00"})
+
+    assert posted.status_code == 200, posted.text
+    assert posted.json() == {"status": "SYNCED"}
+    again = await callback(http, {"exportId": export_id, "status": "posted", "entryCount": 2, "totalAmount": "3500"})
+    assert again.status_code == 200 and again.json() == {"status": "SYNCED"}
+    before = await snapshot(db, tenant.company_id)
+    doubled = await callback(http, {"exportId": export_id, "status": "posted", "entryCount": 4,
+                                    "totalAmount": "7000.00"})
+    assert doubled.status_code == 409 and doubled.json()["code"] == "POSTING_TOTALS_MISMATCH"
+    assert await snapshot(db, tenant.company_id) == before
+
+
+async def test_a_connection_that_requires_totals_refuses_a_posted_callback_without_them(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    tenant = await totals_tenant(services, integrator, require_posting_totals="true")
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    before = await snapshot(db, tenant.company_id)
+
+    refused = await callback(http, {"exportId": export_id, "status": "posted"})
+    half = await callback(http, {"exportId": export_id, "status": "posted", "entryCount": 2})
+
+    for response in (refused, half):
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "VALIDATION_FAILED"
+        assert "requires the posting journal's total amount" in response.json()["error"]
+    assert "entry count" in refused.json()["error"]
+    assert await snapshot(db, tenant.company_id) == before
+
+    posted = await callback(http, {"exportId": export_id, "status": "posted", "entryCount": 2,
+                                   "totalAmount": "3500.00"})
+    assert posted.status_code == 200 and posted.json() == {"status": "SYNCED"}
+    assert (await request_of(http, tenant, request_id))["status"] == "SYNCED"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"exportId": "exp_1", "status": "posted", "entryCount": "2"}',
+        b'{"exportId": "exp_1", "status": "posted", "entryCount": -1}',
+        b'{"exportId": "exp_1", "status": "posted", "entryCount": 2.0}',
+        b'{"exportId": "exp_1", "status": "posted", "entryCount": true}',
+        b'{"exportId": "exp_1", "status": "posted", "totalAmount": 3500.0}',
+        b'{"exportId": "exp_1", "status": "posted", "totalAmount": "3500.001"}',
+        b'{"exportId": "exp_1", "status": "posted", "totalAmount": "3.5e3"}',
+    ],
+)
+async def test_malformed_posting_totals_are_a_400(http: httpx.AsyncClient, body: bytes) -> None:
+    response = await callback(http, body)
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error"}
+
+
+def test_the_documented_callback_examples_verify() -> None:
+    """docs/webhook.md's signed callback examples: each signature verifies over its body at its timestamp."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhook.md").read_text()
+    pattern = r"POST /erp/callbacks/webhook HTTP/1.1\n.*?Timestamp: (\d+)\n.*?Signature: (\S+)\n\n(\{.*?\})\n"
+    examples = re.findall(pattern, text, re.S)
+    assert len(examples) >= 2
+    for timestamp, signature, body in examples:
+        assert verify("whsec_example_4f9a2c7e1b3d5f60", timestamp, signature, body.encode(), now=int(timestamp))
+    bodies = [orjson.loads(body) for _, _, body in examples]
+    assert {"exportId": "bb-7c4f1e2a9d3b4c5e8f6a0b1c2d3e4f5a", "status": "posted", "entryCount": 4,
+            "totalAmount": "200.00"} in bodies

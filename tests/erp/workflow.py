@@ -19,6 +19,10 @@ RETRY = (
 )
 CONFIRM = """mutation($r: ID!) { confirmJobCostPosting(input: {erpRequestId: $r}) {
   erpRequest { status } userErrors { code message } } }"""
+CONFIRM_WITH_TOTALS = """mutation($r: ID!, $n: Int, $t: Decimal) {
+  confirmJobCostPosting(input: {erpRequestId: $r, entryCount: $n, totalAmount: $t}) {
+  erpRequest { status } userErrors { code message field } } }"""
+TOTALS = "query($r: ID!) { erpRequest(id: $r) { entryCount entriesTotal } }"
 MODIFY = """mutation($i: CreateBudgetModificationInput!) { createBudgetModification(input: $i) {
   modification { id } userErrors { code message } } }"""
 UPDATE = (
@@ -80,3 +84,9 @@ async def locked_with_one_line(tenant: Tenant) -> int:
     await tenant.ok("admin", LOCK, b=tenant.budget_id)
     newest = await tenant.ok("admin", NEWEST_EVENT, b=tenant.budget_id)
     return int(newest["budget"]["history"]["edges"][0]["node"]["sequence"])
+
+
+async def confirm_with_totals(tenant: Tenant, request_id: str) -> None:
+    """Confirm posting as an accountant who checked the posting journal against the request's totals."""
+    totals = (await tenant.ok("admin", TOTALS, r=request_id))["erpRequest"]
+    await tenant.ok("integrator", CONFIRM_WITH_TOTALS, r=request_id, n=totals["entryCount"], t=totals["entriesTotal"])

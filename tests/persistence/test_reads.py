@@ -176,3 +176,35 @@ async def test_requests_and_the_event_log(engine_db: Database) -> None:
     assert set(related.budgets) == {tenant.budget_id}
     assert set(related.requests) == {request_id}
     assert await reads.relations_of_events([]) == EventRelations()
+
+
+async def test_the_entries_of_requests_with_their_lines_codes_and_a_companys_projects(engine_db: Database) -> None:
+    tenant, other = await two_tenants(engine_db)
+    reads = ReadStore(engine_db)
+    concrete = await add_line(tenant, "03-300", "L", "1500.00", subJob="BLDG-A", quantity="12.5")
+    steel = await add_line(tenant, "05-120", "M", "2500.00")
+    await locked_with_one_line(other)
+    await tenant.ok("admin", "mutation($p: ID!) { syncProjectToERP(projectId: $p) { userErrors { code } } }",
+                    p=tenant.project_id)
+    await tenant.ok("admin", LOCK, b=tenant.budget_id)
+    await tenant.ok("admin", MODIFY, i={"budgetId": tenant.budget_id, "fromLineItemId": steel,
+                                        "toLineItemId": concrete, "amount": "300.00"})
+    request_id = (await tenant.ok("admin", SEND, b=tenant.budget_id))["sendToERP"]["erpRequest"]["id"]
+    other_request = (await other.ok("admin", SEND, b=other.budget_id))["sendToERP"]["erpRequest"]["id"]
+
+    entries = await reads.request_entries([request_id, other_request])
+    mine = [e for e in entries if e.request_id == request_id]
+    # By line, the original-budget entry first, then modifications by number; each with its line's codes.
+    assert [(e.line_item_id, e.kind, e.amount, e.cost_code, e.cost_type, e.sub_job, e.quantity) for e in mine] == [
+        (concrete, "ORIGINAL_BUDGET", Decimal("1500.00"), "03-300", "L", "BLDG-A", Decimal("12.5")),
+        (concrete, "BUDGET_MODIFICATION", Decimal("300.00"), "03-300", "L", "BLDG-A", Decimal("12.5")),
+        (steel, "ORIGINAL_BUDGET", Decimal("2500.00"), "05-120", "M", "", None),
+        (steel, "BUDGET_MODIFICATION", Decimal("-300.00"), "05-120", "M", "", None),
+    ]
+    assert {e.request_id for e in entries} == {request_id, other_request}
+    assert await reads.request_entries([]) == []
+
+    await tenant.ok("admin", """mutation { createProject(input: {name: "Annex", number: "A-1"}) { project { id } } }""")
+    projects = await reads.company_projects(tenant.company_id)
+    assert [p.number for p in projects] == sorted(["A-1", f"P-{tenant.company_id[-6:]}"])
+    assert all(isinstance(p, ProjectRecord) and p.company_id == tenant.company_id for p in projects)

@@ -20,7 +20,7 @@ from domain.errors import ErrorCode
 from domain.export import Capabilities
 from domain.permissions import Actor, Grant, PermissionLevel
 from domain.status import ExportStatus, RequestAction
-from erp.base import ConnectorError, ExportBatch, ExportReceipt, JobSpec
+from erp.base import ConnectorError, ExportBatch, ExportReceipt, FormatViolation, JobSpec
 from erp.registry import ConnectorRegistry
 from persistence.database import Database
 from persistence.records import (
@@ -66,8 +66,12 @@ class StubConnector:
     name: str = "stub"
     display_name: str = "Stub ERP"
     detects_posting: bool = False
+    requires_posting_totals: bool = False
     synced: list[JobSpec] = field(default_factory=list)
     marked_posted: list[str] = field(default_factory=list)
+    # validate() reports these (a function of the batch), and records each batch it was asked about.
+    violations: Callable[[ExportBatch], list[FormatViolation]] = lambda batch: []
+    validated: list[ExportBatch] = field(default_factory=list)
 
     async def sync_job(self, job: JobSpec) -> str:
         self.synced.append(job)
@@ -76,6 +80,10 @@ class StubConnector:
         if self.sync_error is not None:
             raise self.sync_error
         return self.job_id
+
+    def validate(self, batch: ExportBatch) -> list[FormatViolation]:
+        self.validated.append(batch)
+        return self.violations(batch)
 
     async def export(self, batch: ExportBatch) -> ExportReceipt:
         raise AssertionError("no mutation exports: the worker does")

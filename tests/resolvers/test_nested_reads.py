@@ -165,3 +165,66 @@ async def test_a_query_asking_for_too_many_objects_is_refused_with_a_clear_error
     fits = "query($b: ID!) { budget(id: $b) { lineItems(first: 1000) { totalCount } } }"
     again = await schema.execute(fits, variable_values={"b": tenant.budget_id}, context_value=ctx)
     assert again.errors is None  # the allowance is per operation
+
+
+# Two documents: each list is charged at its maximum by the cost analysis (reconciliation lines and a request's
+# entries up to 10,000 each), so one document asking for both on four budgets would pass the 50,000 allowance.
+RECONCILED = """
+{ projects(first: 4) { edges { node { budget {
+    sendBlockers { code field lineItem { id costCode { code } } }
+    reconciliation { balanced lines { costCode lineItem { id revisedAmount } exported posted pending unsent difference }
+      totals { exported } } } } } } }
+"""
+ENTRIES = """
+{ projects(first: 4) { edges { node { budget {
+    lastErpRequest { entryCount entriesTotal
+      entries { entryId amount lineItem { id } modification { number } } } } } } } }
+"""
+
+
+async def test_reconciliations_and_exported_entries_of_many_budgets_cost_the_same_as_of_one(
+    services: Services,
+) -> None:
+    from app.export_worker import ExportWorker
+    from schema.build import schema
+    from tests.erp.workflow import ACCEPT, LOCK, MODIFY, SEND, SYNC
+
+    async def exported_project(tenant: Tenant, project_id: str, budget_id: str) -> None:
+        await add_lines(tenant, 3, budget_id=budget_id)
+        await tenant.ok("admin", SYNC, p=project_id)
+        await tenant.ok("admin", LOCK, b=budget_id)
+        lines = await tenant.ok("admin", "query($b: ID!) { budget(id: $b) { lineItems { edges { node { id } } } } }",
+                                b=budget_id)
+        first, second = [e["node"]["id"] for e in lines["budget"]["lineItems"]["edges"][:2]]
+        await tenant.ok("admin", MODIFY, i={"budgetId": budget_id, "fromLineItemId": first, "toLineItemId": second,
+                                            "amount": "10.00"})
+        request_id = (await tenant.ok("admin", SEND, b=budget_id))["sendToERP"]["erpRequest"]["id"]
+        await tenant.ok("approver", ACCEPT, r=request_id)
+
+    async def statements_for(projects: int) -> int:
+        tenant = await make_tenant(services)
+        await exported_project(tenant, tenant.project_id, tenant.budget_id)
+        for index in range(projects - 1):
+            data = await tenant.ok("admin", """mutation($n: String!) { createProject(input: {name: "More", number: $n})
+                { project { id budget { id } } } }""", n=f"M-{index}")
+            project = data["createProject"]["project"]
+            await exported_project(tenant, project["id"], project["budget"]["id"])
+        await ExportWorker(services, timeout_seconds=5, company_id=tenant.company_id).run_once()
+        ctx = await tenant.context("admin")
+        with counted(services.db) as statements:
+            result = await schema.execute(RECONCILED, context_value=ctx)
+            entries = await schema.execute(ENTRIES, context_value=ctx)
+        assert result.errors is None and result.data is not None, result.errors
+        assert entries.errors is None and entries.data is not None, entries.errors
+        budgets = [e["node"]["budget"] for e in result.data["projects"]["edges"]]
+        assert len(budgets) == projects
+        for budget in budgets:
+            assert budget["reconciliation"]["balanced"] is True
+            assert len(budget["reconciliation"]["lines"]) == 3
+        for edge in entries.data["projects"]["edges"]:
+            request = edge["node"]["budget"]["lastErpRequest"]
+            assert request["entryCount"] == len(request["entries"]) == 5  # 3 originals, both sides of the move
+            assert sum(1 for e in request["entries"] if e["modification"]) == 2
+        return len(statements)
+
+    assert await statements_for(1) == await statements_for(4)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.errors import DomainError, ErrorCode, NotFoundError, VersionConflictError
+from domain.errors import DomainError, ErpFormatInvalidError, ErrorCode, NotFoundError, VersionConflictError
 from resolvers.pagination import Page, decode
 from schema.build import schema
 from schema.common import Blocker, Connection, Edge, PageInfo, UserError, blockers, connection, user_errors
@@ -39,9 +39,24 @@ def test_refusals_keep_the_domain_code_message_and_field() -> None:
         UserError(code=ErrorCode.NOT_FOUND, message="budget not found", field=["input", "budgetId"]),
         UserError(code=ErrorCode.VERSION_CONFLICT, message=errors[1].message, field=None),
     ]
-    assert blockers(errors) == [
-        Blocker(code=ErrorCode.NOT_FOUND, message="budget not found"),
-        Blocker(code=ErrorCode.VERSION_CONFLICT, message=errors[1].message),
+    assert blockers(errors) == [  # an input field is not a cell of the budget: blockers point at none
+        Blocker(code=ErrorCode.NOT_FOUND, message="budget not found", field=None, line_item_id=None),
+        Blocker(code=ErrorCode.VERSION_CONFLICT, message=errors[1].message, field=None, line_item_id=None),
+    ]
+
+
+def test_a_refusal_about_a_cell_points_at_the_line_and_its_field() -> None:
+    on_line = ErpFormatInvalidError("li_1", "costCode", "Line 03-300/L: the cost code is too long.")
+    on_job = ErpFormatInvalidError(None, "number", "The job '24-017-BLDG-A' is too long.")
+    assert blockers([on_line, on_job]) == [
+        Blocker(code=ErrorCode.ERP_FORMAT_INVALID, message=on_line.message, field=["costCode"], line_item_id="li_1"),
+        Blocker(code=ErrorCode.ERP_FORMAT_INVALID, message=on_job.message, field=["project", "number"],
+                line_item_id=None),
+    ]
+    # A userError has no lineItem: its path names the line.
+    assert user_errors([on_line, on_job]) == [
+        UserError(code=ErrorCode.ERP_FORMAT_INVALID, message=on_line.message, field=["lineItem", "li_1", "costCode"]),
+        UserError(code=ErrorCode.ERP_FORMAT_INVALID, message=on_job.message, field=["project", "number"]),
     ]
 
 
