@@ -33,8 +33,11 @@ RECONCILIATION = """query($b: ID!) { budget(id: $b) { revisedBudgetTotal exportS
   reconciliation { balanced
     lines { costCode costType subJob lineItem { id } revisedAmount exported posted pending unsent difference }
     totals { costCode costType subJob lineItem { id } revisedAmount exported posted pending unsent difference } } } }"""
-REQUESTS = """query($b: ID!) { budget(id: $b) { erpRequests { id status entryCount entriesTotal
-  entries { entryId kind costCode costType subJob amount posted } } } }"""
+# A request's entries are read one request at a time: the cost analysis charges every list at its maximum, and
+# every request's entries of a budget in one document would pass the 50,000-item allowance.
+REQUESTS = """query($b: ID!) { budget(id: $b) { erpRequests { id status } } }"""
+ENTRIES = """query($r: ID!) { erpRequest(id: $r) { status entryCount entriesTotal
+  entries { entryId kind costCode costType subJob amount posted } } }"""
 TOTALS = "query($r: ID!) { erpRequest(id: $r) { entryCount entriesTotal } }"
 RETRIEVE = "mutation($b: ID!) { retrieveBudget(input: {budgetId: $b}) { userErrors { code } } }"
 DECIDE = """mutation($r: ID!, $d: ErpDecision!, $why: String) { decideExport(input: {erpRequestId: $r, decision: $d,
@@ -208,7 +211,8 @@ class Run:
         ledger = {entry.source_entry_id: entry for entry in await self.ledger()}
         requests = (await self.run(REQUESTS, b=self.tenant.budget_id))["budget"]["erpRequests"]
         shown: set[str] = set()
-        for req in requests:
+        for listed in requests:
+            req = (await self.run(ENTRIES, r=listed["id"]))["erpRequest"]
             entries = req["entries"]
             if req["status"] not in ("AWAITING_POSTING", "SYNCED"):
                 assert (entries, req["entryCount"], req["entriesTotal"]) == ([], 0, "0.00")

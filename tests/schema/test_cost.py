@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from graphql import get_introspection_query, parse
 
@@ -45,18 +43,15 @@ def test_the_doubling_fragment_document_costs_visits_linear_in_its_levels() -> N
 @pytest.mark.parametrize("leaf", ["id name", "id company { id name }", "costCodes { id }"])
 def test_the_doubling_fragment_document_is_refused_at_once(leaf: str) -> None:
     query = doubling(29, leaf.replace("costCodes", "company") if leaf.startswith("costCodes") else leaf)
-    started = time.perf_counter()
+    # No clock here (shared machines): that the analysis is linear is counted above; a walk of all 2^29 paths
+    # would not finish within the suite's per-test timeout.
     message = refusal(query)
-    elapsed = time.perf_counter() - started
     assert message is not None and "selected" in message
-    assert elapsed < 0.5, elapsed  # was minutes: validation walked all 2^29 paths
 
 
 async def test_the_doubling_document_is_refused_before_graphql_core_validates_it(services: Services) -> None:
     tenant = await make_tenant(services)
-    started = time.perf_counter()
     result = await tenant.execute("reader", doubling(29))
-    assert time.perf_counter() - started < 1.0
     assert result.data is None and result.errors is not None
     assert [e.extensions for e in result.errors] == [{"code": "BAD_USER_INPUT"}]
 
