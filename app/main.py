@@ -22,6 +22,7 @@ from app import auth, pages
 from app.export_worker import ExportWorker, build_worker
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
+from app.notifier import Notifier, build_notifier
 from app.settings import Settings, SettingsError
 from app.tasks import run_bounded
 from app.webhook_callbacks import webhook_callback
@@ -47,6 +48,7 @@ class Runtime:
     live: LiveHub
     jwt_secret: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    notifier: Notifier | None = None  # delivers the notification outbox beside the export worker
 
 
 async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
@@ -82,7 +84,11 @@ async def start_runtime(settings: Settings, *, demo: bool = False) -> Runtime:
     )
     worker = build_worker(settings, services)
     services.kick_exports = worker.kick
-    return Runtime(settings=settings, db=db, services=services, worker=worker, live=live, jwt_secret=secret)
+    notifier = build_notifier(settings, services)
+    services.kick_notifications = notifier.kick
+    return Runtime(
+        settings=settings, db=db, services=services, worker=worker, live=live, jwt_secret=secret, notifier=notifier
+    )
 
 
 async def health(request: Request) -> JSONResponse:
@@ -125,11 +131,15 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         gc.freeze()
         if run_worker and settings.run_export_worker:
             runtime.worker.start()
+            if runtime.notifier is not None:
+                runtime.notifier.start()
         try:
             yield
         finally:
             # Each step is bounded: a stuck connection must not keep the process from exiting.
             await run_bounded(runtime.worker.stop(), 15, "stopping the export worker")
+            if runtime.notifier is not None:
+                await run_bounded(runtime.notifier.stop(), 15, "stopping the notifier")
             await run_bounded(runtime.live.stop(), 10, "stopping live updates")
             await run_bounded(runtime.services.connectors.aclose(), 10, "closing ERP connectors")
             await run_bounded(runtime.db.dispose(), 10, "closing the database pool")

@@ -1,10 +1,11 @@
 """The one commit path of every writer, and the mutation runner on top of it.
 
-`run_unit` opens a unit of work, runs a body, commits and lets the unit of work fire its after-commit
-callbacks (subscription wake-ups for every company whose log grew, export kicks): mutations, the export
-worker and the integrator callbacks all write through it. `run_mutation` adds what a user's mutation needs:
-the idempotency key, and refusals turned into userErrors here, and only here; anything else propagates and
-is masked at the edge.
+`run_unit` opens a unit of work, runs a body, writes the notifications of the events the body appended
+(resolvers.notification_planning, in the same transaction), commits and lets the unit of work fire its
+after-commit callbacks (subscription wake-ups for every company whose log grew, export kicks, the
+notification worker's wake-up): mutations, the export worker and the integrator callbacks all write through
+it. `run_mutation` adds what a user's mutation needs: the idempotency key, and refusals turned into
+userErrors here, and only here; anything else propagates and is masked at the edge.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 from domain.errors import ConcurrentChangeError, DomainError, DomainErrors, invalid
 from persistence.unit_of_work import AbstractUnitOfWork
 from resolvers.context import Context, Services
+from resolvers.notification_planning import plan_for_events
 
 log = logging.getLogger("budgetbridge.mutations")
 
@@ -73,9 +75,11 @@ def refusals(exc: DomainError | DomainErrors) -> list[DomainError]:
 
 
 async def run_unit(services: Services, body: Callable[[AbstractUnitOfWork], Awaitable[T]]) -> T:
-    """Run `body` in one unit of work and commit it; after-commit callbacks run once it committed."""
+    """Run `body` in one unit of work and commit it, with the notifications its events cause; after-commit
+    callbacks run once it committed."""
     async with services.unit_of_work() as uow:
         result = await body(uow)
+        await plan_for_events(uow, services.kick_notifications)
         await uow.commit()
     return result
 
