@@ -50,7 +50,7 @@ class NotifyConfig:
     public_url: str = "http://127.0.0.1:8000"
     mail_from: str = "BudgetBridge <budgetbridge@localhost>"
     reminder_every: timedelta = timedelta(hours=24)
-    digest_hour: int = 7
+    digest_hour: int | None = 7  # None: no scheduled digest (`budgetbridge notify digest` still sends one)
     digest_zone: tzinfo = UTC
     policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=8, base_seconds=30, cap_seconds=3600))
 
@@ -127,6 +127,10 @@ class Notifier:
         if self._next_schedule is None or now >= self._next_schedule:
             await self.run_schedules(now)
             self._next_schedule = now + timedelta(seconds=self._schedule_every)
+        return await self.deliver_due()
+
+    async def deliver_due(self) -> int:
+        """Deliver every notification due now, one at a time. Returns how many were handled."""
         handled = 0
         while await self.deliver_next():
             handled += 1
@@ -134,6 +138,8 @@ class Notifier:
 
     async def run_schedules(self, now: datetime) -> None:
         await notifications.plan_reminders(self._services, now, self.config.reminder_every, self.company_id)
+        if self.config.digest_hour is None:
+            return
         day = digest_day(now, self.config.digest_hour, self.config.digest_zone)
         if day is not None and day != self._digests_written_for:
             await notifications.plan_digests(self._services, day, now, self.company_id)

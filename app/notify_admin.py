@@ -103,9 +103,7 @@ async def _digest(args: argparse.Namespace, settings: Settings) -> tuple[dict[st
     async with _services(settings) as services:
         notifier = build_notifier(settings, services, company_id=args.company)
         written = await notifier.digest_now()
-        handled = 0
-        while await notifier.deliver_next():
-            handled += 1
+        handled = await notifier.deliver_due()
     text = f"{written} digest(s) written, {handled} notification(s) handled"
     if written == 0:
         text += " (nothing waits, or today's digests were already written)"

@@ -48,7 +48,7 @@ class Settings:
     mail_from: str = "BudgetBridge <budgetbridge@localhost>"
     public_url: str = "http://127.0.0.1:8000"
     posting_reminder_hours: float = 24.0
-    digest_hour: int = 7
+    digest_hour: int | None = 7  # None ("off"): no scheduled digest
     digest_timezone: str = "UTC"
     notify_max_attempts: int = 8
     notify_backoff_seconds: float = 30.0
@@ -173,9 +173,11 @@ def _public_url(text: str) -> str:
     return text.strip().rstrip("/")
 
 
-def _hour(text: str) -> int:
+def _hour(text: str) -> int | None:
+    if text.strip().lower() in ("off", "none"):
+        return None
     if not text.strip().isdigit() or not 0 <= int(text) <= 23:
-        raise ValueError(f"{text!r} is not an hour from 0 to 23")
+        raise ValueError(f"{text!r} is not an hour from 0 to 23 (or off)")
     return int(text)
 
 
