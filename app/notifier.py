@@ -132,6 +132,15 @@ class Notifier:
     async def deliver_due(self) -> int:
         """Deliver every notification due now, one at a time. Returns how many were handled."""
         handled = 0
+        if self.mailer is None:  # nowhere to send email: record that for all of them at once
+            handled += await notifications.close_undeliverable(
+                self._services,
+                self._clock(),
+                Channel.EMAIL.value,
+                OutboxStatus.NOT_SENT_NO_SMTP,
+                NO_SMTP,
+                self.company_id,
+            )
         while await self.deliver_next():
             handled += 1
         return handled
@@ -154,16 +163,25 @@ class Notifier:
 
     async def deliver_next(self) -> bool:
         """Deliver one due notification; False when none is due."""
-        row = await notifications.claim(self._services, self._clock(), self.config.policy.lease, self.company_id)
+        policy = self.config.policy
+        row = await notifications.claim(
+            self._services, self._clock(), policy.lease, self.company_id, max_attempts=policy.max_attempts
+        )
         if row is None:
             return False
-        content = Content.of(NotificationKind(row.kind), row.payload)
         try:
+            content = Content.of(NotificationKind(row.kind), row.payload)
             if row.channel == Channel.EMAIL.value:
                 await self._email(row, content)
             else:
                 await self._chat(row, content)
         except Abandoned:
+            return True
+        except (KeyError, TypeError, ValueError) as exc:  # a row we cannot render: trying again will not help
+            log.exception("notification %s cannot be rendered", row.id)
+            await notifications.record_failure(
+                self._services, row, self._clock(), f"cannot be rendered: {exc!r}", retryable=False, policy=policy
+            )
             return True
         except DeliveryError as exc:
             status = await notifications.record_failure(

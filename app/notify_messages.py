@@ -210,9 +210,13 @@ def _footer(content: Content) -> str:
     )
 
 
+def _lines(count: int) -> str:
+    return f"{count} line{'s' if count != 1 else ''}"
+
+
 def _digest_line(r: RequestFacts) -> str:
     return (
-        f"{_project(r)}: {_kind(r)}, {r.line_count} lines, original {format_money(r.total_original, r.currency)}, "
+        f"{_project(r)}: {_kind(r)}, {_lines(r.line_count)}, original {format_money(r.total_original, r.currency)}, "
         f"changes {format_money(r.total_changes, r.currency)}, sent by {r.sender_name} {_when(r.sent_at)}"
     )
 
@@ -326,7 +330,7 @@ def chat_text(content: Content, *, public_url: str) -> str:
     kind = content.kind
     if kind is K.REQUEST_ARRIVED:
         line = (
-            f"Budget waiting for approval: {project} from {sender} ({_chat_escape(_kind(r))}, {r.line_count} lines, "
+            f"Budget waiting for approval: {project} from {sender} ({_chat_escape(_kind(r))}, {_lines(r.line_count)}, "
             f"original {original}, changes {changes})."
         )
     elif kind is K.REQUEST_REJECTED:

@@ -124,6 +124,18 @@ class SqlNotificationOutbox(NotificationOutbox):
             ),
         )
 
+    async def close_due(
+        self, now: datetime, channel: str, status: OutboxStatus, reason: str, company_id: str | None = None
+    ) -> int:
+        t = notification_outbox
+        stmt = update(t).where(
+            t.c.status == OutboxStatus.PENDING.value, t.c.channel == channel, t.c.next_attempt_at <= now
+        )
+        if company_id is not None:
+            stmt = stmt.where(t.c.company_id == company_id)
+        result = await execute(self._conn, stmt.values(status=status.value, last_error=reason, updated_at=now))
+        return int(result.rowcount)
+
     async def of_company(self, company_id: str) -> list[NotificationRecord]:
         t = notification_outbox
         stmt = select(t).where(t.c.company_id == company_id).order_by(t.c.created_at, t.c.id)

@@ -387,6 +387,13 @@ class NotificationOutbox(abc.ABC):
         """Back to PENDING until `next_attempt_at`, with the reason; not handed over."""
 
     @abc.abstractmethod
+    async def close_due(
+        self, now: datetime, channel: str, status: OutboxStatus, reason: str, company_id: str | None = None
+    ) -> int:
+        """Close every PENDING row of `channel` that is due with `status` and `reason` at once (there is
+        nowhere to send them: no SMTP server is configured). Returns how many."""
+
+    @abc.abstractmethod
     async def of_company(self, company_id: str) -> list[NotificationRecord]:
         """Every row of the company, oldest first."""
 

@@ -39,17 +39,25 @@ UNCONFIRMED_MESSAGE = (
 
 
 async def claim(
-    services: Services, now: datetime, lease: timedelta, company_id: str | None = None
+    services: Services, now: datetime, lease: timedelta, company_id: str | None = None, *, max_attempts: int = 8
 ) -> NotificationRecord | None:
-    """The next row to send, leased to the caller; None when nothing is due."""
+    """The next row to send, leased to the caller; None when nothing is due. A row whose workers keep dying
+    while sending it (a poison message) fails after `max_attempts` claims instead of being tried forever."""
 
     async def body(uow: AbstractUnitOfWork) -> NotificationRecord | None:
         while True:
             row = await uow.notifications.claim(now, lease, company_id)
-            if row is None or row.handed_over_at is None:
+            if row is None:
+                return None
+            if row.handed_over_at is not None:
+                log.warning("notification %s: %s", row.id, UNCONFIRMED_MESSAGE)
+                await uow.notifications.finish(row.id, OutboxStatus.UNCONFIRMED, now, UNCONFIRMED_MESSAGE)
+            elif row.attempts > max_attempts:
+                message = f"gave up after {max_attempts} attempts (the last ones stopped before an outcome)"
+                log.warning("notification %s: %s", row.id, message)
+                await uow.notifications.finish(row.id, OutboxStatus.FAILED, now, message)
+            else:
                 return row
-            log.warning("notification %s: %s", row.id, UNCONFIRMED_MESSAGE)
-            await uow.notifications.finish(row.id, OutboxStatus.UNCONFIRMED, now, UNCONFIRMED_MESSAGE)
 
     return await run_unit(services, body)
 
@@ -110,6 +118,17 @@ async def record_not_sent(
             await uow.notifications.finish(row.id, status, at, reason)
 
     await run_unit(services, body)
+
+
+async def close_undeliverable(
+    services: Services, now: datetime, channel: str, status: OutboxStatus, reason: str, company_id: str | None = None
+) -> int:
+    """Close every due row of a channel that has nowhere to go (no SMTP server), in one statement."""
+
+    async def body(uow: AbstractUnitOfWork) -> int:
+        return await uow.notifications.close_due(now, channel, status, reason, company_id)
+
+    return await run_unit(services, body)
 
 
 async def chat_webhook(services: Services, company_id: str) -> ChatWebhookRecord | None:

@@ -859,6 +859,22 @@ class FakeNotificationOutbox(_Repo, NotificationOutbox):
             updated_at=at,
         )
 
+    async def close_due(
+        self, now: datetime, channel: str, status: OutboxStatus, reason: str, company_id: str | None = None
+    ) -> int:
+        s, now = self._state("notifications.close_due"), _utc(now)
+        due = [
+            n
+            for n in s.notifications.values()
+            if n.status == OutboxStatus.PENDING.value
+            and n.channel == channel
+            and n.next_attempt_at <= now
+            and (company_id is None or n.company_id == company_id)
+        ]
+        for n in due:
+            s.update("notifications", n.id, replace(n, status=status.value, last_error=reason, updated_at=now))
+        return len(due)
+
     async def of_company(self, company_id: str) -> list[NotificationRecord]:
         s = self._state("notifications.of_company")
         found = [n for n in s.notifications.values() if n.company_id == company_id]

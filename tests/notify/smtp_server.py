@@ -37,7 +37,9 @@ class Mail:
 
     @property
     def subject(self) -> str:
-        return str(self.message["Subject"])
+        # A subject that fits on a line of its own is folded onto one ("Subject:\r\n Budget ..."); mail
+        # programs drop the folding white space, as this does.
+        return str(self.message["Subject"]).strip()
 
     def part(self, subtype: str) -> str:
         body = self.message.get_body(preferencelist=(subtype,))

@@ -29,8 +29,10 @@ async def test_the_chat_channel_hears_the_workflow_once_each_after_a_retry(servi
             await receiver.wait_for_requests(2)
 
             async def delivered(count: int) -> bool:
-                chat = [r for r in await outbox_of(services, tenant.company_id) if r.channel == "CHAT"]
-                return [r.status for r in chat] == ["SENT"] * count
+                rows = await outbox_of(services, tenant.company_id)
+                chat = [r for r in rows if r.channel == "CHAT"]
+                settled = all(r.status not in ("PENDING", "SENDING") for r in rows)
+                return settled and [r.status for r in chat] == ["SENT"] * count
 
             await eventually(lambda: delivered(1), timeout=20, what="the chat message to be recorded as sent")
             await tenant.ok("approver", REJECT, r=request_id, reason="Split <03-300> & resend")
@@ -45,7 +47,7 @@ async def test_the_chat_channel_hears_the_workflow_once_each_after_a_retry(servi
     link = f"{PUBLIC_URL}/requests/{request_id}"
     assert again.json == {
         "text": f"Budget waiting for approval: {project_of(tenant)} from Admin (Original budget (request #1), "
-        f"1 lines, original $1,200.00, changes $0.00).\n{link}"
+        f"1 line, original $1,200.00, changes $0.00).\n{link}"
     }
     assert rejected.json == {
         "text": f"Budget rejected by Approver: {project_of(tenant)}. Reason: Split &lt;03-300&gt; &amp; resend\n{link}"

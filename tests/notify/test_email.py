@@ -259,7 +259,7 @@ async def test_the_daily_digest_lists_what_waits_once_a_day(services: Services) 
     assert digest.recipients == ["approver@example.com"]
     assert re.fullmatch(r"BudgetBridge daily digest \d{4}-\d\d-\d\d: 1 request waiting", digest.subject)
     assert "Waiting for a decision (1)" in digest.text
-    assert f"  - {project_of(tenant)}: Original budget (request #1), 1 lines, original $1,200.00" in digest.text
+    assert f"  - {project_of(tenant)}: Original budget (request #1), 1 line, original $1,200.00" in digest.text
     assert f"{PUBLIC_URL}/requests/{request_id}" in digest.text
     assert f"Open the queue:\n{PUBLIC_URL}/\n" in digest.text
     assert f'<a href="{PUBLIC_URL}/requests/{request_id}">' in digest.html

@@ -1234,3 +1234,26 @@ async def test_notification_reads_of_requests(backend: Backend) -> None:
     assert [r.id for r in ours] == [first.id, second.id]  # in the order they were sent
     assert {r.id for r in waiting} == {first.id, second.id, theirs.id}
     assert [r.id for r in overdue] == [first.id]
+
+
+async def test_outbox_rows_with_nowhere_to_go_are_closed_at_once(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    email, later = notification(a, "due"), notification(a, "later", at=T0 + timedelta(minutes=5))
+    chat = replace(notification(a, "chat"), channel="CHAT", recipient_id=None, address=None)
+    claimed, theirs = notification(a, "claimed", at=T0 - timedelta(seconds=1)), notification(b, "theirs")
+    await add_notifications(backend, email, later, chat, claimed, theirs)
+    async with backend.uow() as uow:
+        taken = await uow.notifications.claim(T0 - timedelta(seconds=1), LEASE, a.company.id)  # being sent
+        await uow.commit()
+    assert taken is not None and taken.id == claimed.id
+    async with backend.uow() as uow:
+        closed = await uow.notifications.close_due(T0, "EMAIL", OutboxStatus.NOT_SENT_NO_SMTP, "no SMTP", a.company.id)
+        await uow.commit()
+    async with backend.uow() as uow:
+        rows = {r.dedupe_key: r for r in await uow.notifications.of_company(a.company.id)}
+        other = await uow.notifications.get(theirs.id)
+    assert closed == 1
+    assert (rows["due"].status, rows["due"].last_error, rows["due"].updated_at) == ("NOT_SENT_NO_SMTP", "no SMTP", T0)
+    assert rows["claimed"].status == "SENDING"
+    assert (rows["later"].status, rows["chat"].status) == ("PENDING", "PENDING")
+    assert other is not None and other.status == "PENDING"

@@ -307,3 +307,15 @@ async def test_a_chat_channel_needs_an_existing_company(shop: Shop) -> None:
     await set_chat(shop)
     await notifications.set_chat_webhook(shop.services, shop.company.id, None, allow_private_network=False, at=T0)
     assert await run_unit(shop.services, read) is None
+
+
+async def test_a_row_whose_workers_keep_dying_before_the_hand_over_fails_after_the_attempts(shop: Shop) -> None:
+    row = await one_pending(shop)
+    at = T0
+    for attempt in (1, 2):
+        claimed = await notifications.claim(shop.services, at, LEASE, max_attempts=2)
+        assert claimed is not None and claimed.attempts == attempt  # ... and its worker dies each time
+        at += LEASE + timedelta(seconds=1)
+    assert await notifications.claim(shop.services, at, LEASE, max_attempts=2) is None
+    stored = shop.store.state.notifications[row.id]
+    assert stored.status == "FAILED" and "gave up after 2 attempts" in (stored.last_error or "")
