@@ -230,15 +230,15 @@ class Mutation:
         outcome = await erp_requests.retry_export(info.context, str(input.erp_request_id), input.idempotency_key)
         return await _request_payload(info.context, outcome)
 
-    @described_mutation("Turn the viewer's email notifications on or off, per kind; kinds not named stay as they are.")
-    async def update_notification_settings(
-        self, info: Ctx, input: notification_settings.UpdateNotificationSettingsInput
-    ) -> notification_settings.NotificationSettingsPayload:
-        return await notification_settings.update(info.context, input)
-
     @described_mutation("The ERP reports the exported entries posted in Job Cost (integrator or ERP admin).")
     async def confirm_job_cost_posting(self, info: Ctx, input: ErpRequestActionInput) -> ErpRequestPayload:
         outcome = await erp_requests.confirm_posting(
             info.context, str(input.erp_request_id), input.erp_reference, input.idempotency_key
         )
         return await _request_payload(info.context, outcome)
+
+    @described_mutation("Turn the viewer's email notifications on or off, per kind; kinds not named stay as they are.")
+    async def update_notification_settings(
+        self, info: Ctx, input: notification_settings.UpdateNotificationSettingsInput
+    ) -> notification_settings.NotificationSettingsPayload:
+        return await notification_settings.update(info.context, input)

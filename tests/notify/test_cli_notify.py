@@ -22,12 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_set_chat_refuses_private_addresses_unless_allowed(tmp_path: Path) -> None:
     company = str(run_json(tmp_path, "company", "create", "--name", "Acme")["id"])
-    for url, needle in (
+    for url, needle in (  # each rule in tests/erp/test_url_safety.py; here: what the command says
         ("http://127.0.0.1:9/hook", "must use https"),
-        ("https://127.0.0.1/hook", "non-public address (127.0.0.1)"),
         ("https://169.254.169.254/latest", "non-public address (169.254.169.254)"),
-        ("https://localhost/hook", "non-public address"),
-        ("https://[::1]/hook", "non-public address (::1)"),
     ):
         refused = run(tmp_path, "company", "set-chat", "--company", company, "--url", url)
         assert refused.returncode == 2, refused.stdout
