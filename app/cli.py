@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from app import admin, auth
+from app import admin, auth, notify_admin
 from app.settings import Settings, SettingsError
 from domain.permissions import Grant, PermissionLevel
 from erp.registry import CONNECTORS, UnknownConnectorError, check_connector_name
@@ -55,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         "--option", action="append", default=[], metavar="KEY=VALUE", help="any other connector option (repeatable)"
     )
 
-    worker = sub.add_parser("worker", help="run the export worker alone (exports, retries, posting detection)")
+    notify_admin.add_company_commands(company)
+    notify_admin.add_commands(sub)
+
+    worker = sub.add_parser(
+        "worker", help="run the export worker alone (exports, retries, posting detection) and the notifications"
+    )
     worker.add_argument("--company", help="only this company's exports (a dedicated worker)")
 
     erp = sub.add_parser("erp", help="the embedded ERP ledger").add_subparsers(dest="action", required=True)
@@ -150,6 +155,9 @@ def _secret(settings: Settings, conn: Any) -> Awaitable[str]:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    handled = await notify_admin.run(args, settings)
+    if handled is not None:
+        return handled
     if args.command == "migrate":
         db = Database(settings.database_url)
         try:

@@ -183,17 +183,26 @@ def build_worker(
 
 
 async def run_worker(
-    settings: Settings, company_id: str | None = None, *, after_export: Callable[[], None] = _nothing
+    settings: Settings,
+    company_id: str | None = None,
+    *,
+    after_export: Callable[[], None] = _nothing,
+    after_send: Callable[[], None] = _nothing,
 ) -> None:
-    """`budgetbridge worker`: the export worker alone, until cancelled. Its commits wake subscribers on the
-    servers through the shared broadcast."""
+    """`budgetbridge worker`: the export worker and the notifier (app.notifier) alone, until cancelled. Its
+    commits wake subscribers on the servers through the shared broadcast."""
     from app.main import start_runtime  # the composition root builds on this module
+    from app.notifier import build_notifier
 
     runtime = await start_runtime(settings)
     worker = build_worker(settings, runtime.services, company_id=company_id, after_export=after_export)
+    notifier = build_notifier(settings, runtime.services, company_id=company_id, after_send=after_send)
+    runtime.services.kick_notifications = notifier.kick
     await runtime.live.start()  # so subscribers on the servers hear this worker's status changes
     try:
-        await worker.run_forever()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(worker.run_forever(), name="export-worker")
+            tasks.create_task(notifier.run_forever(), name="notifier")
     finally:
         await runtime.live.stop()
         await runtime.services.connectors.aclose()

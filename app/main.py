@@ -25,6 +25,7 @@ from app.export_worker import ExportWorker, build_worker
 from app.graphql_http import GraphQLHTTPEndpoint
 from app.graphql_view import GraphQLView
 from app.live import LiveHub
+from app.notifier import Notifier, build_notifier
 from app.rate_limits import RateLimits, storage_url
 from app.settings import Settings, SettingsError
 from app.tasks import run_bounded
@@ -54,6 +55,7 @@ class Runtime:
     rate_limits: RateLimits = field(default_factory=lambda: RateLimits("memory://", "30/minute", "600/minute"))
     trusted_documents: TrustedDocuments = field(default_factory=TrustedDocuments)
     extra: dict[str, object] = field(default_factory=dict)
+    notifier: Notifier | None = None  # delivers the notification outbox beside the export worker
 
 
 def load_trusted_documents(settings: Settings) -> TrustedDocuments:
@@ -113,6 +115,8 @@ async def start_runtime(
     )
     worker = build_worker(settings, services)
     services.kick_exports = worker.kick
+    notifier = build_notifier(settings, services)
+    services.kick_notifications = notifier.kick
     return Runtime(
         settings=settings,
         db=db,
@@ -122,6 +126,7 @@ async def start_runtime(
         jwt_secret=secret,
         rate_limits=rate_limits_for(settings),
         trusted_documents=trusted,
+        notifier=notifier,
     )
 
 
@@ -167,11 +172,15 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         gc.freeze()
         if run_worker and settings.run_export_worker:
             runtime.worker.start()
+            if runtime.notifier is not None:
+                runtime.notifier.start()
         try:
             yield
         finally:
             # Each step is bounded: a stuck connection must not keep the process from exiting.
             await run_bounded(runtime.worker.stop(), 15, "stopping the export worker")
+            if runtime.notifier is not None:
+                await run_bounded(runtime.notifier.stop(), 15, "stopping the notifier")
             await run_bounded(runtime.live.stop(), 10, "stopping live updates")
             await run_bounded(runtime.services.connectors.aclose(), 10, "closing ERP connectors")
             await run_bounded(runtime.db.dispose(), 10, "closing the database pool")

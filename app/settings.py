@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from erp.registry import UnknownConnectorError, check_connector_name
 from persistence.database import DatabaseUrlError, normalise_url
@@ -47,6 +50,19 @@ class Settings:
     trusted_documents: str = ""  # path of a {hash: document} manifest
     trusted_documents_mode: str = "allow"
     retry_after_seconds: int = 5
+    # Notifications (app.notifier): email over SMTP and the companies' chat channels.
+    smtp_url: str | None = None
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "BudgetBridge <budgetbridge@localhost>"
+    public_url: str = "http://127.0.0.1:8000"
+    posting_reminder_hours: float = 24.0
+    digest_hour: int | None = 7  # None ("off"): no scheduled digest
+    digest_timezone: str = "UTC"
+    notify_max_attempts: int = 8
+    notify_backoff_seconds: float = 30.0
+    notify_lease_seconds: float = 120.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +91,11 @@ class Settings:
             raise SettingsError(
                 "BUDGETBRIDGE_EXPORT_LEASE_SECONDS must exceed BUDGETBRIDGE_EXPORT_TIMEOUT_SECONDS, or a "
                 "slow export would be claimed twice"
+            )
+        if settings.notify_lease_seconds <= settings.smtp_timeout_seconds:
+            raise SettingsError(
+                "BUDGETBRIDGE_NOTIFY_LEASE_SECONDS must exceed BUDGETBRIDGE_SMTP_TIMEOUT_SECONDS, or a slow "
+                "delivery would be claimed twice"
             )
         return settings
 
@@ -169,6 +190,47 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in text.split(",") if o.strip()) or ("*",)
 
 
+def _smtp_url(text: str) -> str:
+    from app.mailer import SmtpConfig  # the check is the mailer's own parsing
+
+    SmtpConfig.from_url(text)
+    return text.strip()
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _mail_from(text: str) -> str:
+    _, address = parseaddr(text)
+    if "@" not in address:
+        raise ValueError(f"{text!r} is not an email address (e.g. 'BudgetBridge <budgets@example.com>')")
+    return text.strip()
+
+
+def _public_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{text!r} is not an http(s) URL such as https://budgets.example.com")
+    return text.strip().rstrip("/")
+
+
+def _hour(text: str) -> int | None:
+    if text.strip().lower() in ("off", "none"):
+        return None
+    if not text.strip().isdigit() or not 0 <= int(text) <= 23:
+        raise ValueError(f"{text!r} is not an hour from 0 to 23 (or off)")
+    return int(text)
+
+
+def _timezone(text: str) -> str:
+    try:
+        ZoneInfo(text.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{text!r} is not a time zone name such as UTC or America/Chicago") from None
+    return text.strip()
+
+
 # How each setting is read: by field name where it needs its own check, else by the field's type.
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _database_url,
@@ -181,5 +243,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "rate_limit_operations": _rate,
     "trusted_documents": _manifest,
     "trusted_documents_mode": _mode,
+    "smtp_url": _smtp_url,
+    "smtp_username": _text,
+    "smtp_password": _text,
+    "mail_from": _mail_from,
+    "public_url": _public_url,
+    "digest_hour": _hour,
+    "digest_timezone": _timezone,
 }
 _PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {"float": _positive, "int": _count, "bool": _flag}

@@ -71,3 +71,19 @@ def amount_in_range(value: Decimal) -> bool:
 def format_decimal(value: Decimal) -> str:
     """The wire form: plain digits, never an exponent."""
     return f"{value:f}"
+
+
+# How an amount reads in a message (emails, chat): the currency's usual sign before the number, or the ISO code
+# after it where there is no sign every reader knows. Display only: never parsed back.
+_SIGNS = {"USD": "$", "CAD": "CA$", "AUD": "A$", "NZD": "NZ$", "GBP": "£", "EUR": "€"}
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """`$1,238,950.00`, `-£12.50`, `1,238,950.00 CHF`: grouped thousands, always two places, exact."""
+    code = currency.strip().upper()
+    number = f"{to_amount(amount).copy_abs():,.2f}"
+    sign = "-" if amount < 0 and not to_amount(amount).is_zero() else ""
+    symbol = _SIGNS.get(code)
+    if symbol is not None:
+        return f"{sign}{symbol}{number}"
+    return f"{sign}{number} {code}" if code else f"{sign}{number}"

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from domain.errors import ConcurrentChangeError
 from persistence.job_queue import SqlJobQueue
+from persistence.notifications import SqlNotificationContext, SqlNotificationOutbox
 from persistence.repositories import (
     SqlAccess,
     SqlBudgets,
@@ -143,6 +144,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.jobs = SqlJobQueue(conn)
         self.events = SqlEventLog(conn)
         self.idempotency = SqlIdempotency(conn)
+        self.notifications = SqlNotificationOutbox(conn)
+        self.notification_context = SqlNotificationContext(conn)
 
     @property
     def connection(self) -> AsyncConnection:

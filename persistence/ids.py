@@ -18,6 +18,7 @@ PREFIXES = {
     "ErpJob": "job",
     "ExportJob": "xj",
     "ErpJobCostEntry": "jce",
+    "Notification": "ntf",
 }
 TYPE_BY_PREFIX = {prefix: name for name, prefix in PREFIXES.items()}
 

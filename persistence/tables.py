@@ -289,6 +289,58 @@ export_jobs = Table(
     Index("ix_export_jobs_due", "status", "next_attempt_at"),
 )
 
+# --- notifications (emails and chat messages about the workflow) -----------------------------------------
+
+# The durable notification outbox: each row is written in the transaction of the event that causes it (or of
+# the reminder / digest schedule) and delivered by the worker: PENDING -> SENDING (leased; `handed_over_at`
+# is set just before the message is handed to the SMTP server or webhook) -> SENT, or back to PENDING with
+# backoff, FAILED with the reason, NOT_SENT_* when there is nowhere to send it, UNCONFIRMED when a worker
+# died after handing it over (never sent again). `dedupe_key` makes each cause notify each recipient once.
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    _id(),
+    _company(),
+    Column("kind", String(30), nullable=False),
+    Column("channel", String(10), nullable=False),  # EMAIL CHAT
+    _user("recipient_id"),
+    Column("address", String(320)),  # the recipient's email address when it was decided (EMAIL)
+    Column("erp_request_id", String(40), ForeignKey("erp_requests.id")),
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _ts("next_attempt_at", nullable=False),
+    _ts("lease_until"),
+    _ts("handed_over_at"),
+    Column("message_id", String(250)),
+    _ts("sent_at"),
+    Column("last_error", Text),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+)
+
+# Kinds a user turned off (absent: on).
+notification_preferences = Table(
+    "notification_preferences",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Column("kind", String(30), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+)
+
+# A company's chat channel: an incoming-webhook URL (Slack, Teams) that hears the workflow's notifications.
+chat_webhooks = Table(
+    "chat_webhooks",
+    metadata,
+    Column("company_id", String(40), ForeignKey("companies.id"), primary_key=True),
+    Column("url", Text, nullable=False),
+    # Saved with --allow-private-network: delivery does not re-check the address.
+    Column("allow_private_network", Boolean, nullable=False, server_default="0"),
+    _ts("updated_at", nullable=False),
+)
+
 # The embedded ERP: a ledger kept in the same database, shaped like an ERP's Job Cost module.
 erp_jobs = Table(
     "erp_jobs",

@@ -19,6 +19,7 @@ counter last, so two writers of one company never wait on each other in a cycle.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from typing import Any, Self
 from domain.budget import BudgetState, BudgetTotals, LineKey
 from domain.events import BudgetEvent
 from domain.permissions import ProjectAccess
+from persistence.notification_records import ChatWebhookRecord, NotificationRecord, RecipientRecord
 from persistence.records import (
     BudgetRecord,
     CompanyRecord,
@@ -343,11 +345,22 @@ class JobQueue(abc.ABC):
     async def close_awaiting_callback(self, request_id: str, at: datetime) -> None: ...
 
 
+@dataclass(frozen=True)
+class AppendedEvent:
+    """An event written in this unit of work, as the service layer's notification planning reads it."""
+
+    company_id: str
+    event: BudgetEvent
+    at: datetime
+    sequence: int
+
+
 class EventLog(abc.ABC):
     lock_order: LockOrder  # the unit of work's, set when it begins
 
     def __init__(self) -> None:
         self.companies_written: set[str] = set()  # whose subscribers the commit must wake
+        self._appended: list[AppendedEvent] = []  # not yet planned for notifications (see take_appended)
 
     async def append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
         """Write the event in this transaction with the company's next gapless sequence; returns it. This
@@ -355,7 +368,13 @@ class EventLog(abc.ABC):
         self.lock_order.take_counter()
         sequence = await self._append(company_id, event, at)
         self.companies_written.add(company_id)
+        self._appended.append(AppendedEvent(company_id, event, at, sequence))
         return sequence
+
+    def take_appended(self) -> list[AppendedEvent]:
+        """The events appended since the last call, in order (the runner plans their notifications once)."""
+        taken, self._appended = self._appended, []
+        return taken
 
     @abc.abstractmethod
     async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int: ...
@@ -369,6 +388,117 @@ class IdempotencyStore(abc.ABC):
     async def put(
         self, user_id: str, operation: str, key: str, input_hash: str, result: Mapping[str, Any], at: datetime
     ) -> None: ...
+
+
+# --- notifications (the outbox and what deciding notifications reads) ------------------------------------
+
+
+class OutboxStatus(enum.StrEnum):
+    """States of a notification outbox row (persistence.tables.notification_outbox)."""
+
+    PENDING = "PENDING"  # due at next_attempt_at
+    SENDING = "SENDING"  # claimed by a worker until lease_until
+    SENT = "SENT"
+    FAILED = "FAILED"  # a permanent refusal, or the last attempt failed: last_error says why
+    UNCONFIRMED = "UNCONFIRMED"  # its worker died after handing it over: maybe delivered, never sent again
+    NOT_SENT_NO_SMTP = "NOT_SENT_NO_SMTP"  # an email while no SMTP server was configured
+    NOT_SENT_NO_CHAT = "NOT_SENT_NO_CHAT"  # a chat message after the company removed its chat channel
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    id: str
+    company_id: str
+    kind: str
+    channel: str
+    recipient_id: str | None
+    address: str | None
+    erp_request_id: str | None
+    dedupe_key: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+
+
+class NotificationOutbox(abc.ABC):
+    """The durable outbox: rows written with the change that causes them, delivered by the worker."""
+
+    @abc.abstractmethod
+    async def add_many(self, rows: Sequence[NewNotification]) -> None:
+        """PENDING, due at once. A `dedupe_key` that exists already is a ConcurrentChangeError."""
+
+    @abc.abstractmethod
+    async def taken_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` are the de-duplication keys of existing rows."""
+
+    @abc.abstractmethod
+    async def claim(
+        self, now: datetime, lease: timedelta, company_id: str | None = None
+    ) -> NotificationRecord | None:
+        """The next due row (PENDING and due, or SENDING whose lease ran out: its worker died), now SENDING
+        with one more attempt and a lease. `handed_over_at` still tells whether the dead worker had handed
+        the message over."""
+
+    @abc.abstractmethod
+    async def get(self, notification_id: str) -> NotificationRecord | None: ...
+
+    @abc.abstractmethod
+    async def hand_over(self, notification_id: str, at: datetime, message_id: str | None) -> None:
+        """Recorded (and committed) just before the message leaves: a worker that dies after this may have
+        delivered it. Keeps the first Message-ID it was given."""
+
+    @abc.abstractmethod
+    async def finish(self, notification_id: str, status: OutboxStatus, at: datetime, error: str | None = None) -> None:
+        """A final state (SENT sets sent_at); `error` (when given) becomes last_error."""
+
+    @abc.abstractmethod
+    async def retry(self, notification_id: str, at: datetime, next_attempt_at: datetime, error: str) -> None:
+        """Back to PENDING until `next_attempt_at`, with the reason; not handed over."""
+
+    @abc.abstractmethod
+    async def close_due(
+        self, now: datetime, channel: str, status: OutboxStatus, reason: str, company_id: str | None = None
+    ) -> int:
+        """Close every PENDING row of `channel` that is due with `status` and `reason` at once (there is
+        nowhere to send them: no SMTP server is configured). Returns how many."""
+
+    @abc.abstractmethod
+    async def of_company(self, company_id: str) -> list[NotificationRecord]:
+        """Every row of the company, oldest first."""
+
+
+class NotificationContext(abc.ABC):
+    """What deciding notifications reads (people and their settings, the company's chat channel, requests),
+    and the settings users and admins change."""
+
+    @abc.abstractmethod
+    async def people(self, company_id: str) -> list[RecipientRecord]:
+        """Every user of the company with the kinds they turned off, oldest first."""
+
+    @abc.abstractmethod
+    async def opted_out(self, user_id: str) -> frozenset[str]: ...
+
+    @abc.abstractmethod
+    async def set_preferences(self, user_id: str, changes: Mapping[str, bool]) -> None:
+        """kind -> enabled, for the kinds named; the others stay as they are."""
+
+    @abc.abstractmethod
+    async def chat_webhook(self, company_id: str) -> ChatWebhookRecord | None: ...
+
+    @abc.abstractmethod
+    async def set_chat_webhook(
+        self, company_id: str, url: str | None, allow_private_network: bool, at: datetime
+    ) -> None:
+        """Set the company's incoming-webhook URL, or remove it with None."""
+
+    @abc.abstractmethod
+    async def request_lines(self, request_id: str) -> list[RequestLineRecord]: ...
+
+    @abc.abstractmethod
+    async def requests_in(
+        self, statuses: Sequence[str], company_id: str | None = None, exported_before: datetime | None = None
+    ) -> list[ErpRequestRecord]:
+        """Requests in one of `statuses` (of one company, or all), exported before a time if given; in the
+        order they were sent."""
 
 
 # --- the unit of work ----------------------------------------------------------------------------------
@@ -388,6 +518,8 @@ class AbstractUnitOfWork(abc.ABC):
     jobs: JobQueue
     events: EventLog
     idempotency: IdempotencyStore
+    notifications: NotificationOutbox
+    notification_context: NotificationContext
 
     def __init__(self, on_events: Callable[[str], None] = lambda company_id: None) -> None:
         self._after_commit: list[AfterCommit] = []

@@ -62,6 +62,8 @@ class Services:
     unit_of_work_factory: UnitOfWorkFactory | None = None
     # Called after a commit that queued an export, so the worker starts now instead of at its next poll.
     kick_exports: Callable[[], None] = lambda: None
+    # Called after a commit that wrote notifications to the outbox, so they are delivered now.
+    kick_notifications: Callable[[], None] = lambda: None
     # Called after a commit that appended events for a company (wakes live subscriptions).
     events_committed: Callable[[str], None] = lambda company_id: None
     # Wake-ups for subscriptions (app.live.LiveHub); the default only lets them poll the log.

@@ -1,11 +1,13 @@
 """The one commit path of every writer, and the mutation runner on top of it.
 
-`run_unit` opens a unit of work, runs a body, commits and lets the unit of work fire its after-commit
-callbacks (subscription wake-ups for every company whose log grew, export kicks): mutations, the export
-worker and the integrator callbacks all write through it. When the database aborts the unit to resolve a
-conflict with a concurrent one (a deadlock, a serialisation failure: TransactionConflictError), `run_unit`
-runs the whole body again in a fresh unit of work, a bounded number of times with jittered backoff; the
-after-commit callbacks run once, after the commit that succeeded.
+`run_unit` opens a unit of work, runs a body, writes the notifications of the events the body appended
+(resolvers.notification_planning, in the same transaction), commits and lets the unit of work fire its
+after-commit callbacks (subscription wake-ups for every company whose log grew, export kicks, the
+notification worker's wake-up): mutations, the export worker and the integrator callbacks all write through
+it. When the database aborts the unit to resolve a conflict with a concurrent one (a deadlock, a
+serialisation failure: TransactionConflictError), `run_unit` runs the whole body again in a fresh unit of
+work, a bounded number of times with jittered backoff; the after-commit callbacks run once, after the commit
+that succeeded.
 
 `run_mutation` adds what a user's mutation needs: the idempotency key, and refusals turned into userErrors
 here, and only here; anything else propagates and is masked at the edge.
@@ -27,6 +29,7 @@ from domain.errors import ConcurrentChangeError, DomainError, DomainErrors, inva
 from persistence.unit_of_work import AbstractUnitOfWork, TransactionConflictError
 from resolvers import input_validation as check
 from resolvers.context import Context, Services
+from resolvers.notification_planning import plan_for_events
 
 log = logging.getLogger("budgetbridge.mutations")
 
@@ -102,6 +105,7 @@ async def run_unit(services: Services, body: Callable[[AbstractUnitOfWork], Awai
         try:
             async with uow:
                 result = await body(uow)
+                await plan_for_events(uow, services.kick_notifications)
                 await uow.commit()
             return result
         except TransactionConflictError:

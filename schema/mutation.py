@@ -12,6 +12,7 @@ from resolvers import budget_lines, company_setup, erp_requests, locking
 from resolvers.context import Context
 from resolvers.input_validation import LineFields
 from resolvers.service import Outcome
+from schema import notifications as notification_settings
 from schema.budgets import Budget, BudgetLineItem, BudgetModification
 from schema.common import Ctx, UserError, described_mutation
 from schema.inputs import (
@@ -240,3 +241,9 @@ class Mutation:
             total_amount=input.total_amount,
         )
         return await _request_payload(info.context, outcome)
+
+    @described_mutation("Turn the viewer's email notifications on or off, per kind; kinds not named stay as they are.")
+    async def update_notification_settings(
+        self, info: Ctx, input: notification_settings.UpdateNotificationSettingsInput
+    ) -> notification_settings.NotificationSettingsPayload:
+        return await notification_settings.update(info.context, input)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import strawberry
 
 from persistence.records import CompanyRecord, UserRecord
-from schema.common import Ctx, Node
+from schema.common import Ctx, Node, described
 from schema.enums import PermissionLevel
+from schema.notifications import NotificationSettings, viewer_settings
 
 
 @strawberry.type
@@ -34,6 +35,12 @@ class User(Node):
         company = await info.context.loaders.company.load(self.company_id)
         assert company is not None, "a user's company exists"
         return Company.from_record(company)
+
+    @described("Which notifications this user receives. Only the viewer's own: null for anyone else.")
+    async def notification_settings(self, info: Ctx) -> NotificationSettings | None:
+        if str(self.id) != info.context.actor.user_id:
+            return None
+        return await viewer_settings(info.context)
 
     @classmethod
     def from_record(cls, r: UserRecord) -> User:

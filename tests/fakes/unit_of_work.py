@@ -44,6 +44,7 @@ from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
 from domain.status import ExportStatus
 from domain.text import storable
 from persistence.ids import new_id
+from persistence.notification_records import ChatWebhookRecord, NotificationRecord, RecipientRecord
 from persistence.records import (
     BudgetRecord,
     CompanyRecord,
@@ -85,6 +86,10 @@ from persistence.unit_of_work import (
     ModificationRepository,
     NewExportEntry,
     NewLineItem,
+    NewNotification,
+    NotificationContext,
+    NotificationOutbox,
+    OutboxStatus,
     ProjectRepository,
     UnitOfWorkFactory,
 )
@@ -115,6 +120,13 @@ class LineRow:
 
 
 @dataclass(frozen=True, slots=True)
+class PreferenceRow:
+    user_id: str
+    kind: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class IdempotencyRow:
     user_id: str
     operation: str
@@ -142,6 +154,9 @@ TABLES = (
     "events",
     "idempotency",
     "jobs",
+    "notifications",
+    "notification_preferences",
+    "chat_webhooks",
 )
 
 UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -154,6 +169,7 @@ UNIQUE: dict[str, tuple[tuple[str, ...], ...]] = {
     "modifications": (("budget_id", "number"),),
     "requests": (("export_id",), ("budget_id", "sequence")),
     "events": (("company_id", "sequence"),),
+    "notifications": (("dedupe_key",),),
 }
 
 FOREIGN: dict[str, tuple[tuple[str, str], ...]] = {
@@ -195,6 +211,9 @@ FOREIGN: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "idempotency": (("user_id", "users"),),
     "jobs": (("company_id", "companies"), ("request_id", "requests")),
+    "notifications": (("company_id", "companies"), ("recipient_id", "users"), ("erp_request_id", "requests")),
+    "notification_preferences": (("user_id", "users"),),
+    "chat_webhooks": (("company_id", "companies"),),
 }
 
 MONEY_COLUMNS = frozenset(
@@ -221,6 +240,9 @@ SQL_TABLES = {
     "events": "events",
     "idempotency": "idempotency_keys",
     "jobs": "export_jobs",
+    "notifications": "notification_outbox",
+    "notification_preferences": "notification_preferences",
+    "chat_webhooks": "chat_webhooks",
 }
 MAX_LENGTHS: dict[str, dict[str, int]] = {
     name: {
@@ -291,6 +313,9 @@ class FakeState:
     events: dict[int, EventRecord] = field(default_factory=dict)
     idempotency: dict[tuple[str, str, str], IdempotencyRow] = field(default_factory=dict)
     jobs: dict[str, ExportJobRecord] = field(default_factory=dict)
+    notifications: dict[str, NotificationRecord] = field(default_factory=dict)
+    notification_preferences: dict[tuple[str, str], PreferenceRow] = field(default_factory=dict)
+    chat_webhooks: dict[str, ChatWebhookRecord] = field(default_factory=dict)
     last_event_id: int = 0  # the events table's autoincrement
 
     def copy(self) -> FakeState:
@@ -763,6 +788,182 @@ class FakeIdempotency(_Repo, IdempotencyStore):
         self._state("idempotency.put").insert("idempotency", [((user_id, operation, key), row)])
 
 
+class FakeNotificationOutbox(_Repo, NotificationOutbox):
+    async def add_many(self, rows: Sequence[NewNotification]) -> None:
+        records = [
+            (
+                row.id,
+                _stored(
+                    NotificationRecord(
+                        **{**asdict(row), "payload": _json(dict(row.payload))},
+                        status=OutboxStatus.PENDING.value,
+                        attempts=0,
+                        next_attempt_at=row.created_at,
+                        lease_until=None,
+                        handed_over_at=None,
+                        message_id=None,
+                        sent_at=None,
+                        last_error=None,
+                        updated_at=row.created_at,
+                    )
+                ),
+            )
+            for row in rows
+        ]
+        self._state("notifications.add_many").insert("notifications", records)
+
+    async def taken_keys(self, keys: Sequence[str]) -> set[str]:
+        s, wanted = self._state("notifications.taken_keys"), set(keys)
+        return {n.dedupe_key for n in s.notifications.values() if n.dedupe_key in wanted}
+
+    async def claim(
+        self, now: datetime, lease: timedelta, company_id: str | None = None
+    ) -> NotificationRecord | None:
+        s, now = self._state("notifications.claim"), _utc(now)
+        due = [
+            n
+            for n in s.notifications.values()
+            if (company_id is None or n.company_id == company_id)
+            and (
+                (n.status == OutboxStatus.PENDING.value and n.next_attempt_at <= now)
+                or (n.status == OutboxStatus.SENDING.value and n.lease_until is not None and n.lease_until < now)
+            )
+        ]
+        if not due:
+            return None
+        found = min(due, key=lambda n: (n.next_attempt_at, n.id))
+        claimed = replace(
+            found,
+            status=OutboxStatus.SENDING.value,
+            attempts=found.attempts + 1,
+            lease_until=now + lease,
+            updated_at=now,
+        )
+        s.update("notifications", found.id, claimed)
+        return replace(claimed, payload=_json(claimed.payload))
+
+    async def get(self, notification_id: str) -> NotificationRecord | None:
+        found = self._state("notifications.get").notifications.get(notification_id)
+        return replace(found, payload=_json(found.payload)) if found is not None else None
+
+    def _change(self, operation: str, notification_id: str, **values: Any) -> None:
+        s = self._state(operation)
+        found = s.notifications.get(notification_id)
+        if found is not None:
+            s.update("notifications", notification_id, _stored(replace(found, **values)))
+
+    async def hand_over(self, notification_id: str, at: datetime, message_id: str | None) -> None:
+        found = self._state("notifications.hand_over").notifications.get(notification_id)
+        kept = found.message_id if found is not None and found.message_id else message_id
+        self._change("notifications.hand_over", notification_id, handed_over_at=at, updated_at=at, message_id=kept)
+
+    async def finish(self, notification_id: str, status: OutboxStatus, at: datetime, error: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status.value, "lease_until": None, "updated_at": at}
+        if status is OutboxStatus.SENT:
+            values["sent_at"] = at
+        if error is not None:
+            values["last_error"] = error
+        self._change("notifications.finish", notification_id, **values)
+
+    async def retry(self, notification_id: str, at: datetime, next_attempt_at: datetime, error: str) -> None:
+        self._change(
+            "notifications.retry",
+            notification_id,
+            status=OutboxStatus.PENDING.value,
+            lease_until=None,
+            handed_over_at=None,
+            next_attempt_at=next_attempt_at,
+            last_error=error,
+            updated_at=at,
+        )
+
+    async def close_due(
+        self, now: datetime, channel: str, status: OutboxStatus, reason: str, company_id: str | None = None
+    ) -> int:
+        s, now = self._state("notifications.close_due"), _utc(now)
+        due = [
+            n
+            for n in s.notifications.values()
+            if n.status == OutboxStatus.PENDING.value
+            and n.channel == channel
+            and n.next_attempt_at <= now
+            and (company_id is None or n.company_id == company_id)
+        ]
+        for n in due:
+            s.update("notifications", n.id, replace(n, status=status.value, last_error=reason, updated_at=now))
+        return len(due)
+
+    async def of_company(self, company_id: str) -> list[NotificationRecord]:
+        s = self._state("notifications.of_company")
+        found = [n for n in s.notifications.values() if n.company_id == company_id]
+        return [replace(n, payload=_json(n.payload)) for n in sorted(found, key=lambda n: (n.created_at, n.id))]
+
+
+class FakeNotificationContext(_Repo, NotificationContext):
+    def _off(self, state: FakeState, user_id: str) -> frozenset[str]:
+        return frozenset(
+            p.kind for p in state.notification_preferences.values() if p.user_id == user_id and not p.enabled
+        )
+
+    async def people(self, company_id: str) -> list[RecipientRecord]:
+        s = self._state("notification_context.people")
+        found = sorted((u for u in s.users.values() if u.company_id == company_id), key=lambda u: (u.created_at, u.id))
+        return [
+            RecipientRecord(
+                id=u.id,
+                company_id=u.company_id,
+                email=u.email,
+                name=u.name,
+                is_accounting_approver=u.is_accounting_approver,
+                erp_permission=u.erp_permission,
+                opted_out=self._off(s, u.id),
+            )
+            for u in found
+        ]
+
+    async def opted_out(self, user_id: str) -> frozenset[str]:
+        return self._off(self._state("notification_context.opted_out"), user_id)
+
+    async def set_preferences(self, user_id: str, changes: Mapping[str, bool]) -> None:
+        s = self._state("notification_context.set_preferences")
+        for kind in changes:
+            s.notification_preferences.pop((user_id, kind), None)
+        s.insert(
+            "notification_preferences",
+            [((user_id, kind), PreferenceRow(user_id, kind, bool(on))) for kind, on in changes.items()],
+        )
+
+    async def chat_webhook(self, company_id: str) -> ChatWebhookRecord | None:
+        return self._state("notification_context.chat_webhook").chat_webhooks.get(company_id)
+
+    async def set_chat_webhook(
+        self, company_id: str, url: str | None, allow_private_network: bool, at: datetime
+    ) -> None:
+        s = self._state("notification_context.set_chat_webhook")
+        s.chat_webhooks.pop(company_id, None)
+        if url is not None:
+            record = ChatWebhookRecord(company_id, url, allow_private_network, _utc(at))
+            s.insert("chat_webhooks", [(company_id, record)])
+
+    async def request_lines(self, request_id: str) -> list[RequestLineRecord]:
+        s = self._state("notification_context.request_lines")
+        return sorted((r for r in s.request_lines.values() if r.request_id == request_id), key=lambda r: r.position)
+
+    async def requests_in(
+        self, statuses: Sequence[str], company_id: str | None = None, exported_before: datetime | None = None
+    ) -> list[ErpRequestRecord]:
+        s, wanted = self._state("notification_context.requests_in"), set(statuses)
+        before = _utc(exported_before) if exported_before is not None else None
+        found = [
+            r
+            for r in s.requests.values()
+            if r.status in wanted
+            and (company_id is None or r.company_id == company_id)
+            and (before is None or (r.exported_at is not None and r.exported_at < before))
+        ]
+        return sorted(found, key=lambda r: (r.sent_at, r.id))
+
+
 # --- the unit of work -------------------------------------------------------------------------------
 
 
@@ -785,6 +986,8 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.jobs = FakeJobQueue(self)
         self.events = FakeEventLog(self)
         self.idempotency = FakeIdempotency(self)
+        self.notifications = FakeNotificationOutbox(self)
+        self.notification_context = FakeNotificationContext(self)
 
     @property
     def state(self) -> FakeState:

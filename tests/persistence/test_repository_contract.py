@@ -53,6 +53,8 @@ from persistence.unit_of_work import (
     LockOrderError,
     NewExportEntry,
     NewLineItem,
+    NewNotification,
+    OutboxStatus,
 )
 from tests.fakes.unit_of_work import FakeStore
 from tests.support import fresh_database, in_ci
@@ -1101,3 +1103,241 @@ async def test_a_violation_is_a_concurrent_change_already_inside_the_unit_of_wor
         except Exception as exc:
             caught.append(exc)
     assert [type(e) for e in caught] == [ConcurrentChangeError]
+
+
+# --- notifications: the outbox and what deciding notifications reads (issue 11) ----------------------------
+
+
+def notification(w: World, key: str, *, at: datetime = T0, request_id: str | None = None) -> NewNotification:
+    return NewNotification(
+        id=new_id("Notification"),
+        company_id=w.company.id,
+        kind="REQUEST_ARRIVED",
+        channel="EMAIL",
+        recipient_id=w.user.id,
+        address=w.user.email,
+        erp_request_id=request_id,
+        dedupe_key=key,
+        payload={"request": {"totalOriginal": "1238950.00"}, "reason": "Ünïcode & <tags>"},
+        created_at=at,
+    )
+
+
+async def add_notifications(backend: Backend, *rows: NewNotification) -> None:
+    async with backend.uow() as uow:
+        await uow.notifications.add_many(rows)
+        await uow.commit()
+
+
+async def claim_notification(backend: Backend, now: datetime, company_id: str | None = None) -> Any:
+    async with backend.uow() as uow:
+        row = await uow.notifications.claim(now, LEASE, company_id)
+        await uow.commit()
+    return row
+
+
+async def test_outbox_rows_are_stored_pending_and_keys_are_unique(backend: Backend) -> None:
+    w = await make_world(backend)
+    request = new_request(w)
+    async with backend.uow() as uow:
+        await uow.requests.add(request, [])
+        await uow.commit()
+    first = notification(w, "k1", request_id=request.id)
+    await add_notifications(backend, first, notification(w, "k2", at=T0 + timedelta(seconds=1)))
+    async with backend.uow() as uow:
+        stored = await uow.notifications.get(first.id)
+        listed = await uow.notifications.of_company(w.company.id)
+        assert await uow.notifications.taken_keys(["k1", "k3", "k2", "k1"]) == {"k1", "k2"}
+        assert await uow.notifications.get(new_id("Notification")) is None
+    assert stored is not None
+    assert (stored.status, stored.attempts, stored.next_attempt_at, stored.created_at) == ("PENDING", 0, T0, T0)
+    assert (stored.kind, stored.channel, stored.recipient_id, stored.address, stored.erp_request_id) == (
+        "REQUEST_ARRIVED",
+        "EMAIL",
+        w.user.id,
+        w.user.email,
+        request.id,
+    )
+    assert stored.payload == {"request": {"totalOriginal": "1238950.00"}, "reason": "Ünïcode & <tags>"}
+    assert (stored.lease_until, stored.handed_over_at, stored.message_id, stored.sent_at) == (None,) * 4
+    assert [r.dedupe_key for r in listed] == ["k1", "k2"]
+    with pytest.raises(ConcurrentChangeError):
+        await add_notifications(backend, notification(w, "k1"))
+    missing_user = replace(notification(w, "k9"), recipient_id=new_id("User"))
+    with pytest.raises(ConcurrentChangeError):
+        await add_notifications(backend, missing_user)
+
+
+async def test_outbox_claims_are_due_leased_ordered_and_per_company(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    late, early = notification(a, "late", at=T0 + timedelta(seconds=5)), notification(a, "early")
+    theirs = notification(b, "theirs", at=T0 - timedelta(seconds=5))
+    await add_notifications(backend, late, early, theirs)
+    assert await claim_notification(backend, T0 - timedelta(seconds=10)) is None  # none due yet
+    now = T0 + timedelta(minutes=1)
+    first = await claim_notification(backend, now, a.company.id)
+    assert (first.id, first.status, first.attempts, first.lease_until) == (early.id, "SENDING", 1, now + LEASE)
+    assert (await claim_notification(backend, now, a.company.id)).id == late.id
+    assert await claim_notification(backend, now, a.company.id) is None
+    assert (await claim_notification(backend, now)).id == theirs.id
+    assert await claim_notification(backend, now + LEASE) is None  # leased until after, not at, its end
+    again = await claim_notification(backend, now + LEASE + timedelta(seconds=1), a.company.id)
+    assert again.attempts == 2 and again.id in {early.id, late.id}  # its worker died: claimed again
+    async with backend.uow() as uow:  # a claim that is not committed leaves the row as it was
+        assert await uow.notifications.claim(now + LEASE * 3, LEASE, b.company.id) is not None
+    assert (await claim_notification(backend, now + LEASE * 3, b.company.id)).attempts == 2
+
+
+async def test_outbox_hand_over_finish_and_retry(backend: Backend) -> None:
+    w = await make_world(backend)
+    row = notification(w, "k1")
+    await add_notifications(backend, row)
+    await claim_notification(backend, T0)
+    later = T0 + timedelta(seconds=3)
+    async with backend.uow() as uow:
+        await uow.notifications.hand_over(row.id, T0, "<ntf_1@example.com>")
+        await uow.commit()
+    async with backend.uow() as uow:
+        await uow.notifications.hand_over(row.id, T0, "<other@example.com>")  # the first Message-ID stays
+        await uow.notifications.retry(row.id, later, later + timedelta(seconds=30), "421 try again later")
+        await uow.commit()
+    async with backend.uow() as uow:
+        retried = await uow.notifications.get(row.id)
+    assert retried is not None
+    assert (retried.status, retried.lease_until, retried.handed_over_at, retried.message_id) == (
+        "PENDING",
+        None,
+        None,
+        "<ntf_1@example.com>",
+    )
+    assert (retried.next_attempt_at, retried.last_error, retried.updated_at) == (
+        later + timedelta(seconds=30),
+        "421 try again later",
+        later,
+    )
+    assert await claim_notification(backend, later + timedelta(seconds=29)) is None
+    claimed = await claim_notification(backend, later + timedelta(seconds=30))
+    assert claimed.attempts == 2 and claimed.handed_over_at is None
+    async with backend.uow() as uow:
+        await uow.notifications.finish(row.id, OutboxStatus.SENT, later + timedelta(minutes=1))
+        await uow.commit()
+    async with backend.uow() as uow:
+        sent = await uow.notifications.get(row.id)
+    assert sent is not None
+    assert (sent.status, sent.sent_at, sent.lease_until) == ("SENT", later + timedelta(minutes=1), None)
+    assert sent.last_error == "421 try again later"  # finishing without an error keeps the history
+    async with backend.uow() as uow:
+        await uow.notifications.finish(row.id, OutboxStatus.FAILED, later, "550 no such user")
+        await uow.commit()
+    async with backend.uow() as uow:
+        failed = await uow.notifications.get(row.id)
+    assert failed is not None and (failed.status, failed.last_error) == ("FAILED", "550 no such user")
+
+
+async def test_people_come_with_the_kinds_they_turned_off(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    joined = T0 + timedelta(seconds=1)
+    approver = UserRecord(new_id("User"), a.company.id, "ap@example.com", "Alex", False, True, "STANDARD", joined)
+    await backend.put(approver)
+    async with backend.uow() as uow:
+        await uow.notification_context.set_preferences(approver.id, {"DAILY_DIGEST": False, "REQUEST_ARRIVED": False})
+        await uow.notification_context.set_preferences(approver.id, {"REQUEST_ARRIVED": True, "EXPORT_FAILED": False})
+        await uow.notification_context.set_preferences(approver.id, {})
+        await uow.commit()
+    async with backend.uow() as uow:
+        people = await uow.notification_context.people(a.company.id)
+        theirs = await uow.notification_context.people(b.company.id)
+        assert await uow.notification_context.opted_out(approver.id) == {"DAILY_DIGEST", "EXPORT_FAILED"}
+        assert await uow.notification_context.opted_out(a.user.id) == frozenset()
+    assert [(p.id, p.email, p.name, p.is_accounting_approver, p.erp_permission) for p in people] == [
+        (a.user.id, a.user.email, a.user.name, False, "NONE"),
+        (approver.id, "ap@example.com", "Alex", True, "STANDARD"),
+    ]
+    assert [p.opted_out for p in people] == [frozenset(), {"DAILY_DIGEST", "EXPORT_FAILED"}]
+    assert [p.id for p in theirs] == [b.user.id]
+    with pytest.raises(ConcurrentChangeError):
+        async with backend.uow() as uow:
+            await uow.notification_context.set_preferences(new_id("User"), {"DAILY_DIGEST": False})
+            await uow.commit()
+
+
+async def test_a_company_chat_webhook_is_set_replaced_and_removed(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    async with backend.uow() as uow:
+        await uow.notification_context.set_chat_webhook(a.company.id, "https://hooks.example.com/1", False, T0)
+        await uow.notification_context.set_chat_webhook(a.company.id, "http://10.0.0.5/hook", True, T0)
+        await uow.commit()
+    async with backend.uow() as uow:
+        hook = await uow.notification_context.chat_webhook(a.company.id)
+        assert await uow.notification_context.chat_webhook(b.company.id) is None
+    assert hook is not None
+    assert (hook.company_id, hook.url, hook.allow_private_network, hook.updated_at) == (
+        a.company.id,
+        "http://10.0.0.5/hook",
+        True,
+        T0,
+    )
+    async with backend.uow() as uow:
+        await uow.notification_context.set_chat_webhook(a.company.id, None, False, T0)
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.notification_context.chat_webhook(a.company.id) is None
+    with pytest.raises(ConcurrentChangeError):
+        async with backend.uow() as uow:
+            await uow.notification_context.set_chat_webhook(new_id("Company"), "https://x.test", False, T0)
+            await uow.commit()
+
+
+async def test_notification_reads_of_requests(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    first, second = new_request(a, 1, status="AWAITING_POSTING"), new_request(a, 2, status="PENDING_ACCEPTANCE")
+    first = replace(first, exported_at=T0 + timedelta(hours=1))
+    second = replace(second, sent_at=T0 + timedelta(hours=2))
+    theirs = replace(new_request(b, 1, status="AWAITING_POSTING"), exported_at=T0 + timedelta(hours=3))
+    line, other = new_line(a, position=1), new_line(a, 1, position=2)
+    await add_lines(backend, line, other)
+    async with backend.uow() as uow:
+        await uow.requests.add(first, [request_line(first, other, 2), request_line(first, line, 1)])
+        await uow.requests.add(second, [])
+        await uow.requests.add(theirs, [])
+        await uow.commit()
+    async with backend.uow() as uow:
+        lines = await uow.notification_context.request_lines(first.id)
+        assert await uow.notification_context.request_lines(second.id) == []
+        waiting = await uow.notification_context.requests_in(["AWAITING_POSTING", "PENDING_ACCEPTANCE"])
+        ours = await uow.notification_context.requests_in(["AWAITING_POSTING", "PENDING_ACCEPTANCE"], a.company.id)
+        overdue = await uow.notification_context.requests_in(
+            ["AWAITING_POSTING"], exported_before=T0 + timedelta(hours=2)
+        )
+        assert await uow.notification_context.requests_in(["SYNCED"]) == []
+    assert [(r.request_id, r.position, r.line_item_id) for r in lines] == [
+        (first.id, 1, line.id),
+        (first.id, 2, other.id),
+    ]
+    assert lines[0].original_budget == Decimal("100.00")
+    assert [r.id for r in ours] == [first.id, second.id]  # in the order they were sent
+    assert {r.id for r in waiting} == {first.id, second.id, theirs.id}
+    assert [r.id for r in overdue] == [first.id]
+
+
+async def test_outbox_rows_with_nowhere_to_go_are_closed_at_once(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    email, later = notification(a, "due"), notification(a, "later", at=T0 + timedelta(minutes=5))
+    chat = replace(notification(a, "chat"), channel="CHAT", recipient_id=None, address=None)
+    claimed, theirs = notification(a, "claimed", at=T0 - timedelta(seconds=1)), notification(b, "theirs")
+    await add_notifications(backend, email, later, chat, claimed, theirs)
+    async with backend.uow() as uow:
+        taken = await uow.notifications.claim(T0 - timedelta(seconds=1), LEASE, a.company.id)  # being sent
+        await uow.commit()
+    assert taken is not None and taken.id == claimed.id
+    async with backend.uow() as uow:
+        closed = await uow.notifications.close_due(T0, "EMAIL", OutboxStatus.NOT_SENT_NO_SMTP, "no SMTP", a.company.id)
+        await uow.commit()
+    async with backend.uow() as uow:
+        rows = {r.dedupe_key: r for r in await uow.notifications.of_company(a.company.id)}
+        other = await uow.notifications.get(theirs.id)
+    assert closed == 1
+    assert (rows["due"].status, rows["due"].last_error, rows["due"].updated_at) == ("NOT_SENT_NO_SMTP", "no SMTP", T0)
+    assert rows["claimed"].status == "SENDING"
+    assert (rows["later"].status, rows["chat"].status) == ("PENDING", "PENDING")
+    assert other is not None and other.status == "PENDING"
