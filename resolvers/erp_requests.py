@@ -233,7 +233,10 @@ async def confirm_posting(
         budget, req = await request_for_change(ctx, uow, request_id)
         if marked_in_erp and req.status == ExportStatus.SYNCED.value:
             # The worker's posting detection saw the posting we just made in the ERP and recorded it first:
-            # what the caller asked for holds, so this is the same success, not a refusal.
+            # what the caller asked for holds, so this is the same success, not a refusal; the reference the
+            # caller gave (the worker had none) is kept.
+            if reference:
+                await uow.requests.update(req.id, erp_reference=reference)
             return Changed(erp_request_id=req.id, budget_id=budget.id)
         wf.require_none(refusals(req, await request_entries(uow, req)))
         now = ctx.services.clock()

@@ -551,9 +551,9 @@ async def test_a_confirmation_the_worker_recorded_first_is_the_same_success() ->
         await shop.move(request_id, RequestAction.CONFIRM_POSTING, posted_at=T0)
 
     shop.connector.mark_posted = worker_sees_the_posting  # type: ignore[method-assign]
-    changed = accepted(await confirm_posting(shop.ctx("integrator"), request_id, None, None))
+    changed = accepted(await confirm_posting(shop.ctx("integrator"), request_id, "JC-2026-0042", None))
     assert changed == Changed(erp_request_id=request_id, budget_id=shop.budget_id)
-    assert shop.request(request_id).status == "SYNCED"
+    assert (shop.request(request_id).status, shop.request(request_id).erp_reference) == ("SYNCED", "JC-2026-0042")
     assert [(e.type, e.actor_id) for e in new_events(shop, before)] == [("JobCostPosted", None)]
 
 
