@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Table, and_, func, select, true
+from sqlalchemy import ColumnElement, Select, Table, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
 from domain.text import storable
+from persistence import keyset
+from persistence.keyset import Position, RequestOrder, RequestQueueFilter
 from persistence.records import (
     BudgetRecord,
     BudgetTotalsRecord,
@@ -135,12 +137,13 @@ def visible_projects(company_id: str, user_id: str, sees_all: bool) -> Select[An
 
 
 async def project_page(
-    conn: AsyncConnection, company_id: str, user_id: str, sees_all: bool, *, offset: int, limit: int
+    conn: AsyncConnection, company_id: str, user_id: str, sees_all: bool, *, after: Position | None, limit: int
 ) -> tuple[list[ProjectRecord], int]:
+    """Up to `limit` projects after the one at `after` = (created_at, id), oldest first, and how many the
+    user sees in all."""
     base = visible_projects(company_id, user_id, sees_all)
-    page = await records(
-        conn, base.order_by(projects.c.created_at, projects.c.id).offset(offset).limit(limit), ProjectRecord
-    )
+    stmt = keyset.page(base, projects.c.created_at, projects.c.id, after, descending=False, nullable=False, limit=limit)
+    page = await records(conn, stmt, ProjectRecord)
     total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
     return page, int(total)
 
@@ -184,15 +187,17 @@ def _lines_with_codes(*extra: Any) -> Select[Any]:
 
 
 async def line_item_pages(
-    conn: AsyncConnection, budget_ids: Sequence[str], *, after_position: int | None, limit: int
+    conn: AsyncConnection, budget_ids: Sequence[str], *, after: Position | None, limit: int
 ) -> list[LineItemRecord]:
-    """The first `limit` lines of each budget after a position, in one windowed statement."""
-    rank = func.row_number().over(partition_by=line_items.c.budget_id, order_by=line_items.c.position).label("rn")
+    """The first `limit` lines of each budget after the line at `after` = (position, id), in one windowed
+    statement."""
+    ordering = keyset.order(line_items.c.position, line_items.c.id, descending=False)
+    rank = func.row_number().over(partition_by=line_items.c.budget_id, order_by=ordering).label("rn")
     filtered = _lines_with_codes(rank).where(line_items.c.budget_id.in_(list(budget_ids)))
-    if after_position is not None:
-        filtered = filtered.where(line_items.c.position > after_position)
+    if after is not None:
+        filtered = filtered.where(keyset.after(line_items.c.position, line_items.c.id, after, descending=False))
     ranked = filtered.subquery()
-    stmt = select(ranked).where(ranked.c.rn <= limit).order_by(ranked.c.budget_id, ranked.c.position)
+    stmt = select(ranked).where(ranked.c.rn <= limit).order_by(ranked.c.budget_id, ranked.c.position, ranked.c.id)
     return await records(conn, stmt, LineItemRecord)
 
 
@@ -305,26 +310,41 @@ async def projects_of_company(conn: AsyncConnection, company_id: str) -> list[Pr
     return await records(conn, stmt, ProjectRecord)
 
 
+def _queue_conditions(company_id: str, where: RequestQueueFilter) -> list[ColumnElement[bool]]:
+    r = erp_requests.c
+    conditions = [r.company_id == company_id]
+    if where.statuses is not None:
+        conditions.append(r.status.in_(list(where.statuses)))
+    if where.project_id is not None:
+        conditions.append(r.project_id == where.project_id)
+    if where.kinds is not None:
+        conditions.append(r.kind.in_(list(where.kinds)))
+    if where.sent_after is not None:
+        conditions.append(r.sent_at >= where.sent_after)
+    if where.sent_before is not None:
+        conditions.append(r.sent_at < where.sent_before)
+    if where.sent_by_id is not None:
+        conditions.append(r.sent_by_id == where.sent_by_id)
+    return conditions
+
+
 async def request_queue(
     conn: AsyncConnection,
     company_id: str,
     *,
-    statuses: Sequence[str] | None,
-    project_id: str | None,
-    offset: int,
+    where: RequestQueueFilter,
+    order: RequestOrder,
+    after: Position | None,
     limit: int,
 ) -> tuple[list[ErpRequestRecord], int]:
-    where = [erp_requests.c.company_id == company_id]
-    if statuses:
-        where.append(erp_requests.c.status.in_(list(statuses)))
-    if project_id is not None:
-        where.append(erp_requests.c.project_id == project_id)
-    base = select(erp_requests).where(and_(true(), *where))
-    page = await records(
-        conn,
-        base.order_by(erp_requests.c.sent_at.desc(), erp_requests.c.id).offset(offset).limit(limit),
-        ErpRequestRecord,
+    """Up to `limit` of the company's requests that match, after the one at `after` = (sort value, id) in
+    `order`, and how many match in all."""
+    base = select(erp_requests).where(and_(true(), *_queue_conditions(company_id, where)))
+    key = erp_requests.c[order.column]
+    stmt = keyset.page(
+        base, key, erp_requests.c.id, after, descending=order.descending, nullable=bool(key.nullable), limit=limit
     )
+    page = await records(conn, stmt, ErpRequestRecord)
     total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
     return page, int(total)
 

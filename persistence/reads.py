@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.permissions import ProjectAccess
 from persistence import queries
 from persistence.database import Database
+from persistence.keyset import Position, RequestOrder, RequestQueueFilter
 from persistence.records import (
     BudgetRecord,
     BudgetTotalsRecord,
@@ -153,11 +154,12 @@ class ReadStore:
     # --- projects, budgets and lines ------------------------------------------------------------------
 
     async def project_page(
-        self, company_id: str, user_id: str, sees_all: bool, *, offset: int, limit: int
+        self, company_id: str, user_id: str, sees_all: bool, *, after: Position | None, limit: int
     ) -> tuple[list[ProjectRecord], int]:
-        """A page of the projects the user sees (all of the company's when `sees_all`) and their count."""
+        """A page of the projects the user sees (all of the company's when `sees_all`), oldest first after the
+        one at `after` = (created_at, id), and how many there are."""
         return await self._run(
-            lambda conn: queries.project_page(conn, company_id, user_id, sees_all, offset=offset, limit=limit)
+            lambda conn: queries.project_page(conn, company_id, user_id, sees_all, after=after, limit=limit)
         )
 
     async def budgets_by_project(self, company_id: str, project_ids: Sequence[str]) -> list[BudgetRecord]:
@@ -168,12 +170,11 @@ class ReadStore:
         return await self._run(lambda conn: queries.budget_totals(conn, budget_ids))
 
     async def line_item_pages(
-        self, budget_ids: Sequence[str], *, after_position: int | None, limit: int
+        self, budget_ids: Sequence[str], *, after: Position | None, limit: int
     ) -> list[LineItemRecord]:
-        """The first `limit` lines of each budget after a position (one statement for all budgets)."""
-        return await self._run(
-            lambda conn: queries.line_item_pages(conn, budget_ids, after_position=after_position, limit=limit)
-        )
+        """The first `limit` lines of each budget after the line at `after` = (position, id) (one statement for
+        all budgets)."""
+        return await self._run(lambda conn: queries.line_item_pages(conn, budget_ids, after=after, limit=limit))
 
     async def sync_inputs_of_lines(self, line_ids: Sequence[str]) -> SyncInputs:
         if not line_ids:
@@ -239,13 +240,18 @@ class ReadStore:
         return await self._run(lambda conn: queries.projects_of_company(conn, company_id))
 
     async def request_queue(
-        self, company_id: str, *, statuses: Sequence[str] | None, project_id: str | None, offset: int, limit: int
+        self,
+        company_id: str,
+        *,
+        where: RequestQueueFilter,
+        order: RequestOrder,
+        after: Position | None,
+        limit: int,
     ) -> tuple[list[ErpRequestRecord], int]:
-        """A page of the company's requests, newest first, and how many match."""
+        """A page of the company's requests that match `where`, in `order` after the one at `after` =
+        (sort value, id), and how many match."""
         return await self._run(
-            lambda conn: queries.request_queue(
-                conn, company_id, statuses=statuses, project_id=project_id, offset=offset, limit=limit
-            )
+            lambda conn: queries.request_queue(conn, company_id, where=where, order=order, after=after, limit=limit)
         )
 
     # --- the event log --------------------------------------------------------------------------------

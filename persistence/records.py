@@ -171,6 +171,8 @@ class ErpRequestRecord(Record):
     failure_message: str | None
     export_attempts: int
     export_id: str
+    # The sum of its lines' original budget, written with it (what the queue orders by).
+    total_original_budget: Decimal
 
 
 @dataclass(frozen=True, slots=True)

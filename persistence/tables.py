@@ -96,6 +96,8 @@ projects = Table(
     Column("erp_job_id", String(100)),
     _ts("created_at", nullable=False),
     UniqueConstraint("company_id", "number", name="uq_projects_company_number"),
+    # Keyset pages of a company's projects (oldest first).
+    Index("ix_projects_company_created", "company_id", "created_at", "id"),
 )
 
 project_permissions = Table(
@@ -209,7 +211,14 @@ erp_requests = Table(
     Column("export_attempts", Integer, nullable=False, server_default="0"),
     # The id every ERP target de-duplicates on, so a retried export never writes an entry twice.
     Column("export_id", String(60), nullable=False, unique=True),
+    # Sum of the request's lines' original budget, written with the request (its lines never change), so
+    # the queue can be ordered and keyset-paged by it.
+    Column("total_original_budget", Money(), nullable=False, server_default="0"),
     UniqueConstraint("budget_id", "sequence", name="uq_erp_requests_budget_sequence"),
+    # Keyset pages of the queue in each order it offers (read backwards for descending).
+    Index("ix_erp_requests_company_sent", "company_id", "sent_at", "id"),
+    Index("ix_erp_requests_company_decided", "company_id", "decided_at", "id"),
+    Index("ix_erp_requests_company_total", "company_id", "total_original_budget", "id"),
 )
 
 request_lines = Table(

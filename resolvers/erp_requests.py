@@ -10,6 +10,7 @@ from domain import budget as wf
 from domain import permissions
 from domain.errors import DomainError
 from domain.export import request_kind
+from domain.money import ZERO
 from domain.posting import control_totals, posting_totals_refusals
 from domain.status import ExportStatus, RequestAction, transition
 from persistence.ids import new_id
@@ -64,6 +65,7 @@ async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: s
                 failure_message=None,
                 export_attempts=0,
                 export_id=f"bb-{request_id.removeprefix('req_')}",
+                total_original_budget=sum((p.original_budget for p in state.pending), ZERO),
             ),
             [
                 RequestLineRecord(

@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader
 
 from domain import permissions
 from domain.permissions import ProjectAccess
+from persistence.keyset import Position
 from persistence.reads import ReadStore
 from persistence.records import (
     BudgetRecord,
@@ -35,7 +36,7 @@ from resolvers.views import LineItemView, ModificationView, line_item_views, mod
 
 V = TypeVar("V")
 
-LinePageKey = tuple[str, int | None, int]  # (budget id, after position, limit)
+LinePageKey = tuple[str, Position | None, int]  # (budget id, after (position, line id), limit)
 
 
 class _Identified(Protocol):
@@ -117,13 +118,13 @@ class Loaders:
         return line_item_views(lines, inputs.modifications, inputs.entries)
 
     async def _load_line_pages(self, keys: Sequence[LinePageKey]) -> list[list[LineItemView]]:
-        groups: dict[tuple[int | None, int], list[str]] = defaultdict(list)
+        groups: dict[tuple[Position | None, int], list[str]] = defaultdict(list)
         for budget_id, after, limit in keys:
             groups[(after, limit)].append(budget_id)
-        group_of: list[tuple[int | None, int]] = []
+        group_of: list[tuple[Position | None, int]] = []
         lines: list[LineItemRecord] = []
         for (after, limit), budget_ids in groups.items():
-            page = await self._reads.line_item_pages(budget_ids, after_position=after, limit=limit)
+            page = await self._reads.line_item_pages(budget_ids, after=after, limit=limit)
             lines += page
             group_of += [(after, limit)] * len(page)
         pages: dict[LinePageKey, list[LineItemView]] = defaultdict(list)

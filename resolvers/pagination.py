@@ -1,13 +1,22 @@
-"""Cursors, page limits and the page every list field returns. Cursors are opaque to clients (base64 of a
-small tag and a number)."""
+"""Cursors, page limits and the page every list field returns.
+
+Cursors are keyset cursors, opaque to clients: base64url (unpadded) of a small JSON array
+`[kind, sort value..., id]` naming the last row of a page by where it sits in the list's order, never by an
+offset. The next page starts after that row, so rows added meanwhile neither repeat a row nor skip one. The
+kind says which list and order the cursor belongs to; a cursor of another list or order, or one that does
+not decode, is refused with BAD_USER_INPUT "invalid cursor".
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Generic, TypeVar
 
 from graphql import GraphQLError
 
@@ -55,10 +64,13 @@ class Page(Generic[T]):
         return cls(list(items), [cursor(item) for item in items], has_next, total)
 
     @classmethod
-    def at_offset(cls, items: Sequence[T], start: int, *, total: int) -> Page[T]:
-        """A page of an offset-paginated list starting at item `start` of `total`."""
-        cursors = [encode("o", start + i) for i in range(len(items))]
-        return cls(list(items), cursors, start + len(items) < total, total)
+    def fetched(cls, found: Sequence[T], limit: int, cursor: Callable[[T], str], *, total: int) -> Page[T]:
+        """The page of a read that asked for `limit + 1` rows: the extra row only says that more follow."""
+        return cls.of(found[:limit], cursor, has_next=len(found) > limit, total=total)
+
+    @classmethod
+    def empty(cls) -> Page[T]:
+        return cls([], [], False, 0)
 
 
 class QueryLimitError(GraphQLError):
@@ -66,21 +78,69 @@ class QueryLimitError(GraphQLError):
         super().__init__(message, extensions={"code": "BAD_USER_INPUT"})
 
 
-def encode(tag: str, value: int) -> str:
-    return base64.urlsafe_b64encode(f"{tag}:{value}".encode()).decode()
+# --- keyset cursors --------------------------------------------------------------------------------------
+
+CursorValue = int | str | Decimal | datetime | None
+# Turns one decoded JSON value back into a sort value; raises ValueError (or TypeError) when it cannot.
+Parser = Callable[[Any], Any]
 
 
-def decode(tag: str, cursor: str | None, name: str = "after") -> int | None:
+def _plain(value: CursorValue) -> int | str | None:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def encode(kind: str, *values: CursorValue) -> str:
+    payload = json.dumps([kind, *(_plain(v) for v in values)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode(kind: str, cursor: str | None, *parsers: Parser, name: str = "after") -> tuple[Any, ...] | None:
+    """The sort values a cursor of `kind` carries, each through its parser; None without a cursor."""
     if cursor is None:
         return None
     argument(cursor, name)
     try:
-        got_tag, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if got_tag == tag and number.isdigit():
-            return int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        data = json.loads(raw.decode())
+        if isinstance(data, list) and len(data) == len(parsers) + 1 and data[0] == kind:
+            return tuple(parse(value) for parse, value in zip(parsers, data[1:], strict=True))
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, InvalidOperation, OverflowError):
         pass
-    raise QueryLimitError("invalid cursor: pass an endCursor or cursor this API returned")
+    raise QueryLimitError("invalid cursor: pass an endCursor or cursor this API returned for the same list and order")
+
+
+def integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("not an integer")
+    return value
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError("not a text")
+    return value
+
+
+def timestamp(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(text(value))
+    if parsed.tzinfo is None:
+        raise ValueError("not an aware timestamp")
+    return parsed
+
+
+def decimal(value: Any) -> Decimal:
+    parsed = Decimal(text(value))
+    if not parsed.is_finite():
+        raise ValueError("not a finite decimal")
+    return parsed
+
+
+def optional(parse: Parser) -> Parser:
+    return lambda value: None if value is None else parse(value)
 
 
 def check_first(first: int | None, maximum: int = MAX_PAGE, default: int = 50) -> int:

@@ -3,6 +3,9 @@ and views. Anything the viewer may not see is None (never an error that would co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 from domain import budget as wf
 from domain import permissions
 from domain.errors import DomainError
@@ -10,6 +13,7 @@ from domain.export import ExportLine
 from domain.reconciliation import Reconciliation
 from domain.status import WRITTEN, ExportStatus
 from persistence.ids import type_of
+from persistence.keyset import RequestOrder, RequestQueueFilter
 from persistence.records import (
     BudgetRecord,
     CompanyRecord,
@@ -71,41 +75,51 @@ def _sees_all_projects(ctx: Context) -> bool:
     return permissions.can_view_project(ctx.actor, permissions.NO_ACCESS)
 
 
-async def projects(ctx: Context, first: int | None, after: str | None) -> Page[ProjectRecord]:
-    limit = pagination.check_first(first, 200)
-    offset = pagination.decode("o", after)
-    start = 0 if offset is None else offset + 1
-    actor = ctx.actor
-    found, total = await ctx.services.reads.project_page(
-        actor.company_id, actor.user_id, _sees_all_projects(ctx), offset=start, limit=limit
-    )
-    for project in found:  # later fields of the same request reuse these records
-        ctx.loaders.project.prime(project.id, project)
-    return Page.at_offset(found, start, total=total)
+# --- keyset cursors: each names the last row of a page by its sort value(s) and id (resolvers.pagination) --
+
+
+def project_cursor(project: ProjectRecord) -> str:
+    return pagination.encode("project", project.created_at, project.id)
 
 
 def line_cursor(view: LineItemView) -> str:
-    return pagination.encode("p", view.position)
+    return pagination.encode("line", view.position, view.id)
 
 
 def event_cursor(event: EventRecord) -> str:
-    return pagination.encode("s", event.sequence)
+    """A budget's history is ordered by the company's event sequence, which is unique: it is the row's key
+    (the table's own id is global and would hint how many events other companies have)."""
+    return pagination.encode("event", event.sequence)
+
+
+async def projects(ctx: Context, first: int | None, after: str | None) -> Page[ProjectRecord]:
+    limit = pagination.check_first(first, 200)
+    position = pagination.decode("project", after, pagination.timestamp, pagination.text)
+    actor = ctx.actor
+    found, total = await ctx.services.reads.project_page(
+        actor.company_id, actor.user_id, _sees_all_projects(ctx), after=position, limit=limit + 1
+    )
+    page = Page.fetched(found, limit, project_cursor, total=total)
+    for project in page.items:  # later fields of the same request reuse these records
+        ctx.loaders.project.prime(project.id, project)
+    return page
 
 
 async def line_item_page(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[LineItemView]:
     limit = pagination.check_first(first, default=100)
-    after_position = pagination.decode("p", after)
-    views = await ctx.loaders.line_page.load((budget_id, after_position, limit + 1))
+    position = pagination.decode("line", after, pagination.integer, pagination.text)
+    views = await ctx.loaders.line_page.load((budget_id, position, limit + 1))
     totals = await ctx.loaders.budget_totals.load(budget_id)
     total = int(totals.line_count) if totals else 0
-    return Page.of(views[:limit], line_cursor, has_next=len(views) > limit, total=total)
+    return Page.fetched(views, limit, line_cursor, total=total)
 
 
 async def history(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[EventRecord]:
     limit = pagination.check_first(first, 500)
-    before = pagination.decode("s", after)
+    position = pagination.decode("event", after, pagination.integer)
+    before = position[0] if position is not None else None
     found, total = await ctx.services.reads.budget_history(budget_id, limit=limit + 1, before=before)
-    return Page.of(found[:limit], event_cursor, has_next=len(found) > limit, total=total)
+    return Page.fetched(found, limit, event_cursor, total=total)
 
 
 async def send_blockers(ctx: Context, budget: BudgetRecord) -> list[DomainError]:
@@ -140,23 +154,68 @@ async def exported_entries(ctx: Context, request: ErpRequestRecord) -> list[Requ
     return await ctx.loaders.request_entries.load(request.id)
 
 
+# How the queue's cursor carries the sort value of each order column.
+_REQUEST_SORT_VALUE: dict[str, pagination.Parser] = {
+    "sent_at": pagination.timestamp,
+    "decided_at": pagination.optional(pagination.timestamp),
+    "total_original_budget": pagination.decimal,
+}
+
+
+def _request_cursor_kind(order: RequestOrder) -> str:
+    return f"request.{order.column}.{'desc' if order.descending else 'asc'}"
+
+
+def request_cursor(order: RequestOrder) -> Callable[[ErpRequestRecord], str]:
+    kind = _request_cursor_kind(order)
+    return lambda request: pagination.encode(kind, getattr(request, order.column), request.id)
+
+
+def _both(first: tuple[str, ...] | None, second: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Two conditions on one column that must both hold (None: no condition)."""
+    if first is None or second is None:
+        return first if second is None else second
+    return tuple(value for value in first if value in second)
+
+
 async def erp_requests(
-    ctx: Context, statuses: list[str] | None, project_id: str | None, first: int | None, after: str | None
+    ctx: Context,
+    statuses: list[str] | None,
+    project_id: str | None,
+    first: int | None,
+    after: str | None,
+    where: RequestQueueFilter | None = None,
+    order: RequestOrder | None = None,
 ) -> Page[ErpRequestRecord]:
     """The company's ERP Integrations queue. Approvers and ERP users see all of it; others see the
-    requests of projects they can see."""
+    requests of projects they can see, one project at a time. The `status` / `projectId` arguments and the
+    filter combine: a request must match both."""
     limit = pagination.check_first(first, 200)
-    offset = pagination.decode("o", after)
-    start = 0 if offset is None else offset + 1
-    check.argument(project_id, "projectId")
-    if project_id is not None and await visible_project(ctx, project_id) is None:
-        return Page.at_offset([], start, total=0)
-    if project_id is None and not _sees_all_projects(ctx):
-        return Page.at_offset([], start, total=0)
-    found, total = await ctx.services.reads.request_queue(
-        ctx.actor.company_id, statuses=statuses, project_id=project_id, offset=start, limit=limit
+    order = order or RequestOrder()
+    position = pagination.decode(
+        _request_cursor_kind(order), after, _REQUEST_SORT_VALUE[order.column], pagination.text
     )
-    return Page.at_offset(found, start, total=total)
+    check.argument(project_id, "projectId")
+    where = where or RequestQueueFilter()
+    check.argument(where.project_id, "projectId")
+    check.argument(where.sent_by_id, "sentById")
+    named = {p for p in (project_id, where.project_id) if p is not None}
+    if len(named) > 1:  # two different projects: no request is in both
+        return Page.empty()
+    project = next(iter(named), None)
+    if project is not None and await visible_project(ctx, project) is None:
+        return Page.empty()
+    if project is None and not _sees_all_projects(ctx):
+        return Page.empty()
+    where = replace(
+        where,
+        statuses=_both(tuple(statuses) if statuses else None, where.statuses),
+        project_id=project,
+    )
+    found, total = await ctx.services.reads.request_queue(
+        ctx.actor.company_id, where=where, order=order, after=position, limit=limit + 1
+    )
+    return Page.fetched(found, limit, request_cursor(order), total=total)
 
 
 async def viewer_user(ctx: Context) -> UserRecord:

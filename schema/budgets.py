@@ -14,6 +14,7 @@ from persistence.records import BudgetRecord
 from resolvers import queries
 from resolvers.pagination import capped
 from resolvers.views import LineItemView, ModificationView
+from schema.actions import BudgetActions
 from schema.common import Blocker, Connection, Ctx, Node, blockers, connection, described
 from schema.enums import ExportStatus
 from schema.events import BudgetEvent
@@ -278,3 +279,7 @@ class Budget(Node):
     ) -> Connection[BudgetEvent]:
         page = await queries.history(info.context, self.record.id, first, after)
         return connection(page, BudgetEvent.from_record)
+
+    @described("Whether each action would succeed now for the viewer: the same checks the mutations run.")
+    def viewer_can(self) -> BudgetActions:
+        return BudgetActions(record=self.record)

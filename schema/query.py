@@ -23,6 +23,7 @@ from schema.common import Connection, Ctx, Node, connection, described
 from schema.enums import ExportStatus
 from schema.people import Company, User
 from schema.projects import CostCode, CostType, Project
+from schema.queue import ErpRequestFilter, ErpRequestOrder
 from schema.requests import ErpConnection, ErpRequest
 
 # The GraphQL type of each read model `node(id:)` can answer with (Budget also needs the currency).
@@ -69,7 +70,10 @@ class Query:
         budget = await queries.visible_budget(info.context, str(id))
         return Budget.from_record(budget, info.context.viewer.currency) if budget is not None else None
 
-    @described("The ERP Integrations queue of the viewer's company (approver dashboard).")
+    @described(
+        "The ERP Integrations queue of the viewer's company (approver dashboard). `status` / `projectId` and "
+        "`filter` combine (a request matches both); `orderBy` defaults to SENT_AT DESC."
+    )
     async def erp_requests(
         self,
         info: Ctx,
@@ -77,10 +81,18 @@ class Query:
         project_id: Optional[strawberry.ID] = None,
         first: Optional[int] = 50,
         after: Optional[str] = None,
+        filter: Optional[ErpRequestFilter] = None,
+        order_by: Optional[ErpRequestOrder] = None,
     ) -> Connection[ErpRequest]:
         statuses = [s.value for s in status] if status else None
         page = await queries.erp_requests(
-            info.context, statuses, str(project_id) if project_id is not None else None, first, after
+            info.context,
+            statuses,
+            str(project_id) if project_id is not None else None,
+            first,
+            after,
+            where=filter.plain() if filter is not None else None,
+            order=order_by.plain() if order_by is not None else None,
         )
         return connection(page, ErpRequest.from_record)
 

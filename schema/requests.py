@@ -15,6 +15,7 @@ from erp.base import Connector
 from persistence.records import ErpRequestRecord, RequestEntryRecord, RequestLineRecord
 from resolvers import queries
 from resolvers.pagination import capped
+from schema.actions import ErpRequestActions
 from schema.common import Ctx, Node, described
 from schema.enums import ErpRequestKind, ExportEntryKind, ExportStatus
 from schema.people import User, load_known_user, load_user
@@ -195,6 +196,10 @@ class ErpRequest(Node):
     @described("The signed sum of the exported entries (0 until the export is written): a posting's control total.")
     async def entries_total(self, info: Ctx) -> Decimal:
         return to_amount(sum((r.amount for r in await queries.exported_entries(info.context, self.record)), ZERO))
+
+    @described("Whether each action on this request would succeed now for the viewer.")
+    def viewer_can(self) -> ErpRequestActions:
+        return ErpRequestActions(record=self.record)
 
     @classmethod
     def from_record(cls, r: ErpRequestRecord) -> ErpRequest:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from domain.permissions import NO_ACCESS, Grant, PermissionLevel
 from persistence.database import Database
+from persistence.keyset import RequestOrder, RequestQueueFilter
 from persistence.reads import BudgetContents, EventRelations, ReadStore, SyncInputs
 from persistence.records import (
     BudgetRecord,
@@ -85,12 +86,10 @@ async def test_projects_budgets_lines_and_totals(engine_db: Database) -> None:
     first = await add_line(tenant, "03-300", "L", "1200.00")
     second = await add_line(tenant, "05-120", "M", "800.50", sub_job="PHASE-2")
 
-    page, total = await reads.project_page(
-        tenant.company_id, tenant.users["admin"], True, offset=0, limit=10
-    )
+    page, total = await reads.project_page(tenant.company_id, tenant.users["admin"], True, after=None, limit=10)
     assert ([p.id for p in page], total) == ([tenant.project_id], 1)
     assert all(isinstance(p, ProjectRecord) for p in page)
-    hidden, none = await reads.project_page(tenant.company_id, tenant.users["outsider"], False, offset=0, limit=10)
+    hidden, none = await reads.project_page(tenant.company_id, tenant.users["outsider"], False, after=None, limit=10)
     assert (hidden, none) == ([], 0)
 
     budgets = await reads.budgets_by_project(tenant.company_id, [tenant.project_id, other.project_id])
@@ -100,9 +99,9 @@ async def test_projects_budgets_lines_and_totals(engine_db: Database) -> None:
     assert set(totals) == {tenant.budget_id}  # a budget without lines has no totals record
     assert (totals[tenant.budget_id].line_count, totals[tenant.budget_id].original_total) == (2, Decimal("2000.50"))
 
-    lines = await reads.line_item_pages([tenant.budget_id, other.budget_id], after_position=None, limit=1)
+    lines = await reads.line_item_pages([tenant.budget_id, other.budget_id], after=None, limit=1)
     assert [line.id for line in lines] == [first]
-    after = await reads.line_item_pages([tenant.budget_id], after_position=lines[0].position, limit=5)
+    after = await reads.line_item_pages([tenant.budget_id], after=(lines[0].position, lines[0].id), limit=5)
     assert [(line.id, line.sub_job, line.cost_code, line.cost_type) for line in after] == [
         (second, "PHASE-2", "05-120", "M")
     ]
@@ -149,15 +148,25 @@ async def test_requests_and_the_event_log(engine_db: Database) -> None:
     assert [(line.cost_code, line.original_budget, line.is_new_line) for line in lines] == [
         ("03-300", Decimal("1.00"), True)
     ]
+    newest_first = RequestOrder()
     queue, total = await reads.request_queue(
-        tenant.company_id, statuses=["PENDING_ACCEPTANCE"], project_id=None, offset=0, limit=10
+        tenant.company_id,
+        where=RequestQueueFilter(statuses=("PENDING_ACCEPTANCE",)),
+        order=newest_first,
+        after=None,
+        limit=10,
     )
     assert ([r.id for r in queue], total) == ([request_id], 1)
-    assert await reads.request_queue(tenant.company_id, statuses=["SYNCED"], project_id=None, offset=0, limit=10) == (
+    assert queue[0].total_original_budget == Decimal("1.00")
+    synced = RequestQueueFilter(statuses=("SYNCED",))
+    assert await reads.request_queue(tenant.company_id, where=synced, order=newest_first, after=None, limit=10) == (
         [],
         0,
     )
-    assert (await reads.request_queue(other.company_id, statuses=None, project_id=None, offset=0, limit=10))[1] == 0
+    everything = RequestQueueFilter()
+    assert (await reads.request_queue(other.company_id, where=everything, order=newest_first, after=None, limit=10))[
+        1
+    ] == 0
 
     events = await reads.company_events_after(tenant.company_id, newest, limit=10)
     assert [(e.sequence, e.status, e.erp_request_id) for e in events] == [

@@ -231,6 +231,7 @@ def new_request(w: World, sequence: int = 1, *, status: str = "PENDING_ACCEPTANC
         failure_message=None,
         export_attempts=0,
         export_id=f"bb-{request_id.removeprefix('req_')}",
+        total_original_budget=Decimal("0.00"),
     )
 
 
@@ -802,7 +803,7 @@ async def test_requests_are_scoped_and_found_by_export_id(backend: Backend) -> N
     a, b = await make_world(backend, "A"), await make_world(backend, "B")
     line = new_line(a)
     await add_lines(backend, line)
-    request = new_request(a)
+    request = replace(new_request(a), total_original_budget=line.original_amount)
     async with backend.uow() as uow:
         await uow.requests.add(request, [request_line(request, line)])
         await uow.commit()

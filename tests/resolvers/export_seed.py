@@ -170,6 +170,7 @@ async def seed_exporting(
                 decided_by_id=user,
                 export_attempts=0,
                 export_id=export_id,
+                total_original_budget=Decimal("611900.00"),
             )
         )
         row = {"request_id": request, "budget_changes": Decimal("0.00")}

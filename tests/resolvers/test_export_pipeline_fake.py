@@ -105,6 +105,7 @@ def shop(
         failure_message=None,
         export_attempts=0,
         export_id="exp_" + "1" * 32,
+        total_original_budget=Decimal("1500.00"),
     )
     store.state.insert("requests", [(request.id, request)])
     store.set_budget(budget.id, export_status=status, last_request_id=request.id, request_count=1)

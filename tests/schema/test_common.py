@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain.errors import DomainError, ErpFormatInvalidError, ErrorCode, NotFoundError, VersionConflictError
-from resolvers.pagination import Page, decode
+from resolvers.pagination import Page
 from schema.build import schema
 from schema.common import Blocker, Connection, Edge, PageInfo, UserError, blockers, connection, user_errors
 
@@ -25,12 +25,12 @@ def test_an_empty_page_has_no_end_cursor_and_keeps_its_total() -> None:
     assert built.total_count == 4
 
 
-def test_offset_pages_number_their_cursors_from_the_start_and_know_when_more_follow() -> None:
-    page = Page.at_offset(["a", "b"], 5, total=8)
-    assert [decode("o", c) for c in page.cursors] == [5, 6]
-    assert page.has_next is True
-    assert Page.at_offset(["a", "b"], 6, total=8).has_next is False
-    assert Page.at_offset([], 3, total=0) == Page([], [], False, 0)
+def test_a_fetched_page_drops_the_extra_row_that_only_says_more_follow() -> None:
+    page = Page.fetched(["a", "b", "c"], 2, lambda item: f"c-{item}", total=8)
+    assert page == Page(["a", "b"], ["c-a", "c-b"], True, 8)
+    assert Page.fetched(["a", "b"], 2, str, total=2).has_next is False
+    assert Page.fetched(["a"], 0, str, total=1) == Page([], [], True, 1)
+    assert Page.empty() == Page([], [], False, 0)
 
 
 def test_refusals_keep_the_domain_code_message_and_field() -> None:
