@@ -147,13 +147,19 @@ async def print_demo_users(runtime: Runtime) -> None:
 
     people = await demo_data.seed(runtime.services, runtime.jwt_secret)
     source = "BUDGETBRIDGE_JWT_SECRET" if runtime.settings.jwt_secret else "a secret generated for this database"
+    base = runtime.settings.public_url.rstrip("/")
     lines = [
         "",
-        "BudgetBridge demo - GraphiQL at /graphql; send 'Authorization: Bearer <token>'",
+        f"BudgetBridge demo - dashboard at {base}/ (paste a token below to sign in), GraphiQL at {base}/graphql",
+        "(in GraphiQL's headers pane: {\"Authorization\": \"Bearer <token>\"})",
         f"(tokens are signed with {source})",
     ]
     for person in people:
-        lines += [f"  {person.role:<20} {person.name} <{person.email}>", f"    {person.token}"]
+        lines += [
+            f"  {person.role:<20} {person.name} <{person.email}>",
+            f"    {person.token}",
+            f"    sign in directly: {base}/#token={person.token}",
+        ]
     print("\n".join(lines), flush=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete
 
 from app import auth, demo
@@ -37,3 +38,25 @@ async def test_demo_seed_creates_a_ready_budget_once_and_its_tokens_work(service
     assert project["erpSynced"] is True and project["viewerPermission"] == "ADMIN"
     assert project["budget"]["lineItemCount"] == len(demo.LINES)
     assert [b["code"] for b in project["budget"]["sendBlockers"]] == ["BUDGET_NOT_LOCKED"]
+
+
+async def test_serve_demo_prints_the_dashboard_and_a_sign_in_link_per_user(
+    services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from app.main import Runtime, print_demo_users
+    from app.settings import Settings
+
+    settings = Settings(public_url="https://budgets.example.com/")
+    runtime = SimpleNamespace(settings=settings, services=services, jwt_secret=JWT_SECRET)
+    await print_demo_users(cast(Runtime, runtime))
+    printed = capsys.readouterr().out
+    assert "dashboard at https://budgets.example.com/ " in printed
+    links = [line.split("sign in directly: ", 1)[1] for line in printed.splitlines() if "sign in directly: " in line]
+    assert len(links) == 3
+    for link in links:
+        prefix, _, token = link.partition("#token=")
+        assert prefix == "https://budgets.example.com/"
+        assert auth.user_id_from_token(JWT_SECRET, token) is not None
