@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -272,6 +273,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             "--workers > 1 needs BUDGETBRIDGE_BROADCAST_URL=redis://... or postgres://...: memory:// only reaches "
             "subscribers in its own process"
         )
+
+    if not os.environ.get("BUDGETBRIDGE_PUBLIC_URL", "").strip():
+        # Unset, links (the demo's sign-in links, notifications) name the address this server listens on.
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        local = f"http://{'[' + host + ']' if ':' in host else host}:{args.port}"
+        os.environ["BUDGETBRIDGE_PUBLIC_URL"] = local  # --workers > 1: the worker processes read it too
+        settings = dataclasses.replace(settings, public_url=local)
 
     async def preflight() -> None:
         """Fail here with one line rather than inside the server's startup with a traceback; seed the
