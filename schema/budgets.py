@@ -205,7 +205,7 @@ class ReconciliationLine:
 )
 class Reconciliation:
     lines: list[ReconciliationLine] = strawberry.field(
-        description=f"One per budget line, in the budget's line order. {at_most('Reconciliation.lines')}"
+        description="One per budget line, in the budget's line order."
     )
     totals: ReconciliationLine = strawberry.field(
         description="The budget's totals in the company's currency (empty costCode and costType, no lineItem)."

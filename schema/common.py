@@ -96,7 +96,7 @@ class UserError:
 def user_errors_field() -> Any:
     """A payload's `userErrors`, described once for every payload."""
     return strawberry.field(
-        description="Why the mutation was refused, every reason at once; empty on success. When it is not empty, "
+        description="Why the mutation was refused (one entry per reason); empty on success. When it is not empty, "
         "nothing changed."
     )
 

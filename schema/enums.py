@@ -153,8 +153,9 @@ served_enum(
             "retryExport it."
         ),
         ExportStatus.AWAITING_POSTING: (
-            "The entries are in the ERP and wait to be posted in its Job Cost (confirmJobCostPosting, or the "
-            "connector detects it). The budget can be neither re-sent nor unlocked meanwhile."
+            "The entries are in the ERP and wait to be posted in its Job Cost (confirmJobCostPosting, an "
+            "integrator's posted callback, or the connector's own posting detection). The budget can be neither "
+            "re-sent nor unlocked meanwhile."
         ),
         ExportStatus.SYNCED: (
             "The entries are posted in the ERP's Job Cost (final). ERPs that post at once go straight here from "

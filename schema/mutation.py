@@ -109,9 +109,9 @@ def _line_fields(item: BudgetLineItemFields) -> LineFields:
 
 
 @strawberry.type(
-    description="Every change. Each mutation returns a payload whose userErrors lists every refusal (see ErrorCode); "
-    "when it is not empty nothing changed. Any mutation can also refuse with VALIDATION_FAILED (input text that "
-    "cannot be stored) and VERSION_CONFLICT (a concurrent change won: retry)."
+    description="Every change. Each mutation returns a payload whose userErrors says why it was refused (see "
+    "ErrorCode); when it is not empty nothing changed. Any mutation can also refuse with VALIDATION_FAILED (input "
+    "text that cannot be stored) and VERSION_CONFLICT (a concurrent change won: retry)."
 )
 class Mutation:
     @described_mutation(

@@ -92,7 +92,7 @@ class Query:
         "The ERP Integrations queue of the viewer's company (approver dashboard). `status` / `projectId` and "
         "`filter` combine (a request matches both); `orderBy` defaults to SENT_AT DESC. Company admins and ERP "
         "Integrations users see every request; anyone else sees only the requests of one project they can see, "
-        "named by projectId (without it the page is empty)."
+        "named by projectId (the argument or the filter's; without it the page is empty)."
     )
     async def erp_requests(
         self,

@@ -216,8 +216,7 @@ class ErpRequest(Node):
         return sum((r.budget_changes for r in lines), ZERO)
 
     @described(
-        "Exported entries, by line (empty until the export is written: AWAITING_POSTING or SYNCED). "
-        f"{at_most('ErpRequest.entries')}"
+        "Exported entries, by line (empty until the export is written: AWAITING_POSTING or SYNCED)."
     )
     async def entries(self, info: Ctx) -> list[ExportEntry]:
         found = await queries.exported_entries(info.context, self.record)
