@@ -117,7 +117,8 @@ served_enum(
         ErrorCode.ERP_FORMAT_INVALID: (
             "A value the ERP's import format cannot carry as it is (field size, number range, code format); one "
             "per line and field, with Blocker.lineItem / Blocker.field naming the cell (as a userError, `field` "
-            "is [\"lineItem\", \"<line id>\", \"<field>\"])."
+            "is [\"lineItem\", \"<line id>\", \"<field>\"], or [\"project\", \"<field>\"] for the project's number "
+            "or job id)."
         ),
         ErrorCode.POSTING_TOTALS_MISMATCH: (
             "confirmJobCostPosting: entryCount or totalAmount differs from the request's exported entries "

@@ -110,8 +110,8 @@ def _line_fields(item: BudgetLineItemFields) -> LineFields:
 
 @strawberry.type(
     description="Every change. Each mutation returns a payload whose userErrors says why it was refused (see "
-    "ErrorCode); when it is not empty nothing changed. Any mutation can also refuse with VALIDATION_FAILED (input "
-    "text that cannot be stored) and VERSION_CONFLICT (a concurrent change won: retry)."
+    "ErrorCode); when it is not empty nothing changed. Besides the codes each mutation names, input text that "
+    "cannot be stored is VALIDATION_FAILED, and a concurrent change that won is VERSION_CONFLICT (retry)."
 )
 class Mutation:
     @described_mutation(

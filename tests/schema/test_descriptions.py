@@ -80,7 +80,7 @@ def all_descriptions(introspected: dict[str, Any]) -> list[tuple[str, str]]:
 def test_every_type_field_argument_input_field_and_enum_value_has_a_description() -> None:
     missing = undescribed(introspect(schema))
     if missing:
-        pytest.fail(f"{len(missing)} schema elements have no description:\n" + "\n".join(missing), pytrace=False)
+        pytest.fail(f"{len(missing)} schema element(s) without a description:\n" + "\n".join(missing), pytrace=False)
 
 
 # --- the check itself finds what is missing, wherever it is ---------------------------------------------------
@@ -133,7 +133,7 @@ def test_the_check_names_every_kind_of_element_that_lacks_a_description() -> Non
 # --- what the descriptions state holds --------------------------------------------------------------------------
 
 # Codes named in descriptions that are not values of an enum of the schema: top-level `extensions.code`s.
-TOP_LEVEL_CODES = frozenset({"BAD_USER_INPUT", "SUBSCRIBER_TOO_SLOW", "UNAUTHENTICATED"})
+TOP_LEVEL_CODES = frozenset({"BAD_USER_INPUT", "SUBSCRIBER_TOO_SLOW"})
 CODE_LIKE = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
 
 
@@ -153,10 +153,10 @@ def test_every_code_or_status_a_description_names_exists() -> None:
 PATHS = {"Query": "budget(id: $b) {{ id }} {}", "Budget": "budget(id: $b) {{ {} }}"}
 
 
-def paged_fields(introspected: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(type, field, description of `first`) of every field that takes `first`."""
+def paged_fields(introspected: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(type, field, its `first` argument) of every field that takes `first`."""
     return [
-        (t["name"], f["name"], next(a["description"] for a in f["args"] if a["name"] == "first"))
+        (t["name"], f["name"], next(a for a in f["args"] if a["name"] == "first"))
         for t in introspected["types"]
         if not t["name"].startswith("__")
         for f in t["fields"] or []
@@ -164,12 +164,16 @@ def paged_fields(introspected: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
-async def test_every_page_refuses_a_first_beyond_the_maximum_its_description_states(tenant: Tenant) -> None:
+async def test_every_page_takes_the_default_and_refuses_beyond_the_maximum_its_description_states(
+    tenant: Tenant,
+) -> None:
     pages = paged_fields(introspect(schema))
     assert len(pages) >= 4
-    for owner, field, stated_first in pages:
+    for owner, field, first_argument in pages:
         assert owner in PATHS, f"no path to reach {owner}.{field} in this test"
-        stated = re.search(r"at most ([\d,]+)", stated_first or "")
+        described_first = first_argument["description"] or ""
+        assert f"null means the default, {first_argument['defaultValue']}." in described_first, f"{owner}.{field}"
+        stated = re.search(r"at most ([\d,]+)", described_first)
         assert stated is not None, f"{owner}.{field}(first) does not state its maximum"
         maximum = int(stated.group(1).replace(",", ""))
         for first, refused in ((maximum, False), (maximum + 1, True)):
