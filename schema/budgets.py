@@ -54,8 +54,8 @@ class BudgetLineItem(Node):
     )
     revised_amount: Decimal = strawberry.field(description="originalAmount + modificationsAmount.")
     quantity: Optional[Decimal] = strawberry.field(
-        description="Units of the estimate (up to 4 decimals); null when not given. Exported where the ERP takes "
-        "quantities (ErpCapabilities.exportsQuantities)."
+        description="Units of the estimate (up to 4 decimals); null when not given. Exported with the line's "
+        "original budget (ExportEntry.quantity), as the ERP's import format carries it."
     )
     unit_of_measure: Optional[str] = strawberry.field(
         description="The unit of quantity, e.g. CY or HR (at most 20 characters); null when not given."

@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     "the company's currency with 2 decimals."
 )
 class ExportLine:
-    cost_code: str = strawberry.field(description="The line's cost code, as sent.")
-    cost_type: str = strawberry.field(description="The line's cost type, as sent.")
-    sub_job: Optional[str] = strawberry.field(description="The line's sub job, as sent; null when none.")
-    description: Optional[str] = strawberry.field(description="The line's description, as sent; null when none.")
+    cost_code: str = strawberry.field(description="The line's cost code, as exported.")
+    cost_type: str = strawberry.field(description="The line's cost type, as exported.")
+    sub_job: Optional[str] = strawberry.field(description="The line's sub job, as exported; null when none.")
+    description: Optional[str] = strawberry.field(description="The line's description, as exported; null when none.")
     original_budget: Decimal = strawberry.field(
         description="Original-budget amount exported by this request (a signed delta on re-send)."
     )
