@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -30,7 +29,7 @@ from schema.people import Company, User
 from schema.projects import CostCode, CostType, Project
 from schema.query import Query
 from schema.requests import ErpRequest
-from schema.scalars import DecimalInputError, DecimalScalar
+from schema.scalars import SCALAR_OVERRIDES, DecimalInputError
 from schema.subscription import Subscription
 
 MAX_TOKENS = 10_000  # bounds the cost of parsing a document before anything else runs
@@ -156,7 +155,7 @@ def build_schema(subscription: type | None = None) -> strawberry.Schema:
             CostCode,
             CostType,
         ],
-        config=StrawberryConfig(scalar_map={Decimal: DecimalScalar}),
+        config=StrawberryConfig(scalar_map=SCALAR_OVERRIDES),
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             DocumentGuard,

@@ -10,8 +10,9 @@ import strawberry
 from strawberry.types import Info
 
 from domain.errors import DomainError
+from persistence.ids import PREFIXES
 from resolvers.context import Context
-from resolvers.pagination import Page
+from resolvers.pagination import DEFAULT_UNPAGED_MAXIMUM, UNPAGED_MAXIMA, Page
 from schema.enums import ErrorCode
 
 if TYPE_CHECKING:
@@ -40,20 +41,64 @@ def described_subscription(description: str) -> Callable[[F], F]:
     return cast("Callable[[F], F]", strawberry.subscription(description=description))
 
 
-@strawberry.interface
+def at_most(list_field: str) -> str:
+    """How many items the unpaged list `list_field` ("Type.field") returns at most (resolvers.pagination)."""
+    return f"At most {UNPAGED_MAXIMA.get(list_field, DEFAULT_UNPAGED_MAXIMUM):,} items; the rest are cut."
+
+
+# The arguments every paged field takes, described once: `first` with its own default and maximum.
+AFTER = (
+    "Start after the item with this cursor (an `endCursor` or `cursor` this list gave, in the same order); null: "
+    'from the start. Any other string is BAD_USER_INPUT "invalid cursor".'
+)
+
+
+def first_argument(default: int, maximum: int) -> str:
+    return f"How many items to return: 0 to at most {maximum:,}; null means the default, {default}."
+
+
+def node_id(type_name: str) -> Any:
+    """The `id` field of a Node type, described with the prefix its ids carry (persistence.ids)."""
+    return strawberry.field(
+        description=f"Opaque id; it starts with `{PREFIXES[type_name]}_`. Pass it back as is (`node(id:)` finds it)."
+    )
+
+
+@strawberry.interface(
+    description="An object with an opaque id that `node(id:)` finds again (null when the viewer may not see it)."
+)
 class Node:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="Opaque, stable id: a type prefix, `_` and 32 hex digits (e.g. `prj_...`). Do not parse it."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="Why a mutation was refused, one per reason. When a payload's userErrors is non-empty, nothing "
+    "changed."
+)
 class UserError:
-    code: ErrorCode
-    message: str
-    field: Annotated[Optional[list[str]], strawberry.field(description="Path to the input field at fault, if any.")]
+    code: ErrorCode = strawberry.field(description="The stable reason (see ErrorCode).")
+    message: str = strawberry.field(description="For people; may change: branch on `code`, never on the text.")
+    field: Annotated[
+        Optional[list[str]],
+        strawberry.field(
+            description='Path to the input at fault, if any, e.g. ["input", "items", "3", "originalAmount"]; for a '
+            'cell of the budget ["lineItem", "<line id>", "<field>"].'
+        ),
+    ]
 
     @classmethod
     def of(cls, error: DomainError) -> UserError:
         return cls(code=error.code, message=error.message, field=list(error.field) if error.field else None)
+
+
+def user_errors_field() -> Any:
+    """A payload's `userErrors`, described once for every payload."""
+    return strawberry.field(
+        description="Why the mutation was refused (one entry per reason); empty on success. When it is not empty, "
+        "nothing changed."
+    )
 
 
 def user_errors(errors: Sequence[DomainError]) -> list[UserError]:
@@ -62,8 +107,8 @@ def user_errors(errors: Sequence[DomainError]) -> list[UserError]:
 
 @strawberry.type(description="A reason an action is not possible right now (same codes as userErrors).")
 class Blocker:
-    code: ErrorCode
-    message: str
+    code: ErrorCode = strawberry.field(description="The stable reason (see ErrorCode).")
+    message: str = strawberry.field(description="The reason in a sentence a person can act on; may change.")
     field: Annotated[
         Optional[list[str]],
         strawberry.field(
@@ -93,23 +138,32 @@ def blockers(errors: Sequence[DomainError]) -> list[Blocker]:
     return [Blocker.of(e) for e in errors]
 
 
-@strawberry.type
+@strawberry.type(description="Where a page ends and whether more follow.")
 class PageInfo:
-    has_next_page: bool
-    end_cursor: Optional[str]
+    has_next_page: bool = strawberry.field(description="More items follow this page.")
+    end_cursor: Optional[str] = strawberry.field(
+        description="The cursor of this page's last item, to pass as `after` for the next page; null when the page "
+        "is empty."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="One item of a page, with its cursor.")
 class Edge(Generic[T]):
-    node: T
-    cursor: str
+    node: T = strawberry.field(description="The item.")
+    cursor: str = strawberry.field(
+        description="Opaque keyset cursor of this item: pass it as `after` to continue after it. Valid for the same "
+        "list and order only; stays valid while items are added."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="One page of a list, in the list's order. Page with `first` / `after`: the next page starts after "
+    "the item whose cursor is `after`, so items added meanwhile neither repeat nor shift the pages."
+)
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
-    total_count: int
+    edges: list[Edge[T]] = strawberry.field(description="The items of this page (at most `first`).")
+    page_info: PageInfo = strawberry.field(description="Whether more items follow, and the cursor to continue from.")
+    total_count: int = strawberry.field(description="How many items the whole list holds (filters applied).")
 
 
 def connection(page: Page[S], node: Callable[[S], T]) -> Connection[T]:

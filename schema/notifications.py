@@ -9,7 +9,7 @@ import strawberry
 from domain import notifications as nt
 from resolvers import notifications
 from resolvers.context import Context
-from schema.common import UserError, user_errors
+from schema.common import UserError, user_errors, user_errors_field
 
 # The GraphQL field of each kind (requestArrived is REQUEST_ARRIVED, ...), in the order they are listed.
 KIND_FIELDS = {kind: kind.value.lower() for kind in nt.KINDS}
@@ -63,10 +63,12 @@ class UpdateNotificationSettingsInput:
     daily_digest: Optional[bool] = strawberry.field(default=strawberry.UNSET, description=_CHANGE)
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of updateNotificationSettings.")
 class NotificationSettingsPayload:
-    notification_settings: Optional[NotificationSettings]
-    user_errors: list[UserError]
+    notification_settings: Optional[NotificationSettings] = strawberry.field(
+        description="The viewer's settings after the change; null when refused."
+    )
+    user_errors: list[UserError] = user_errors_field()
 
 
 async def viewer_settings(ctx: Context) -> NotificationSettings:

@@ -5,32 +5,39 @@ from __future__ import annotations
 import strawberry
 
 from persistence.records import CompanyRecord, UserRecord
-from schema.common import Ctx, Node, described
+from schema.common import Ctx, Node, described, node_id
 from schema.enums import PermissionLevel
 from schema.notifications import NotificationSettings, viewer_settings
 
 
-@strawberry.type
+@strawberry.type(description="The viewer's company (the tenant): nothing of another company is ever visible.")
 class Company(Node):
-    id: strawberry.ID
-    name: str
-    currency: str
+    id: strawberry.ID = node_id("Company")
+    name: str = strawberry.field(description="The company's name.")
+    currency: str = strawberry.field(
+        description="ISO 4217 code of the currency every amount is in (e.g. USD, the default)."
+    )
 
     @classmethod
     def from_record(cls, r: CompanyRecord) -> Company:
         return cls(id=strawberry.ID(r.id), name=r.name, currency=r.currency)
 
 
-@strawberry.type
+@strawberry.type(description="A person of the viewer's company.")
 class User(Node):
-    id: strawberry.ID
-    name: str
-    email: str
-    is_accounting_approver: bool
-    erp_integrations_permission: PermissionLevel
+    id: strawberry.ID = node_id("User")
+    name: str = strawberry.field(description="The user's display name.")
+    email: str = strawberry.field(description="The user's email address (notifications go there).")
+    is_accounting_approver: bool = strawberry.field(
+        description="May accept and reject requests in the ERP Integrations queue and retry failed exports (with "
+        "ERP Integrations STANDARD or ADMIN)."
+    )
+    erp_integrations_permission: PermissionLevel = strawberry.field(
+        description="The user's permission on the company's ERP Integrations tool."
+    )
     company_id: strawberry.Private[str]
 
-    @strawberry.field
+    @described("The user's company (the viewer's).")
     async def company(self, info: Ctx) -> Company:
         company = await info.context.loaders.company.load(self.company_id)
         assert company is not None, "a user's company exists"

@@ -10,30 +10,67 @@ import strawberry
 
 from persistence.keyset import RequestOrder, RequestQueueFilter
 from resolvers.pagination import QueryLimitError
-from schema.enums import ErpRequestKind, ExportStatus
+from schema.enums import ErpRequestKind, ExportStatus, served_enum
 
 
-@strawberry.enum(description="What the queue can be ordered by; ties are broken by id, in the same direction.")
 class ErpRequestOrderField(enum.Enum):
     SENT_AT = "sent_at"
     DECIDED_AT = "decided_at"
     TOTAL_ORIGINAL_BUDGET = "total_original_budget"
 
 
-@strawberry.enum
+served_enum(
+    ErpRequestOrderField,
+    name="ErpRequestOrderField",
+    description="What the queue can be ordered by; ties are broken by id, in the same direction.",
+    values={
+        ErpRequestOrderField.SENT_AT: "When the request was sent (ErpRequest.sentAt).",
+        ErpRequestOrderField.DECIDED_AT: (
+            "When an approver accepted or rejected it (ErpRequest.decidedAt); requests not decided yet sort as "
+            "if later than every decided one."
+        ),
+        ErpRequestOrderField.TOTAL_ORIGINAL_BUDGET: "The request's totalOriginalBudget.",
+    },
+)
+
+
 class OrderDirection(enum.Enum):
     ASC = "ASC"
     DESC = "DESC"
 
 
-@strawberry.input(description="Every condition that is set must hold.")
+served_enum(
+    OrderDirection,
+    name="OrderDirection",
+    description="The direction of an order.",
+    values={
+        OrderDirection.ASC: "Smallest (earliest) first.",
+        OrderDirection.DESC: "Largest (latest) first.",
+    },
+)
+
+
+@strawberry.input(description="Which requests of the queue to list. Every condition that is set must hold.")
 class ErpRequestFilter:
-    status: Optional[list[ExportStatus]] = None
-    project_id: Optional[strawberry.ID] = None
-    kind: Optional[list[ErpRequestKind]] = None
-    sent_after: Optional[datetime] = strawberry.field(default=None, description="Sent at or after this instant.")
-    sent_before: Optional[datetime] = strawberry.field(default=None, description="Sent before this instant.")
-    sent_by_id: Optional[strawberry.ID] = None
+    status: Optional[list[ExportStatus]] = strawberry.field(
+        default=None, description="Requests in any of these statuses; null or empty: any status."
+    )
+    project_id: Optional[strawberry.ID] = strawberry.field(
+        default=None,
+        description="Requests of this project only. A project the viewer cannot see gives an empty page.",
+    )
+    kind: Optional[list[ErpRequestKind]] = strawberry.field(
+        default=None, description="Requests of any of these kinds; null or empty: any kind."
+    )
+    sent_after: Optional[datetime] = strawberry.field(
+        default=None, description="Sent at or after this instant (with a time zone offset, e.g. 2026-01-31T00:00:00Z)."
+    )
+    sent_before: Optional[datetime] = strawberry.field(
+        default=None, description="Sent before this instant (with a time zone offset)."
+    )
+    sent_by_id: Optional[strawberry.ID] = strawberry.field(
+        default=None, description="Requests sent by this user (a User id)."
+    )
 
     def plain(self) -> RequestQueueFilter:
         for name, instant in (("sentAfter", self.sent_after), ("sentBefore", self.sent_before)):
@@ -53,8 +90,8 @@ class ErpRequestFilter:
     description="DECIDED_AT puts requests not decided yet after all others ascending, before them descending."
 )
 class ErpRequestOrder:
-    field: ErpRequestOrderField
-    direction: OrderDirection
+    field: ErpRequestOrderField = strawberry.field(description="The value to order by.")
+    direction: OrderDirection = strawberry.field(description="Ascending or descending.")
 
     def plain(self) -> RequestOrder:
         return RequestOrder(column=self.field.value, descending=self.direction is OrderDirection.DESC)

@@ -12,11 +12,12 @@ from domain import export
 from domain.money import ZERO, to_amount
 from domain.status import ExportStatus as Status
 from erp.base import Connector
+from erp.registry import CONNECTORS
 from persistence.records import ErpRequestRecord, RequestEntryRecord, RequestLineRecord
 from resolvers import queries
 from resolvers.pagination import capped
 from schema.actions import ErpRequestActions
-from schema.common import Ctx, Node, described
+from schema.common import Ctx, Node, at_most, described, node_id
 from schema.enums import ErpRequestKind, ExportEntryKind, ExportStatus
 from schema.people import User, load_known_user, load_user
 from schema.projects import Project, load_project
@@ -25,21 +26,26 @@ if TYPE_CHECKING:
     from schema.budgets import Budget, BudgetLineItem, BudgetModification
 
 
-@strawberry.type(description="One line of what a request exports (the approver's details view).")
+@strawberry.type(
+    description="One line of what a request exports (the approver's details view). Amounts are decimal strings in "
+    "the company's currency with 2 decimals."
+)
 class ExportLine:
-    cost_code: str
-    cost_type: str
-    sub_job: Optional[str]
-    description: Optional[str]
+    cost_code: str = strawberry.field(description="The line's cost code, as exported.")
+    cost_type: str = strawberry.field(description="The line's cost type, as exported.")
+    sub_job: Optional[str] = strawberry.field(description="The line's sub job, as exported; null when none.")
+    description: Optional[str] = strawberry.field(description="The line's description, as exported; null when none.")
     original_budget: Decimal = strawberry.field(
         description="Original-budget amount exported by this request (a signed delta on re-send)."
     )
     budget_changes: Decimal = strawberry.field(description="Modification amounts exported by this request (signed).")
     revised_estimate: Decimal = strawberry.field(description="The line's revised amount once this request is synced.")
-    is_new_line: bool
+    is_new_line: bool = strawberry.field(
+        description="The line's first export: it is not in the ERP yet (nothing of it was exported before)."
+    )
     line_item_id: strawberry.Private[str]
 
-    @strawberry.field
+    @described("The budget line as it is now (it may have changed since the send).")
     async def line_item(self, info: Ctx) -> Annotated[BudgetLineItem, strawberry.lazy("schema.budgets")]:
         from schema.budgets import load_line
 
@@ -78,26 +84,34 @@ class ExportLine:
         )
 
 
-@strawberry.type(description="One exported job-cost entry, as the ERP received it.")
+@strawberry.type(
+    description="One exported job-cost entry, as the ERP received it. Amounts are decimal strings in the company's "
+    "currency with 2 decimals."
+)
 class ExportEntry:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description="Opaque id of the entry (the same as entryId).")
     entry_id: str = strawberry.field(
         description="The id the ERP de-duplicates on (ledger entry id, file row key, webhook transaction entryId)."
     )
-    kind: ExportEntryKind
-    cost_code: str
-    cost_type: str
-    sub_job: Optional[str]
-    amount: Decimal = strawberry.field(description="Signed: money moved out of a line by a modification is negative.")
+    kind: ExportEntryKind = strawberry.field(description="What the entry carries.")
+    cost_code: str = strawberry.field(description="The cost code of the entry's line.")
+    cost_type: str = strawberry.field(description="The cost type of the entry's line.")
+    sub_job: Optional[str] = strawberry.field(description="The sub job of the entry's line; null when none.")
+    amount: Decimal = strawberry.field(
+        description="Signed: money moved out of a line by a modification, or an original amount lowered on a "
+        "re-send, is negative."
+    )
     quantity: Optional[Decimal] = strawberry.field(
         description="The line's quantity, on original-budget entries (modifications move money only)."
     )
     posted: bool = strawberry.field(description="Posted in the ERP's Job Cost (its request is SYNCED).")
-    posted_at: Optional[datetime]
+    posted_at: Optional[datetime] = strawberry.field(
+        description="When its request was recorded as posted (SYNCED); null until then."
+    )
     line_item_id: strawberry.Private[str]
     modification_id: strawberry.Private[Optional[str]]
 
-    @strawberry.field
+    @described("The budget line the entry belongs to.")
     async def line_item(self, info: Ctx) -> Optional[Annotated[BudgetLineItem, strawberry.lazy("schema.budgets")]]:
         from schema.budgets import load_line
 
@@ -131,60 +145,79 @@ class ExportEntry:
         )
 
 
-@strawberry.type
+@strawberry.type(
+    description="One send of a budget to the ERP Integrations queue, with a frozen snapshot of exactly what it "
+    "exports and its own status. Amounts are decimal strings in the company's currency with 2 decimals; times are "
+    "UTC."
+)
 class ErpRequest(Node):
-    id: strawberry.ID
+    id: strawberry.ID = node_id("ErpRequest")
     sequence: int = strawberry.field(description="1 for a budget's first send, then 2, 3, ...")
-    kind: ErpRequestKind
-    status: ExportStatus
-    sent_at: datetime
-    decided_at: Optional[datetime]
-    rejection_reason: Optional[str]
-    retrieved_at: Optional[datetime]
-    exported_at: Optional[datetime]
-    posted_at: Optional[datetime]
-    erp_reference: Optional[str] = strawberry.field(description="The document or batch id the ERP gave the export.")
-    failure_message: Optional[str]
+    kind: ErpRequestKind = strawberry.field(description="Whether it creates the budget in the ERP or updates it.")
+    status: ExportStatus = strawberry.field(description="Where the request stands (never NOT_SENT).")
+    sent_at: datetime = strawberry.field(description="When it was sent.")
+    decided_at: Optional[datetime] = strawberry.field(
+        description="When an approver accepted or rejected it; null until then."
+    )
+    rejection_reason: Optional[str] = strawberry.field(
+        description="The approver's reason, when REJECTED (at most 2,000 characters); null otherwise."
+    )
+    retrieved_at: Optional[datetime] = strawberry.field(description="When its sender retrieved it; null otherwise.")
+    exported_at: Optional[datetime] = strawberry.field(
+        description="When the ERP connector wrote its entries to the ERP; null until then."
+    )
+    posted_at: Optional[datetime] = strawberry.field(
+        description="When its entries were recorded as posted in the ERP's Job Cost (SYNCED); null until then."
+    )
+    erp_reference: Optional[str] = strawberry.field(
+        description="The document or batch id the ERP gave the export (or the one confirmJobCostPosting gave); "
+        "null when none."
+    )
+    failure_message: Optional[str] = strawberry.field(
+        description="Why the export failed, in the ERP connector's words, while EXPORT_FAILED; null otherwise."
+    )
     record: strawberry.Private[ErpRequestRecord]
 
-    @strawberry.field
+    @described("The budget it sends.")
     async def budget(self, info: Ctx) -> Annotated[Budget, strawberry.lazy("schema.budgets")]:
         from schema.budgets import load_budget
 
         return await load_budget(info, self.record.budget_id)
 
-    @strawberry.field
+    @described("The budget's project.")
     async def project(self, info: Ctx) -> Project:
         return await load_project(info, self.record.project_id)
 
-    @strawberry.field
+    @described("Who sent it.")
     async def sent_by(self, info: Ctx) -> User:
         return await load_known_user(info, self.record.sent_by_id)
 
-    @strawberry.field
+    @described("The approver who accepted or rejected it; null until then.")
     async def decided_by(self, info: Ctx) -> Optional[User]:
         return await load_user(info, self.record.decided_by_id)
 
-    @strawberry.field
+    @described("Who retrieved it; null unless RETRIEVED.")
     async def retrieved_by(self, info: Ctx) -> Optional[User]:
         return await load_user(info, self.record.retrieved_by_id)
 
-    @described("Frozen at send time.")
+    @described(f"What it exports, per line, frozen at send time. {at_most('ErpRequest.lines')}")
     async def lines(self, info: Ctx) -> list[ExportLine]:
         found = await info.context.loaders.request_lines.load(self.record.id)
         return [ExportLine.from_record(r) for r in capped(found, "ErpRequest.lines")]
 
-    @strawberry.field
+    @described("Sum of its lines' originalBudget.")
     async def total_original_budget(self, info: Ctx) -> Decimal:
         lines = await info.context.loaders.request_lines.load(self.record.id)
         return sum((r.original_budget for r in lines), ZERO)
 
-    @strawberry.field
+    @described("Sum of its lines' budgetChanges.")
     async def total_budget_changes(self, info: Ctx) -> Decimal:
         lines = await info.context.loaders.request_lines.load(self.record.id)
         return sum((r.budget_changes for r in lines), ZERO)
 
-    @described("Exported entries (empty until the export is written: AWAITING_POSTING or SYNCED).")
+    @described(
+        "Exported entries, by line (empty until the export is written: AWAITING_POSTING or SYNCED)."
+    )
     async def entries(self, info: Ctx) -> list[ExportEntry]:
         found = await queries.exported_entries(info.context, self.record)
         return [ExportEntry.from_record(r, self.record) for r in found]
@@ -220,24 +253,35 @@ class ErpRequest(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="What the company's ERP connector supports; the workflow obeys it.")
 class ErpCapabilities:
-    exports_budget: bool
-    exports_modifications: bool
-    supports_sub_jobs: bool
-    requires_posting: bool
-    exports_quantities: bool
+    exports_budget: bool = strawberry.field(
+        description="Can export original budgets at all (else a send carrying one is refused with VALIDATION_FAILED)."
+    )
+    exports_modifications: bool = strawberry.field(
+        description="Can export budget modifications (else MODIFICATIONS_NOT_SUPPORTED)."
+    )
+    supports_sub_jobs: bool = strawberry.field(
+        description="Lines with a sub job may be exported (else SUB_JOB_NOT_SUPPORTED per such line)."
+    )
+    requires_posting: bool = strawberry.field(
+        description="Exported entries must be posted in the ERP before the budget can be unlocked or re-sent "
+        "(AWAITING_POSTING); without it an export goes straight to SYNCED."
+    )
+    exports_quantities: bool = strawberry.field(description="Quantities and units of measure travel too.")
     requires_posting_totals: bool = strawberry.field(
         description="confirmJobCostPosting (and an integrator's posted callback) must give entryCount and "
         "totalAmount (the connection's option require_posting_totals)."
     )
 
 
-@strawberry.type
+@strawberry.type(description="The company's one ERP connection (set by an administrator with the CLI).")
 class ErpConnection:
-    connector: str
-    display_name: str
-    capabilities: ErpCapabilities
+    connector: str = strawberry.field(
+        description=f"The connector's name, one of: {', '.join(CONNECTORS)}."
+    )
+    display_name: str = strawberry.field(description="The connector's name for people.")
+    capabilities: ErpCapabilities = strawberry.field(description="What the connector supports.")
 
     @classmethod
     def of(cls, connector: Connector) -> ErpConnection:

@@ -1,10 +1,15 @@
-"""The Decimal scalar: exact decimals as strings on the wire (see domain.money for the rules)."""
+"""The scalars of the schema: exact decimals as strings on the wire (see domain.money for the rules), and
+date-times described the way this API writes them."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from decimal import Decimal
 
 import strawberry
+from strawberry.schema.types.base_scalars import DateTimeDefinition
+from strawberry.types.scalar import ScalarDefinition
 
 from domain.money import DecimalFormatError, format_decimal, parse_decimal
 
@@ -30,4 +35,14 @@ DecimalScalar = strawberry.scalar(
     parse_value=_parse,
 )
 
-SCALAR_OVERRIDES = {Decimal: DecimalScalar}
+# strawberry's own DateTime (ISO 8601 out, parsed with dateutil in), with what this API adds: every stored time
+# is UTC (persistence.types.UtcDateTime), and the inputs refuse a time without an offset (schema.queue).
+DateTimeScalar = dataclasses.replace(
+    DateTimeDefinition,
+    description=(
+        'ISO 8601 date-time with its UTC offset, e.g. "2026-03-01T12:30:45.123456+00:00". The API answers in UTC '
+        "(fractional seconds left out when zero); an input must carry an offset (Z or +hh:mm)."
+    ),
+)
+
+SCALAR_OVERRIDES: dict[object, ScalarDefinition] = {Decimal: DecimalScalar, datetime: DateTimeScalar}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Optional
+from typing import Annotated, Optional
 
 import strawberry
 
@@ -12,15 +12,32 @@ from schema.common import Ctx, described_subscription
 from schema.events import BudgetEvent
 
 
-@strawberry.type
+@strawberry.type(
+    description="Live streams over WebSocket on /graphql (graphql-transport-ws, or the legacy graphql-ws), "
+    'authenticated by {"authorization": "Bearer <token>"} in the connection_init payload.'
+)
 class Subscription:
     @described_subscription(
         "Every export status change the viewer may see: of one project when projectId is given, else "
         "of the whole company (approver dashboards). With `after`, first replays every event after that sequence, "
-        "in order, then goes live — no event is lost or repeated across a reconnect."
+        "in order, then goes live — no event is lost or repeated across a reconnect. Only events that move a "
+        "status (previousStatus differs from status) are delivered. A subscriber that falls too far behind gets an "
+        "error SUBSCRIBER_TOO_SLOW with extensions.resumeAfter, and the stream ends: subscribe again with it."
     )
     async def export_status_changed(
-        self, info: Ctx, project_id: Optional[strawberry.ID] = None, after: Optional[str] = None
+        self,
+        info: Ctx,
+        project_id: Annotated[
+            Optional[strawberry.ID],
+            strawberry.argument(description="Only this project's events; null: every project the viewer can see."),
+        ] = None,
+        after: Annotated[
+            Optional[str],
+            strawberry.argument(
+                description="The last BudgetEvent.sequence you saw: replay what came after it first. null: live "
+                "from now. Anything but a sequence number is BAD_USER_INPUT."
+            ),
+        ] = None,
     ) -> AsyncGenerator[BudgetEvent, None]:
         services = info.context.services
         stream = subscriptions.export_status_changed(
