@@ -205,7 +205,8 @@ class ReconciliationLine:
 )
 class Reconciliation:
     lines: list[ReconciliationLine] = strawberry.field(
-        description="One per budget line, in the budget's line order."
+        description=f"One per budget line, in the budget's line order. {at_most('Reconciliation.lines')} (the "
+        "totals still count every line)."
     )
     totals: ReconciliationLine = strawberry.field(
         description="The budget's totals in the company's currency (empty costCode and costType, no lineItem)."
@@ -215,7 +216,7 @@ class Reconciliation:
     @classmethod
     def of(cls, value: rec.Reconciliation) -> Reconciliation:
         return cls(
-            lines=[ReconciliationLine.of(line) for line in value.lines],
+            lines=[ReconciliationLine.of(line) for line in capped(value.lines, "Reconciliation.lines")],
             totals=ReconciliationLine.of(value.totals),
             balanced=value.balanced,
         )

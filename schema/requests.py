@@ -216,11 +216,12 @@ class ErpRequest(Node):
         return sum((r.budget_changes for r in lines), ZERO)
 
     @described(
-        "Exported entries, by line (empty until the export is written: AWAITING_POSTING or SYNCED)."
+        "Exported entries, by line (empty until the export is written: AWAITING_POSTING or SYNCED). "
+        f"{at_most('ErpRequest.entries')} (entryCount and entriesTotal still count every entry)."
     )
     async def entries(self, info: Ctx) -> list[ExportEntry]:
         found = await queries.exported_entries(info.context, self.record)
-        return [ExportEntry.from_record(r, self.record) for r in found]
+        return [ExportEntry.from_record(r, self.record) for r in capped(found, "ErpRequest.entries")]
 
     @described("How many entries were exported (0 until the export is written): a posting's control count.")
     async def entry_count(self, info: Ctx) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from persistence.database import Database
@@ -228,3 +229,41 @@ async def test_reconciliations_and_exported_entries_of_many_budgets_cost_the_sam
         return len(statements)
 
     assert await statements_for(1) == await statements_for(4)
+
+
+async def test_unpaged_lists_are_cut_at_their_maximum_and_their_counts_still_count_everything(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.export_worker import ExportWorker
+    from resolvers import pagination
+    from schema.build import schema
+    from tests.erp.workflow import ACCEPT, LOCK, SEND, SYNC
+
+    tenant = await make_tenant(services)
+    await add_lines(tenant, 3)
+    await tenant.ok("admin", SYNC, p=tenant.project_id)
+    await tenant.ok("admin", LOCK, b=tenant.budget_id)
+    request_id = (await tenant.ok("admin", SEND, b=tenant.budget_id))["sendToERP"]["erpRequest"]["id"]
+    await tenant.ok("approver", ACCEPT, r=request_id)
+    await ExportWorker(services, timeout_seconds=5, company_id=tenant.company_id).run_once()
+    query = """query($b: ID!, $r: ID!) {
+      budget(id: $b) { lineItemCount reconciliation { lines { costCode } totals { revisedAmount } } }
+      erpRequest(id: $r) { entryCount entries { amount } lines { costCode } } }"""
+
+    async def read() -> dict[str, Any]:
+        result = await schema.execute(
+            query, variable_values={"b": tenant.budget_id, "r": request_id}, context_value=await tenant.context("admin")
+        )
+        assert result.errors is None and result.data is not None, result.errors
+        return result.data
+
+    whole = await read()
+    assert len(whole["budget"]["reconciliation"]["lines"]) == len(whole["erpRequest"]["entries"]) == 3
+    for field in ("Reconciliation.lines", "ErpRequest.entries", "ErpRequest.lines"):
+        monkeypatch.setitem(pagination.UNPAGED_MAXIMA, field, 2)
+    cut = await read()
+    assert [len(cut["budget"]["reconciliation"]["lines"]), len(cut["erpRequest"]["entries"]),
+            len(cut["erpRequest"]["lines"])] == [2, 2, 2]
+    assert cut["erpRequest"]["entryCount"] == 3  # the counts and totals still count every item
+    assert cut["budget"]["reconciliation"]["totals"] == whole["budget"]["reconciliation"]["totals"]
+    assert cut["budget"]["reconciliation"]["lines"] == whole["budget"]["reconciliation"]["lines"][:2]
