@@ -3,6 +3,7 @@ labels, summed over `serve --workers 2`, and the Grafana dashboard queries only 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
@@ -27,6 +29,16 @@ from persistence.database import Database
 from persistence.tables import export_jobs
 from resolvers.context import Services
 from tests.e2e.conftest import ERP_REQUEST, GENEROUS_RATE_LIMITS, ready_to_send
+from tests.e2e.test_scale_out import (
+    REDIS_URL,
+    ProcessOutput,
+    budgetbridge,
+    host_port,
+    redis_alive,
+    require,
+    server_env,
+    terminate,
+)
 from tests.live_server import free_port, live_server, reap_runtime, server_settings_for
 from tests.support import JWT_SECRET, make_tenant
 from tests.waiting import eventually
@@ -324,3 +336,62 @@ _ALWAYS_RECORDED = (
     "budgetbridge_notification_deliveries_total",
     "budgetbridge_graphql_errors_total",
 )
+
+
+async def test_two_worker_processes_are_summed_whichever_answers_the_scrape(tmp_path: Path) -> None:
+    """`serve --workers 2` with PROMETHEUS_MULTIPROC_DIR: what a dead process left there is removed at start,
+    and once both workers have served requests, every scrape (answered by either) counts all of them."""
+    require(await redis_alive(*host_port(REDIS_URL)), f"Redis at {REDIS_URL} is not reachable")
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    stale = directory / f"counter_{gone.pid}.db"
+    stale.write_bytes(b"left by a process that died")
+    env = server_env(database_url=f"sqlite:///{tmp_path / 'bb.db'}", jwt_secret=JWT_SECRET, broadcast_url=REDIS_URL,
+                     run_export_worker="false")
+    env[metrics.MULTIPROC_ENV] = str(directory)
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *budgetbridge(), "serve", "--port", str(port), "--workers", "2", env=env, cwd=ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    output = ProcessOutput(process, tmp_path / "serve.log")
+    try:
+        await output.changes.until(lambda: output.text.count("Application startup complete") >= 2 or output.closed,
+                                   timeout=60, what=lambda: f"two workers to start:\n{output.text[-3000:]}")
+        assert output.text.count("Application startup complete") >= 2, output.text[-3000:]
+        assert not stale.exists(), "the dead process's file is still there"
+        sent = 0
+
+        async def both_workers_served() -> bool:
+            nonlocal sent
+            # A connection of its own per request: the kernel hands each to whichever worker accepts first.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
+                assert (await fresh.get("/healthz")).status_code == 200
+            sent += 1
+            return sum(1 for count in _healthz_by_pid(directory).values() if count > 0) >= 2
+
+        await eventually(both_workers_served, timeout=60, what="requests served by both workers")
+        counts = _healthz_by_pid(directory)
+        assert sum(counts.values()) == sent, counts
+        for _ in range(6):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as fresh:
+                answer = await scrape(fresh)
+            assert answer.value(HTTP, route="/healthz", method="GET", status="200") == sent, counts
+            assert answer.value("budgetbridge_database_up") == 1
+    finally:
+        await terminate(process)
+        await output.close()
+
+
+def _healthz_by_pid(directory: Path) -> dict[int, float]:
+    """Each process's own count of answered /healthz requests, from its file in the metrics directory."""
+    counts: dict[int, float] = {}
+    for path in directory.glob("histogram_*.db"):
+        pid = int(path.stem.rpartition("_")[2])
+        for family in MultiProcessCollector.merge([str(path)], accumulate=True):
+            for sample in family.samples:
+                if sample.name == HTTP and sample.labels.get("route") == "/healthz":
+                    counts[pid] = counts.get(pid, 0.0) + sample.value
+    return counts
