@@ -390,7 +390,7 @@ def _healthz_by_pid(directory: Path) -> dict[int, float]:
     counts: dict[int, float] = {}
     for path in directory.glob("histogram_*.db"):
         pid = int(path.stem.rpartition("_")[2])
-        for family in MultiProcessCollector.merge([str(path)], accumulate=True):
+        for family in MultiProcessCollector.merge([str(path)], accumulate=True):  # type: ignore[no-untyped-call]
             for sample in family.samples:
                 if sample.name == HTTP and sample.labels.get("route") == "/healthz":
                     counts[pid] = counts.get(pid, 0.0) + sample.value
