@@ -18,6 +18,7 @@ import shutil
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,51 @@ async def test_queries_subscriptions_and_request_ids_through_nginx(
             assert redirect.headers["location"].startswith("https://")
     finally:
         await reap_runtime(getattr(app.state, "runtime", None), "the server behind nginx")
+
+
+# --- the other deploy/ files ---------------------------------------------------------------------------------
+
+
+def _assignments(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    return {key.strip(): value for key, value in pairs}
+
+
+def test_the_env_example_names_every_setting_and_what_it_sets_is_valid() -> None:
+    text = (ROOT / "deploy" / ".env.example").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for item in dataclass_fields(Settings):
+        variable = f"BUDGETBRIDGE_{item.name.upper()}"
+        assert re.search(rf"^#? ?{variable}=", text, flags=re.MULTILINE), f"{variable} is not in .env.example"
+        assert f"`{variable}`" in readme, f"{variable} is not in the README"
+    assigned = _assignments(text)
+    assert assigned, "the example sets nothing"
+    settings = Settings.from_env(assigned)  # the values it sets (secrets left blank) pass the start's checks
+    assert settings.broadcast_url.startswith("redis://") and settings.database_url.startswith("postgresql+asyncpg")
+    assert settings.jwt_secret is None, "a secret in the example would be used as it is"
+
+
+@pytest.mark.parametrize("unit", ["budgetbridge.service", "budgetbridge-worker.service"])
+def test_the_systemd_units_run_commands_the_cli_has(unit: str) -> None:
+    from app.cli import _parser
+
+    text = (ROOT / "deploy" / unit).read_text(encoding="utf-8")
+    commands = re.findall(r"^ExecStart(?:Pre)?=(\S+) (.+)$", text, flags=re.MULTILINE)
+    assert commands, f"{unit} runs nothing"
+    for binary, arguments in commands:
+        assert binary.endswith("/budgetbridge"), binary
+        _parser().parse_args(arguments.split())  # an unknown command or flag exits (SystemExit fails the test)
+    environment = dict(re.findall(r"^Environment=(\w+)=(.*)$", text, flags=re.MULTILINE))
+    assert environment["PROMETHEUS_MULTIPROC_DIR"] == "/run/budgetbridge"
+    assert "RuntimeDirectory=budgetbridge" in text
+    if unit == "budgetbridge.service":  # the export worker runs in its own unit
+        assert Settings.from_env(environment).run_export_worker is False
+    systemd_analyze = shutil.which("systemd-analyze")
+    if systemd_analyze is not None:  # a syntax check where systemd's tools exist (not required)
+        import subprocess
+
+        verify = [systemd_analyze, "verify", "--man=no", "--recursive-errors=no", str(ROOT / "deploy" / unit)]
+        result = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+        problems = [line for line in result.stderr.splitlines()
+                    if "Unknown" in line or "Invalid" in line or "Failed to parse" in line or "bad" in line.lower()]
+        assert not problems, result.stderr
