@@ -53,6 +53,10 @@ log = logging.getLogger("budgetbridge.metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SCRAPE_DATABASE_TIMEOUT = 2.0  # a scrape answers even when the database does not (database_up 0)
 
+if os.environ.get(MULTIPROC_ENV):
+    # The library writes into it from the first metric below on: a missing directory would stop the import.
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
+
 # --- what is recorded --------------------------------------------------------------------------------------
 
 HTTP_SECONDS = Histogram(
