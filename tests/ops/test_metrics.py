@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from app.notifier import build_notifier
 from app.settings import Settings
 from persistence.database import Database
 from persistence.tables import export_jobs
+from persistence.unit_of_work import OutboxStatus
+from resolvers import notifications
 from resolvers.context import Services
 from tests.e2e.conftest import ERP_REQUEST, GENEROUS_RATE_LIMITS, ready_to_send
 from tests.e2e.test_scale_out import (
@@ -208,6 +210,11 @@ async def test_a_scrape_after_send_accept_and_export_counts_each_step(
     assert held.value("budgetbridge_db_pool_connections_in_use") == (
         after.value("budgetbridge_db_pool_connections_in_use") + 1
     )
+    # The email waiting for its retry is closed, so that no later test's notifier finds it (shared database).
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert await notifications.close_undeliverable(
+        runtime.services, later, "EMAIL", OutboxStatus.NOT_SENT_NO_SMTP, "closed by the test", tenant.company_id
+    ) == 1
 
 
 async def test_open_websockets_subscriptions_and_the_event_tail_lag(services: Services, db: Database) -> None:
