@@ -111,6 +111,24 @@ DB_POOL_IN_USE = Gauge(
 )
 
 
+
+def _start_at_zero() -> None:
+    """The series alerts watch exist from the start with 0: Prometheus's increase() cannot see a counter's
+    first increment when the series is born with it (the first failed export after a restart would not alert)."""
+    from erp.registry import CONNECTORS
+
+    for connector in CONNECTORS:
+        for outcome in ("success", "retry", "failed"):
+            EXPORT_ATTEMPTS.labels(connector, outcome)
+    for channel in ("email", "chat"):
+        for outcome in ("sent", "retry", "failed"):
+            NOTIFICATIONS.labels(channel, outcome)
+    GRAPHQL_ERRORS.labels("INTERNAL_SERVER_ERROR", "error")
+
+
+_start_at_zero()
+
+
 class BoundedNames:
     """Label values chosen by clients (operation names), capped: the first `limit` distinct well-formed names
     a process sees keep their own series, later ones and malformed ones are `other`."""

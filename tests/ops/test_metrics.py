@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from prometheus_client import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
@@ -335,14 +336,20 @@ async def test_the_grafana_dashboard_queries_only_metrics_a_scrape_has(quiet_app
     assert families <= shown, sorted(families - shown)
 
 
-# Series that exist once something happened (a labelled counter has no sample before its first increment);
-# the workflow test above proves each of them is recorded.
-_ALWAYS_RECORDED = (
-    "budgetbridge_export_attempts_total",
-    "budgetbridge_connector_call_duration_seconds_bucket",
-    "budgetbridge_notification_deliveries_total",
-    "budgetbridge_graphql_errors_total",
-)
+# A series that exists once a connector was called (a labelled histogram has no sample before); the workflow
+# test above proves it is recorded.
+_ALWAYS_RECORDED = ("budgetbridge_connector_call_duration_seconds_bucket",)
+
+
+def test_the_counters_alerts_watch_start_at_zero() -> None:
+    """So that increase() sees their first increment (README, Production: the alerts)."""
+    from prometheus_client import REGISTRY
+
+    text = generate_latest(REGISTRY).decode()
+    for series in ('budgetbridge_export_attempts_total{connector="embedded",outcome="failed"}',
+                   'budgetbridge_notification_deliveries_total{channel="email",outcome="failed"}',
+                   'budgetbridge_graphql_errors_total{code="INTERNAL_SERVER_ERROR",kind="error"}'):
+        assert series in text, series
 
 
 async def test_two_worker_processes_are_summed_whichever_answers_the_scrape(tmp_path: Path) -> None:
