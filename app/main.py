@@ -99,7 +99,8 @@ async def start_runtime(
         raise
     connectors = ConnectorRegistry(db)
     reads = ReadStore(db)
-    lag = metrics.EventTailLag(reads, followed_within=2 * settings.subscription_reread_seconds)
+    # Subscribers re-read at least every reread interval; a tail untouched for several is not being followed.
+    lag = metrics.EventTailLag(reads, followed_within=max(4 * settings.subscription_reread_seconds, 10.0))
     tails = EventTails(lag, max_age=settings.subscription_reread_seconds / 2)
     live = LiveHub(settings.broadcast_url, on_wake=tails.invalidate)
     services = Services(
