@@ -264,6 +264,7 @@ async def _reconciliation_report(args: argparse.Namespace, settings: Settings) -
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
+    from app import metrics
     from app.main import create_app, print_demo_users, start_runtime
 
     if args.workers < 1:
@@ -292,18 +293,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             await runtime.db.dispose()
 
     asyncio.run(preflight())
-    if args.workers == 1:
-        uvicorn.run(create_app(settings, demo=args.demo), host=args.host, port=args.port, log_level="info")
-        return
-    os.environ["BUDGETBRIDGE_DEMO"] = "1" if args.demo else "0"
-    uvicorn.run(
-        "app.main:create_app_from_env",
-        factory=True,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        log_level="info",
-    )
+    metrics_dir = metrics.prepare_multiprocess_dir(args.workers)  # before the worker processes start
+    try:
+        if args.workers == 1:
+            uvicorn.run(create_app(settings, demo=args.demo), host=args.host, port=args.port, log_level="info")
+            return
+        os.environ["BUDGETBRIDGE_DEMO"] = "1" if args.demo else "0"
+        uvicorn.run(
+            "app.main:create_app_from_env",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level="info",
+        )
+    finally:
+        metrics.remove_own_dir(metrics_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import orjson
 from starlette.responses import Response
 
+from app.metrics import record_error_code
+
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 
@@ -52,6 +54,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     **extensions: object,
 ) -> Response:
+    record_error_code(code)
     return json_response(error_body(message, code, **extensions), status, media_type, headers)
 
 

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from app import metrics
 from app.settings import Settings
 from app.tasks import cancel_and_wait
 from erp.base import ConnectorError
@@ -110,13 +111,15 @@ class ExportWorker:
                 raise ConnectorError("the company has no working ERP connection")
             export_pipeline.check_format(connector, loaded.batch)
             async with asyncio.timeout(self._timeout):
-                receipt = await connector.export(loaded.batch)
+                with metrics.connector_call(loaded.company.erp_connector, "export"):
+                    receipt = await connector.export(loaded.batch)
         except (ConnectorError, TimeoutError, OSError) as exc:
             message, retryable = export_pipeline.describe_failure(exc, self._timeout)
             log.warning("export of %s failed (attempt %d): %s", job.request_id, job.attempts, message)
             status = await export_pipeline.record_failure(
                 services, job, self._clock(), message, retryable=retryable, policy=self.policy
             )
+            metrics.record_export_attempt(loaded.company.erp_connector, status, succeeded=False)
         else:
             self._after_export()  # the ERP has the entries; we have not recorded it yet
             status = await export_pipeline.record_success(
@@ -127,6 +130,7 @@ class ExportWorker:
                 deferred=receipt.deferred,
                 requires_posting=connector.capabilities.requires_posting,
             )
+            metrics.record_export_attempt(loaded.company.erp_connector, status, succeeded=True)
         if status is not None:
             log.info("export %s -> %s", job.request_id, status.value)
         return True
@@ -149,7 +153,8 @@ class ExportWorker:
                 continue
             try:
                 async with asyncio.timeout(self._timeout):
-                    posted = await connector.posted(check.export_id)
+                    with metrics.connector_call(check.erp_connector, "posted"):
+                        posted = await connector.posted(check.export_id)
             except Exception:
                 log.warning("posting check of %s failed", check.id, exc_info=True)
                 continue

@@ -17,6 +17,7 @@ and an unexpected failure is a GraphQL error with `extensions.errorId`, never a 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from app import pages
+from app import metrics, pages
 from app.body_limit import BodyTooLarge
 from app.errors import (
     BAD_REQUEST,
@@ -201,6 +202,7 @@ class GraphQLHTTPEndpoint:
 
         context = Context(services=runtime.services, viewer_or_none=viewer, request=request)
         allowed = {OperationType.QUERY} if request.method == "GET" else {OperationType.QUERY, OperationType.MUTATION}
+        started = time.perf_counter()
         try:
             result = await self.view.schema.execute(
                 text,
@@ -223,6 +225,7 @@ class GraphQLHTTPEndpoint:
         if any((e.extensions or {}).get("code") == SERVICE_UNAVAILABLE for e in errors):
             response = self._unavailable(runtime, media)
             return response
+        metrics.record_operation(params.get("operationName"), text, result, time.perf_counter() - started)
         if result.data is None and errors and all(e.path is None for e in errors):
             # Parse, validation, cost or variable errors: execution never started, so no `data` entry.
             return self._graphql_errors(errors, media)

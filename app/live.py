@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
 
+from app.metrics import SUBSCRIPTIONS_OPEN, tracking
 from app.tasks import cancel_and_wait, run_bounded
 
 log = logging.getLogger("budgetbridge.live")
@@ -105,7 +106,8 @@ class LiveHub:
         waiter = Waiter()
         self._waiters[company_id].add(waiter)
         try:
-            yield waiter
+            with tracking(SUBSCRIPTIONS_OPEN):  # each live subscription listens once
+                yield waiter
         finally:
             self._waiters[company_id].discard(waiter)
             if not self._waiters[company_id]:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from app import auth, pages
+from app import auth, metrics, pages
 from app.body_limit import BodyLimitMiddleware
 from app.errors import is_database_outage
 from app.export_worker import ExportWorker, build_worker
@@ -81,6 +81,7 @@ async def start_runtime(
 ) -> Runtime:
     trusted = trusted_documents if trusted_documents is not None else load_trusted_documents(settings)
     db = Database(settings.database_url)
+    metrics.watch_pool(db.engine)
     try:
         if db.is_sqlite:
             await migrate(db)  # the embedded database is created and migrated on first start
@@ -98,7 +99,9 @@ async def start_runtime(
         raise
     connectors = ConnectorRegistry(db)
     reads = ReadStore(db)
-    tails = EventTails(reads, max_age=settings.subscription_reread_seconds / 2)
+    # Subscribers re-read at least every reread interval; a tail untouched for several is not being followed.
+    lag = metrics.EventTailLag(reads, followed_within=max(4 * settings.subscription_reread_seconds, 10.0))
+    tails = EventTails(lag, max_age=settings.subscription_reread_seconds / 2)
     live = LiveHub(settings.broadcast_url, on_wake=tails.invalidate)
     services = Services(
         db=db,
@@ -202,6 +205,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         max_message_bytes=settings.max_websocket_message_bytes,
     )
     middleware = [
+        Middleware(metrics.HttpMetricsMiddleware),
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         Middleware(
             CORSMiddleware,
@@ -216,6 +220,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
             WebSocketRoute("/graphql", view),
             Route("/erp/callbacks/webhook", webhook_callback, methods=["POST"]),
             Route("/healthz", health),
+            Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
             *pages.routes(),  # the dashboard at / and its deep links, /static/..., /graphql/assets/...
         ],
         middleware=middleware,

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
+from app import metrics
 from app.chat import ChatPoster
 from app.mailer import Abandoned, DeliveryError, SmtpConfig, SmtpMailer
 from app.notify_messages import chat_text, email_message, message_id_for
@@ -182,6 +183,7 @@ class Notifier:
             await notifications.record_failure(
                 self._services, row, self._clock(), f"cannot be rendered: {exc!r}", retryable=False, policy=policy
             )
+            metrics.record_delivery(row.channel, OutboxStatus.FAILED)
             return True
         except DeliveryError as exc:
             status = await notifications.record_failure(
@@ -192,10 +194,12 @@ class Notifier:
                 retryable=exc.retryable,
                 policy=self.config.policy,
             )
+            metrics.record_delivery(row.channel, status)
             log.warning("notification %s (attempt %d) not delivered: %s -> %s", row.id, row.attempts, exc, status)
             return True
         self._after_send()  # delivered; not recorded yet
         await notifications.record_sent(self._services, row, self._clock())
+        metrics.record_delivery(row.channel, OutboxStatus.SENT)
         log.info("notification %s %s delivered to %s", row.id, row.kind, row.address or "the chat channel")
         return True
 

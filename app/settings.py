@@ -63,6 +63,8 @@ class Settings:
     notify_max_attempts: int = 8
     notify_backoff_seconds: float = 30.0
     notify_lease_seconds: float = 120.0
+    # Operations (app.metrics): a bearer token /metrics requires when set.
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -201,6 +203,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _metrics_token(text: str) -> str:
+    if len(text.strip()) < 16:
+        raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 32`)")
+    return text.strip()
+
+
 def _mail_from(text: str) -> str:
     _, address = parseaddr(text)
     if "@" not in address:
@@ -246,6 +254,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "smtp_url": _smtp_url,
     "smtp_username": _text,
     "smtp_password": _text,
+    "metrics_token": _metrics_token,
     "mail_from": _mail_from,
     "public_url": _public_url,
     "digest_hour": _hour,
