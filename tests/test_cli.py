@@ -22,8 +22,8 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
                           timeout=60, cwd=tmp_path)
 
 
-def run_json(tmp_path: Path, *args: str) -> dict[str, object]:
-    result = run(tmp_path, "--json", *args)
+def run_json(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    result = run(tmp_path, "--json", *args, **(env or {}))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
