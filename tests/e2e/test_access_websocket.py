@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from app import admin, auth
 from persistence.database import Database
@@ -148,3 +148,33 @@ async def test_a_user_enabled_again_subscribes_with_the_same_token(services: Ser
     assert message["type"] == "next" and message["payload"]["data"]["exportStatusChanged"]["status"] == (
         "PENDING_ACCEPTANCE"
     )
+
+
+async def test_a_user_who_keeps_access_is_read_afresh_at_each_reread(services: Services, server: LiveServer) -> None:
+    """A company admin demoted while subscribed stops seeing the projects they have no grant on."""
+    tenant = await ready_tenant(services)
+    demoted, token = await _colleague(tenant, "demoted@example.com")
+    after = await latest_sequence(services, tenant.company_id)
+    assert server.wakeups is not None
+    async with raw_socket(server.ws_url) as ws, raw_socket(server.ws_url) as control:
+        await initialise(ws, token)
+        await subscribe(ws, "1", SUBSCRIPTION, {"after": after})
+        await _started(server, len(server.wakeups.subscriptions))
+        await initialise(control, tenant.token("approver"))
+        await subscribe(control, "1", SUBSCRIPTION, {"after": after})
+        await _started(server, len(server.wakeups.subscriptions))
+
+        async with services.db.unit_of_work() as uow:
+            await uow.connection.execute(update(users).where(users.c.id == demoted).values(is_company_admin=False))
+            await uow.commit()
+        await server.wakeups.reread_by_timer()  # the demotion has been read
+        await tenant.ok("admin", SEND, b=tenant.budget_id)
+        assert (await receive(control))["type"] == "next"
+        await server.wakeups.reread_by_timer()  # and the event has been handled by every subscription
+
+        # Frames leave a socket in order: whatever the subscription sent came before the answer to this ping.
+        await send(ws, {"type": "ping"})
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1]["type"] != "pong":
+            seen.append(await receive(ws, skip_control=False))
+    assert [m["type"] for m in seen if m["type"] != "ping"] == ["pong"]
