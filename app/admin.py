@@ -154,7 +154,7 @@ async def revoke_tokens(conn: AsyncConnection, user_id: str, now: datetime) -> d
     return valid_after
 
 
-async def issue_token(
+async def issue_user_token(
     conn: AsyncConnection,
     secret: str,
     user_id: str,

@@ -33,7 +33,7 @@ def issue_token(
     secret: str, user_id: str, company_id: str, expires_in: timedelta = DEFAULT_TTL, *, now: datetime | None = None
 ) -> str:
     """A signed token. `iat` is whole seconds (as JWT counts them); issuing for a user whose tokens may have
-    been revoked goes through app.admin.issue_token, which keeps the revocation exact."""
+    been revoked goes through app.admin.issue_user_token, which keeps the revocation exact."""
     issued_at = access.whole_seconds(now or datetime.now(UTC))
     claims = {
         "sub": user_id,

@@ -216,7 +216,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
             )
             secret = await _secret(settings, conn)
             ttl = timedelta(seconds=settings.max_token_seconds)
-            return {"id": user_id, "token": auth.issue_token(secret, user_id, args.company, ttl)}
+            return {"id": user_id, "token": await admin.issue_user_token(conn, secret, user_id, ttl)}
 
         result = await _with_db(settings, create_user)
         return result, f"user {result['id']}\ntoken {result['token']}"
@@ -263,7 +263,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
 
         async def token(conn: Any) -> dict[str, Any]:
             secret = await _secret(settings, conn)
-            return {"token": await admin.issue_token(conn, secret, args.user, timedelta(seconds=expires_in))}
+            return {"token": await admin.issue_user_token(conn, secret, args.user, timedelta(seconds=expires_in))}
 
         result = await _with_db(settings, token)
         return result, result["token"]

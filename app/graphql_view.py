@@ -1,5 +1,6 @@
-"""The GraphQL WebSocket endpoint: strawberry's ASGI view with our context, orjson and authentication, a
-cap on message size, rate limits on subscribe and trusted documents. (HTTP is app.graphql_http.)"""
+"""The GraphQL WebSocket endpoint: strawberry's ASGI view with our context, orjson and authentication (checked
+again at each re-read of a live subscription: access taken back closes the connection with 4403), a cap on
+message size, rate limits on subscribe and trusted documents. (HTTP is app.graphql_http.)"""
 
 from __future__ import annotations
 

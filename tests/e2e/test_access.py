@@ -52,7 +52,7 @@ async def _revoke(db: Database, user_id: str, now: datetime) -> datetime:
 
 async def _issue(db: Database, user_id: str, **kwargs: Any) -> str:
     async with db.unit_of_work() as uow:
-        token = await admin.issue_token(uow.connection, JWT_SECRET, user_id, TTL, **kwargs)
+        token = await admin.issue_user_token(uow.connection, JWT_SECRET, user_id, TTL, **kwargs)
         await uow.commit()
     return token
 
