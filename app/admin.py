@@ -3,18 +3,23 @@ create the very users and permissions GraphQL authenticates."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import auth
+from domain import access
 from domain.permissions import Grant, PermissionLevel
 from erp.base import ConnectorConfigError
 from erp.embedded import EmbeddedConnector
 from erp.registry import UnknownConnectorError, validate_options
 from persistence.ids import new_id
 from persistence.tables import companies, erp_job_cost_entries, erp_requests, project_permissions, projects, users
+from resolvers.context import utc_now
 
 
 class AdminError(ValueError):
@@ -115,11 +120,59 @@ async def grant(
     )
 
 
-async def user_company(conn: AsyncConnection, user_id: str) -> str:
-    company = (await conn.execute(select(users.c.company_id).where(users.c.id == user_id))).scalar_one_or_none()
-    if company is None:
+async def _user_access(conn: AsyncConnection, user_id: str) -> Any:
+    """The user's company and what decides whether their tokens work, locked for this transaction where the
+    engine can (so a disable and a revocation of one user never interleave)."""
+    stmt = select(users.c.company_id, users.c.disabled_at, users.c.tokens_valid_after).where(users.c.id == user_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    if row is None:
         raise AdminError(f"no user {user_id}")
-    return str(company)
+    return row
+
+
+async def set_user_disabled(conn: AsyncConnection, user_id: str, disabled: bool, now: datetime) -> datetime | None:
+    """Disable a user (every token refused at once, no new ones issued) or enable them again (their tokens
+    that were not revoked work again). Returns since when the user is disabled (None: enabled); disabling
+    twice keeps the first time."""
+    user = await _user_access(conn, user_id)
+    disabled_at: datetime | None = (user.disabled_at or now) if disabled else None
+    if disabled_at != user.disabled_at:
+        await conn.execute(update(users).where(users.c.id == user_id).values(disabled_at=disabled_at))
+    return disabled_at
+
+
+async def revoke_tokens(conn: AsyncConnection, user_id: str, now: datetime) -> datetime:
+    """Every token of the user issued before `now` stops working; returns the whole second from which tokens
+    are valid (domain.access). A later revocation already recorded (a clock that went back) is kept."""
+    user = await _user_access(conn, user_id)
+    valid_after = access.tokens_valid_after_revocation(now)
+    if user.tokens_valid_after is not None and user.tokens_valid_after > valid_after:
+        valid_after = user.tokens_valid_after
+    await conn.execute(update(users).where(users.c.id == user_id).values(tokens_valid_after=valid_after))
+    return valid_after
+
+
+async def issue_user_token(
+    conn: AsyncConnection,
+    secret: str,
+    user_id: str,
+    expires_in: timedelta,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> str:
+    """A token for an enabled user. Within the second after a revocation it waits for the next whole second
+    (domain.access), so the token it returns is never refused as revoked."""
+    user = await _user_access(conn, user_id)
+    if user.disabled_at is not None:
+        raise AdminError(f"user {user_id} is disabled: `budgetbridge user enable --user {user_id}` first")
+    now = clock()
+    while (wait := access.seconds_until_issuable(now, user.tokens_valid_after)) > 0:
+        await sleep(wait)
+        now = clock()
+    return auth.issue_token(secret, user_id, user.company_id, expires_in, now=now)
 
 
 async def post_embedded_entries(conn: AsyncConnection, request_id: str) -> int:

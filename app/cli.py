@@ -9,7 +9,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from domain.permissions import Grant, PermissionLevel
 from erp.registry import CONNECTORS, UnknownConnectorError, check_connector_name
 from persistence.database import Database
 from persistence.migrate import migrate
+from resolvers.context import utc_now
 
 LEVELS = [level.name for level in PermissionLevel]
 
@@ -95,10 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     ugrant.add_argument("--project", required=True)
     ugrant.add_argument("--budget-permission", choices=LEVELS, required=True)
     ugrant.add_argument("--grant", action="append", choices=[g.value for g in Grant], default=[])
+    udisable = user.add_parser("disable", help="refuse every token of the user at once and issue no new ones")
+    udisable.add_argument("--user", required=True)
+    uenable = user.add_parser("enable", help="let a disabled user in again (tokens not revoked work again)")
+    uenable.add_argument("--user", required=True)
 
-    token = sub.add_parser("token", help="issue a bearer token for a user")
+    token = sub.add_parser(
+        "token", help="issue a bearer token for a user; `token revoke` stops every token issued before now"
+    )
+    token.add_argument("action", nargs="?", choices=["revoke"], help="revoke the user's tokens instead")
     token.add_argument("--user", required=True)
-    token.add_argument("--expires-in", type=int, default=int(auth.DEFAULT_TTL.total_seconds()), metavar="SECONDS")
+    token.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="lifetime (default and most: BUDGETBRIDGE_MAX_TOKEN_SECONDS)"
+    )
     return parser
 
 
@@ -205,7 +215,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
                 approver=args.approver,
                 erp_permission=PermissionLevel[args.erp_permission],
             )
-            return {"id": user_id, "token": auth.issue_token(await _secret(settings, conn), user_id, args.company)}
+            secret = await _secret(settings, conn)
+            ttl = timedelta(seconds=settings.max_token_seconds)
+            return {"id": user_id, "token": await admin.issue_user_token(conn, secret, user_id, ttl)}
 
         result = await _with_db(settings, create_user)
         return result, f"user {result['id']}\ntoken {result['token']}"
@@ -223,18 +235,44 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
             }
 
         return await _with_db(settings, grant), "granted"
+    if args.command == "user" and args.action in ("disable", "enable"):
+
+        async def set_disabled(conn: Any) -> dict[str, Any]:
+            since = await admin.set_user_disabled(conn, args.user, args.action == "disable", utc_now())
+            return {"id": args.user, "disabled": since is not None, "disabledAt": _instant(since)}
+
+        result = await _with_db(settings, set_disabled)
+        return result, f"user {args.user} is {args.action}d"
+    if args.command == "token" and args.action == "revoke":
+        if args.expires_in is not None:
+            raise admin.AdminError("--expires-in does not go with `token revoke`")
+
+        async def revoke(conn: Any) -> dict[str, Any]:
+            valid_after = await admin.revoke_tokens(conn, args.user, utc_now())
+            return {"user": args.user, "tokensValidAfter": _instant(valid_after)}
+
+        result = await _with_db(settings, revoke)
+        return result, f"tokens of {args.user} issued before {result['tokensValidAfter']} no longer work"
     if args.command == "token":
-        if args.expires_in <= 0:
+        expires_in = settings.max_token_seconds if args.expires_in is None else args.expires_in
+        if expires_in <= 0:
             raise admin.AdminError("--expires-in must be a positive number of seconds")
+        if expires_in > settings.max_token_seconds:
+            raise admin.AdminError(
+                f"--expires-in must be at most {settings.max_token_seconds} seconds (BUDGETBRIDGE_MAX_TOKEN_SECONDS)"
+            )
 
         async def token(conn: Any) -> dict[str, Any]:
-            company = await admin.user_company(conn, args.user)
             secret = await _secret(settings, conn)
-            return {"token": auth.issue_token(secret, args.user, company, timedelta(seconds=args.expires_in))}
+            return {"token": await admin.issue_user_token(conn, secret, args.user, timedelta(seconds=expires_in))}
 
         result = await _with_db(settings, token)
         return result, result["token"]
     raise SettingsError(f"unknown command {args.command}")
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def _reconciliation_report(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:

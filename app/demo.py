@@ -4,6 +4,7 @@ ERP and a realistic budget. Seeded once per database through the same service la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import insert, select
@@ -82,7 +83,7 @@ class DemoUser:
     token: str
 
 
-async def seed(services: Services, jwt_secret: str) -> list[DemoUser]:
+async def seed(services: Services, jwt_secret: str, token_ttl: timedelta = auth.DEFAULT_TTL) -> list[DemoUser]:
     db = services.db
     async with db.read() as conn:
         company_id = (
@@ -100,7 +101,9 @@ async def seed(services: Services, jwt_secret: str) -> list[DemoUser]:
         "viewer@demo.budgetbridge.dev": "read-only user",
     }
     return [
-        DemoUser(roles.get(r.email, "user"), r.name, r.email, r.id, auth.issue_token(jwt_secret, r.id, company_id))
+        DemoUser(
+            roles.get(r.email, "user"), r.name, r.email, r.id, auth.issue_token(jwt_secret, r.id, company_id, token_ttl)
+        )
         for r in rows
     ]
 

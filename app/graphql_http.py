@@ -30,7 +30,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from app import metrics, pages
+from app import auth, metrics, pages
 from app.body_limit import BodyTooLarge
 from app.errors import (
     BAD_REQUEST,
@@ -47,7 +47,8 @@ from app.errors import (
 )
 from app.rate_limits import Refusal
 from app.trusted_documents import DocumentLookupError
-from resolvers.context import Context, UnauthenticatedError
+from domain.access import AccessRefusal
+from resolvers.context import Context, UnauthenticatedError, Viewer
 
 if TYPE_CHECKING:
     from app.graphql_view import GraphQLView
@@ -166,18 +167,24 @@ class GraphQLHTTPEndpoint:
         limits = runtime.rate_limits
         address = _client_address(request)
         token = self.view.token_of(request)
-        viewer = None
+        viewer: Viewer | None = None
+        refused_access: AccessRefusal | None = None
         if token is not None:
             blocked = await limits.auth_blocked(address)
             if blocked is not None:
                 log.info("rate limited: failed authentications from %s", address)
                 return self._rate_limited(blocked, media, "too many failed authentications: try again later")
-            viewer = await self.view.viewer_from_token(request, token)
-            if viewer is None:
+            outcome = await self.view.authenticator(request).authenticate(token)
+            if isinstance(outcome, Viewer):
+                viewer = outcome
+            else:
+                refused_access = outcome
                 await limits.auth_failed(address)
         if viewer is None:
-            log.info("request error UNAUTHENTICATED from %s", address)
-            error = UnauthenticatedError()
+            reason = f" ({refused_access.value})" if refused_access is not None else ""
+            log.info("request error UNAUTHENTICATED from %s%s", address, reason)
+            message = auth.refusal_message(refused_access)
+            error = UnauthenticatedError(message) if message else UnauthenticatedError()
             return error_response(
                 401 if media == GRAPHQL_RESPONSE_JSON else 200, error.message, UNAUTHENTICATED, media_type=media,
                 headers={"www-authenticate": "Bearer"},

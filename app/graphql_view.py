@@ -1,17 +1,20 @@
-"""The GraphQL WebSocket endpoint: strawberry's ASGI view with our context, orjson and authentication, a
-cap on message size, rate limits on subscribe and trusted documents. (HTTP is app.graphql_http.)"""
+"""The GraphQL WebSocket endpoint: strawberry's ASGI view with our context, orjson and authentication (checked
+again at each re-read of a live subscription: access taken back closes the connection with 4403), a cap on
+message size, rate limits on subscribe and trusted documents. (HTTP is app.graphql_http.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
@@ -21,10 +24,22 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 from app import auth, pages
 from app.errors import RATE_LIMITED
 from app.trusted_documents import DocumentLookupError
+from domain.access import AccessRefusal
 from resolvers.context import Context, Viewer
 
 if TYPE_CHECKING:
     from app.main import Runtime
+
+log = logging.getLogger("budgetbridge.ws")
+
+WS_UNAUTHENTICATED = "authentication required: a valid bearer token in connection_init"
+
+
+def _closed_by_us(context: Context) -> bool:
+    """The server already closed this WebSocket (access taken back): what the protocol would still send (the
+    ended stream's error, `complete`, keep-alives) has nowhere to go."""
+    websocket = context.request
+    return isinstance(websocket, WebSocket) and websocket.application_state is WebSocketState.DISCONNECTED
 
 
 async def refuse_operation(view: GraphQLView, context: Context, payload: Any) -> dict[str, Any] | None:
@@ -52,6 +67,10 @@ async def refuse_operation(view: GraphQLView, context: Context, payload: Any) ->
 
 class LimitedLegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     """The legacy graphql-ws protocol with the same refusals on `start`."""
+
+    async def send_message(self, message: Any) -> None:
+        if not _closed_by_us(self.context):
+            await super().send_message(message)
 
     async def handle_start(self, message: Any) -> None:
         if self.connection_acknowledged and message.get("id") not in self.tasks:
@@ -83,6 +102,10 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.send_message(error)
                 return
         await super().handle_subscribe(message)
+
+    async def send_message(self, message: Any) -> None:
+        if not _closed_by_us(self.context):
+            await super().send_message(message)
 
     async def _ping(self, interval: float) -> None:
         with contextlib.suppress(Exception):  # the socket is gone: shutdown() is on its way
@@ -133,14 +156,9 @@ class GraphQLView(GraphQL[Context, None]):
     def token_of(connection: HTTPConnection) -> str | None:
         return auth.bearer(connection.headers.get("authorization"))
 
-    async def viewer_from_token(self, connection: HTTPConnection, token: str | None) -> Viewer | None:
-        if token is None:
-            return None
+    def authenticator(self, connection: HTTPConnection) -> auth.Authenticator:
         runtime = self._runtime(connection)
-        user_id = auth.user_id_from_token(runtime.jwt_secret, token)
-        if user_id is None:
-            return None
-        return await auth.load_viewer(runtime.services.reads, user_id)
+        return auth.Authenticator(runtime.services.reads, runtime.jwt_secret, runtime.settings.max_token_seconds)
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         """A WebSocket's context: authenticated later, from connection_init (or a header, checked there)."""
@@ -155,19 +173,41 @@ class GraphQLView(GraphQL[Context, None]):
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         header = params.get("authorization") or params.get("Authorization")
         token = auth.bearer(header if isinstance(header, str) else None) or self.token_of(request)
+        refusal: AccessRefusal | None = None
         if token is not None:
             limits = self._runtime(request).rate_limits
             address = request.client.host if request.client is not None else "unknown"
             if await limits.auth_blocked(address) is not None:
                 raise ConnectionRejectionError({"message": "too many failed authentications: try again later"})
-            context.viewer_or_none = await self.viewer_from_token(request, token)
-            context.reset_loaders()
+            authenticator = self.authenticator(request)
+            claims = authenticator.claims(token)
+            if claims is not None:
+                outcome = await authenticator.viewer(claims)
+                if isinstance(outcome, Viewer):
+                    context.viewer_or_none = outcome
+                    context.reset_loaders()
+                    context.recheck_access = functools.partial(self._recheck_access, context, authenticator, claims)
+                else:
+                    refusal = outcome
             if context.viewer_or_none is None:
                 await limits.auth_failed(address)
         if context.viewer_or_none is None:
-            raise ConnectionRejectionError(
-                {"message": "authentication required: a valid bearer token in connection_init"}
-            )
+            raise ConnectionRejectionError({"message": auth.refusal_message(refusal) or WS_UNAUTHENTICATED})
+
+    @staticmethod
+    async def _recheck_access(context: Context, authenticator: auth.Authenticator, claims: auth.TokenClaims) -> bool:
+        """Whether the connection's token still opens the account (live subscriptions ask at each re-read of
+        the log). Yes: the viewer is read afresh. No (disabled, deleted, revoked): the connection is closed
+        with 4403 and its subscriptions end."""
+        outcome = await authenticator.viewer(claims)
+        if isinstance(outcome, Viewer):
+            context.viewer_or_none = outcome
+            return True
+        websocket: WebSocket = context.request
+        log.info("closing the WebSocket of user %s: access taken back (%s)", claims.user_id, outcome.value)
+        if websocket.application_state is WebSocketState.CONNECTED:
+            await websocket.close(code=4403, reason=auth.refusal_message(outcome) or "access was taken back")
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not self._origin_allowed(scope):

@@ -148,7 +148,8 @@ async def health(request: Request) -> JSONResponse:
 async def print_demo_users(runtime: Runtime) -> None:
     from app import demo as demo_data
 
-    people = await demo_data.seed(runtime.services, runtime.jwt_secret)
+    ttl = timedelta(seconds=runtime.settings.max_token_seconds)  # longer ones would be refused
+    people = await demo_data.seed(runtime.services, runtime.jwt_secret, ttl)
     source = "BUDGETBRIDGE_JWT_SECRET" if runtime.settings.jwt_secret else "a secret generated for this database"
     base = runtime.settings.public_url.rstrip("/")
     lines = [

@@ -50,6 +50,8 @@ class Settings:
     trusted_documents: str = ""  # path of a {hash: document} manifest
     trusted_documents_mode: str = "allow"
     retry_after_seconds: int = 5
+    # Taking access back (README, "Security"): the longest a bearer token may live (its exp - iat).
+    max_token_seconds: int = 30 * 24 * 3600
     # Notifications (app.notifier): email over SMTP and the companies' chat channels.
     smtp_url: str | None = None
     smtp_username: str | None = None

@@ -55,6 +55,8 @@ class UserRecord(Record):
     is_accounting_approver: bool
     erp_permission: str
     created_at: datetime
+    disabled_at: datetime | None = None
+    tokens_valid_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,10 @@ users = Table(
     Column("is_accounting_approver", Boolean, nullable=False, server_default="0"),
     Column("erp_permission", String(12), nullable=False, server_default="NONE"),
     _ts("created_at", nullable=False),
+    # Taking access back (domain.access): every token is refused while disabled_at is set, and a token
+    # issued before tokens_valid_after (a whole second) is refused for good.
+    _ts("disabled_at"),
+    _ts("tokens_valid_after"),
     UniqueConstraint("company_id", "email", name="uq_users_company_email"),
 )
 

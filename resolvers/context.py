@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,6 +127,9 @@ class Context:
     loaders: Loaders = field(init=False)
     # Set by the WebSocket protocols from the connection_init payload.
     connection_params: Any = None
+    # A long-lived connection's check that its token still opens the account (app.graphql_view sets it):
+    # True, with the viewer read afresh, or False once access was taken back, after closing the connection.
+    recheck_access: Callable[[], Awaitable[bool]] | None = None
 
     def __post_init__(self) -> None:
         self.reset_loaders()
@@ -137,6 +140,11 @@ class Context:
         self.loaders = Loaders(
             self.services.reads, actor.company_id if actor else None, actor.user_id if actor else None
         )
+
+    async def still_allowed(self) -> bool:
+        """Whether the viewer may go on (live subscriptions ask at each re-read; a request that was just
+        authenticated has nothing to re-check)."""
+        return True if self.recheck_access is None else await self.recheck_access()
 
     @property
     def viewer(self) -> Viewer:

@@ -38,6 +38,14 @@ class SubscriptionInputError(GraphQLError):
         super().__init__(message, extensions={"code": "BAD_USER_INPUT"})
 
 
+class AccessTakenBackError(GraphQLError):
+    """The viewer was disabled, deleted or had their tokens revoked while subscribed. The connection is already
+    closed (4403) by the time this ends the stream."""
+
+    def __init__(self) -> None:
+        super().__init__("access was taken back", extensions={"code": "UNAUTHENTICATED"})
+
+
 class SubscriberTooSlowError(GraphQLError):
     def __init__(self, last: int) -> None:
         super().__init__(
@@ -86,10 +94,13 @@ async def export_status_changed(
         visible: set[str] | None = None
         visible_at = -math.inf
         while True:
-            # Permissions are re-read once per interval, not per event: a revoked grant stops the stream
-            # within reread_seconds.
+            # Access and permissions are re-read once per interval, not per event: a disabled, deleted or
+            # revoked viewer's connection is closed, and a revoked grant stops the stream, within reread_seconds.
             if time.monotonic() - visible_at >= reread_seconds:
-                visible, visible_at = await _visible_projects(ctx), time.monotonic()
+                visible_at = time.monotonic()
+                if not await ctx.still_allowed():
+                    raise AccessTakenBackError()
+                visible = await _visible_projects(ctx)
             events, related = await _next_events(ctx, tails, last, caught_up=caught_up, max_lag=max_lag)
             for event in events:
                 last = event.sequence
@@ -105,7 +116,8 @@ async def export_status_changed(
             if len(events) == PAGE:
                 continue
             caught_up = True
-            await waiter.wait(reread_seconds)
+            # Until the next re-read is due (not a whole interval after a wake-up), so it is never late.
+            await waiter.wait(max(0.0, visible_at + reread_seconds - time.monotonic()))
 
 
 async def _next_events(

@@ -22,8 +22,8 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
                           timeout=60, cwd=tmp_path)
 
 
-def run_json(tmp_path: Path, *args: str) -> dict[str, object]:
-    result = run(tmp_path, "--json", *args)
+def run_json(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    result = run(tmp_path, "--json", *args, **(env or {}))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -82,3 +82,47 @@ def test_serve_refuses_to_start_without_a_jwt_secret_unless_demo(tmp_path: Path)
 def test_several_server_processes_need_a_shared_broadcast(tmp_path: Path) -> None:
     result = run(tmp_path, "serve", "--workers", "2", "--port", "1")
     assert result.returncode == 2 and "memory://" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_tokens_live_at_most_the_maximum_and_a_longer_one_is_refused(tmp_path: Path) -> None:
+    short = {"BUDGETBRIDGE_MAX_TOKEN_SECONDS": "120"}
+    company = run_json(tmp_path, "company", "create", "--name", "Acme", env=short)
+    user = run_json(tmp_path, "user", "create", "--company", str(company["id"]), "--email", "a@acme.test",
+                    "--name", "A", env=short)
+    created = jwt.decode(str(user["token"]), JWT_SECRET, algorithms=["HS256"], issuer="budgetbridge")
+    assert created["exp"] - created["iat"] == 120
+    default = run_json(tmp_path, "token", "--user", str(user["id"]), env=short)
+    claims = jwt.decode(str(default["token"]), JWT_SECRET, algorithms=["HS256"], issuer="budgetbridge")
+    assert claims["exp"] - claims["iat"] == 120
+
+    too_long = run(tmp_path, "token", "--user", str(user["id"]), "--expires-in", "121", **short)
+    assert too_long.returncode == 2 and too_long.stdout == ""
+    assert too_long.stderr == (
+        "budgetbridge: --expires-in must be at most 120 seconds (BUDGETBRIDGE_MAX_TOKEN_SECONDS)\n"
+    )
+    year_9999 = run(tmp_path, "--json", "token", "--user", str(user["id"]), "--expires-in", "250000000000")
+    assert year_9999.returncode == 2
+    assert json.loads(year_9999.stdout) == {
+        "error": "--expires-in must be at most 2592000 seconds (BUDGETBRIDGE_MAX_TOKEN_SECONDS)"
+    }
+
+
+def test_access_commands_refuse_in_one_line(tmp_path: Path) -> None:
+    company = run_json(tmp_path, "company", "create", "--name", "Acme")
+    user = run_json(tmp_path, "user", "create", "--company", str(company["id"]), "--email", "a@acme.test",
+                    "--name", "A")
+    for command in (("user", "disable"), ("user", "enable"), ("token", "revoke")):
+        missing = run(tmp_path, *command, "--user", "usr_nope")
+        assert missing.returncode == 2 and missing.stderr == "budgetbridge: no user usr_nope\n", command
+    mixed = run(tmp_path, "token", "revoke", "--user", str(user["id"]), "--expires-in", "60")
+    assert mixed.returncode == 2 and mixed.stderr == "budgetbridge: --expires-in does not go with `token revoke`\n"
+    disabled = run_json(tmp_path, "user", "disable", "--user", str(user["id"]))
+    again = run(tmp_path, "user", "disable", "--user", str(user["id"]))
+    assert (again.returncode, again.stdout) == (0, f"user {user['id']} is disabled\n")
+    kept = run_json(tmp_path, "user", "disable", "--user", str(user["id"]))
+    assert kept == disabled and kept["disabled"] is True  # disabling twice keeps the first time
+    enabled = run(tmp_path, "user", "enable", "--user", str(user["id"]))
+    assert (enabled.returncode, enabled.stdout) == (0, f"user {user['id']} is enabled\n")
+    revoked = run(tmp_path, "token", "revoke", "--user", str(user["id"]))
+    assert revoked.returncode == 0
+    assert revoked.stdout.startswith(f"tokens of {user['id']} issued before ") and "no longer work" in revoked.stdout
