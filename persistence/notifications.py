@@ -147,7 +147,12 @@ class SqlNotificationContext(NotificationContext):
         self._conn = conn
 
     async def people(self, company_id: str) -> list[RecipientRecord]:
-        stmt = select(users).where(users.c.company_id == company_id).order_by(users.c.created_at, users.c.id)
+        # A disabled account is told nothing: its mail may be read by someone who no longer should.
+        stmt = (
+            select(users)
+            .where(users.c.company_id == company_id, users.c.disabled_at.is_(None))
+            .order_by(users.c.created_at, users.c.id)
+        )
         rows = (await self._conn.execute(stmt)).all()
         off = await self._opted_out([r.id for r in rows])
         return [RecipientRecord.of({**r._mapping, "opted_out": off.get(r.id, frozenset())}) for r in rows]

@@ -907,7 +907,10 @@ class FakeNotificationContext(_Repo, NotificationContext):
 
     async def people(self, company_id: str) -> list[RecipientRecord]:
         s = self._state("notification_context.people")
-        found = sorted((u for u in s.users.values() if u.company_id == company_id), key=lambda u: (u.created_at, u.id))
+        found = sorted(
+            (u for u in s.users.values() if u.company_id == company_id and u.disabled_at is None),
+            key=lambda u: (u.created_at, u.id),
+        )
         return [
             RecipientRecord(
                 id=u.id,

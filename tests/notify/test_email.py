@@ -288,3 +288,23 @@ async def test_a_posting_reminder_goes_to_the_approvers_once_per_period(services
     assert reminder.subject.startswith("Reminder: awaiting posting for 1 day 1")
     assert "The budget cannot be unlocked until the entries are posted." in reminder.text
     assert f"Post the entries in Job Cost, or confirm the posting:\n{PUBLIC_URL}/requests/{request_id}" in reminder.text
+
+
+async def test_a_disabled_user_is_sent_nothing(services: Services) -> None:
+    from app import admin
+
+    tenant = await make_tenant(services)
+    await add_line(tenant, "03-300", "L", "1200.00")
+    async with services.db.unit_of_work() as uow:
+        await admin.set_user_disabled(uow.connection, tenant.users["approver"], True, datetime.now(UTC))
+        await uow.commit()
+    await lock_and_send(tenant)  # the approver would be told a request arrived
+    assert [row.address for row in await outbox_of(services, tenant.company_id)] == []
+    async with services.db.unit_of_work() as uow:
+        await admin.set_user_disabled(uow.connection, tenant.users["approver"], False, datetime.now(UTC))
+        await uow.commit()
+    await tenant.ok("admin", "mutation($b: ID!) { retrieveBudget(input: {budgetId: $b}) { userErrors { code } } }",
+                    b=tenant.budget_id)
+    await tenant.ok("admin", "mutation($b: ID!) { sendToERP(input: {budgetId: $b}) { userErrors { code } } }",
+                    b=tenant.budget_id)  # still locked: the same budget again
+    assert "approver@example.com" in [row.address for row in await outbox_of(services, tenant.company_id)]
