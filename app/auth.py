@@ -1,22 +1,36 @@
-"""Bearer tokens: HS256 JWTs naming the user. The user is re-read on every request, so a deleted user or
-a changed permission takes effect at once, whatever the token says."""
+"""Bearer tokens, three kinds, told apart by their form:
+
+- `bbt_...`: a scoped API token (app/api_tokens.py), looked up by its hash on every request, so a revoked
+  token fails at once;
+- an HS256 JWT of issuer "budgetbridge" naming the user (`budgetbridge token`, the demo, scripts);
+- any other JWT: an access token of a company's OpenID Connect issuer (app/oidc.py).
+
+The user is re-read on every request, so a deleted user or a changed permission takes effect at once,
+whatever the token says."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import jwt
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.permissions import Actor, PermissionLevel
+from app import api_tokens
+from domain.permissions import Actor, PermissionLevel, TokenScope
 from persistence import queries
+from persistence.api_tokens import ApiTokenRecord
 from persistence.reads import ReadStore
 from persistence.records import CompanyRecord, UserRecord
 from persistence.tables import server_settings
-from resolvers.context import Viewer
+from resolvers.context import Viewer, utc_now
+
+if TYPE_CHECKING:
+    from app.oidc import OidcVerifier
 
 ISSUER = "budgetbridge"
 DEFAULT_TTL = timedelta(days=30)
@@ -45,13 +59,14 @@ def bearer(header: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def viewer_of(user: UserRecord, company: CompanyRecord) -> Viewer:
+def viewer_of(user: UserRecord, company: CompanyRecord, token: ApiTokenRecord | None = None) -> Viewer:
     actor = Actor(
         user_id=user.id,
         company_id=user.company_id,
         is_company_admin=user.is_company_admin,
         is_accounting_approver=user.is_accounting_approver,
         erp_permission=PermissionLevel[user.erp_permission],
+        scope=TokenScope(token.scope) if token is not None else None,
     )
     return Viewer(
         actor=actor,
@@ -63,10 +78,79 @@ def viewer_of(user: UserRecord, company: CompanyRecord) -> Viewer:
     )
 
 
-async def load_viewer(reads: ReadStore, user_id: str) -> Viewer | None:
-    """The viewer a token names, read afresh (None: the user no longer exists)."""
-    found = await reads.user_with_company(user_id)
-    return viewer_of(*found) if found is not None else None
+async def load_viewer(reads: ReadStore, user_id: str, now: datetime | None = None) -> Viewer | None:
+    """The viewer a token names, read afresh (None: the user no longer exists, or is the principal of an API
+    token that is revoked or expired). A principal keeps its token's scope however it is named."""
+    found = await reads.viewer_rows(user_id)
+    if found is None:
+        return None
+    user, company, token = found
+    if token is not None and not api_tokens.is_usable(token, now or datetime.now(UTC)):
+        return None
+    return viewer_of(user, company, token)
+
+
+async def still_valid(reads: ReadStore, viewer: Viewer) -> bool:
+    """Is the credential behind this viewer still good? False once the user is removed or the API token
+    revoked or expired. For long-lived connections (a WebSocket re-reads it periodically and closes)."""
+    return await load_viewer(reads, viewer.actor.user_id) is not None
+
+
+class AuthenticationError(Exception):
+    """The bearer token does not authenticate anyone; the message says why where that helps the caller."""
+
+    def __init__(self, message: str = "authentication required: send Authorization: Bearer <token>") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Authenticator:
+    """Turns a bearer token of any kind into the viewer, or refuses it (AuthenticationError)."""
+
+    def __init__(
+        self,
+        secret: str,
+        reads: ReadStore,
+        uses: api_tokens.UseRecorder | None = None,
+        oidc: OidcVerifier | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.secret = secret
+        self.reads = reads
+        self.uses = uses
+        self.oidc = oidc
+        self.clock = clock
+
+    async def authenticate(self, token: str) -> Viewer:
+        if api_tokens.looks_like_api_token(token):
+            return await self._api_token(token)
+        if self.oidc is not None and self.oidc.is_for_issuer_token(token):
+            return await self.oidc.viewer(token, self.reads)
+        user_id = user_id_from_token(self.secret, token)
+        viewer = await load_viewer(self.reads, user_id, self.clock()) if user_id is not None else None
+        if viewer is None:
+            raise AuthenticationError()
+        return viewer
+
+    async def viewer(self, token: str) -> Viewer | None:
+        try:
+            return await self.authenticate(token)
+        except AuthenticationError:
+            return None
+
+    async def _api_token(self, token: str) -> Viewer:
+        found = await self.reads.api_token(api_tokens.hash_of(token))
+        now = self.clock()
+        if found is None:
+            raise AuthenticationError()
+        record, user, company = found
+        if record.revoked_at is not None:
+            raise AuthenticationError("this API token was revoked: ask a company admin for a new one")
+        if not api_tokens.is_usable(record, now):
+            raise AuthenticationError("this API token has expired: ask a company admin for a new one")
+        if self.uses is not None:
+            await self.uses.used(record, now)
+        return viewer_of(user, company, record)
 
 
 async def viewer_for(conn: AsyncConnection, user_id: str) -> Viewer | None:

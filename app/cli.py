@@ -8,14 +8,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from app import admin, auth, notify_admin
+from app import admin, api_tokens, auth, notify_admin
 from app.settings import Settings, SettingsError
-from domain.permissions import Grant, PermissionLevel
+from domain.permissions import Grant, PermissionLevel, TokenScope
 from erp.registry import CONNECTORS, UnknownConnectorError, check_connector_name
 from persistence.database import Database
 from persistence.migrate import migrate
@@ -94,6 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     ugrant.add_argument("--project", required=True)
     ugrant.add_argument("--budget-permission", choices=LEVELS, required=True)
     ugrant.add_argument("--grant", action="append", choices=[g.value for g in Grant], default=[])
+
+    api_token = sub.add_parser("api-token", help="scoped API tokens for integrators and scripts").add_subparsers(
+        dest="action", required=True
+    )
+    tcreate = api_token.add_parser("create", help="create a token and print it (once: only its hash is kept)")
+    tcreate.add_argument("--company", required=True)
+    tcreate.add_argument("--name", required=True, help="who uses it, e.g. 'hh2 sync' (named in the audit trail)")
+    tcreate.add_argument("--scope", required=True, choices=[s.value for s in TokenScope])
+    tcreate.add_argument("--expires-in", type=int, metavar="SECONDS", help="default: until revoked")
+    tlist = api_token.add_parser("list", help="a company's tokens with their last use")
+    tlist.add_argument("--company", required=True)
+    trevoke = api_token.add_parser("revoke", help="revoke a token (it fails at once)")
+    trevoke.add_argument("--id", required=True, metavar="TOKEN_ID")
 
     token = sub.add_parser("token", help="issue a bearer token for a user")
     token.add_argument("--user", required=True)
@@ -222,6 +235,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
             }
 
         return await _with_db(settings, grant), "granted"
+    if args.command == "api-token":
+        return await _api_token(args, settings)
     if args.command == "token":
         if args.expires_in <= 0:
             raise admin.AdminError("--expires-in must be a positive number of seconds")
@@ -234,6 +249,41 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
         result = await _with_db(settings, token)
         return result, result["token"]
     raise SettingsError(f"unknown command {args.command}")
+
+
+async def _api_token(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    now = datetime.now(UTC)
+    if args.action == "create":
+
+        async def create(conn: Any) -> dict[str, Any]:
+            expires = timedelta(seconds=args.expires_in) if args.expires_in is not None else None
+            token, record = await api_tokens.create(conn, args.company, args.name, args.scope, now, expires)
+            return {**api_tokens.as_json(record), "token": token}
+
+        made = await _with_db(settings, create)
+        return made, (
+            f"API token {made['id']} ({made['scope']}) acting as {made['principalUserId']}\n"
+            f"{made['token']}\n(shown only now: store it in your secret manager)"
+        )
+    if args.action == "list":
+
+        async def listing(conn: Any) -> dict[str, Any]:
+            return {"tokens": [api_tokens.as_json(t) for t in await api_tokens.listing(conn, args.company)]}
+
+        found = await _with_db(settings, listing)
+        rows = [
+            "\t".join([t["id"], t["name"], t["scope"], f"created {t['createdAt']}",
+                       f"last used {t['lastUsedAt'] or 'never'}", f"expires {t['expiresAt'] or 'never'}",
+                       f"revoked {t['revokedAt']}" if t["revokedAt"] else "active"])
+            for t in found["tokens"]
+        ]
+        return found, "\n".join(rows) or "no API tokens"
+
+    async def revoke(conn: Any) -> dict[str, Any]:
+        return api_tokens.as_json(await api_tokens.revoke(conn, args.id, now))
+
+    revoked = await _with_db(settings, revoke)
+    return revoked, f"API token {revoked['id']} revoked"
 
 
 async def _reconciliation_report(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
@@ -309,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             _worker(settings, args.company)
             return 0
         payload, text = asyncio.run(_run(args, settings))
-    except (SettingsError, admin.AdminError, UnknownConnectorError) as exc:
+    except (SettingsError, admin.AdminError, api_tokens.ApiTokenError, UnknownConnectorError) as exc:
         if args.json:
             print(orjson.dumps({"error": str(exc)}).decode())
         else:

@@ -30,6 +30,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from app import pages
+from app.auth import AuthenticationError
 from app.body_limit import BodyTooLarge
 from app.errors import (
     BAD_REQUEST,
@@ -166,17 +167,20 @@ class GraphQLHTTPEndpoint:
         address = _client_address(request)
         token = self.view.token_of(request)
         viewer = None
+        message = UnauthenticatedError().message
         if token is not None:
             blocked = await limits.auth_blocked(address)
             if blocked is not None:
                 log.info("rate limited: failed authentications from %s", address)
                 return self._rate_limited(blocked, media, "too many failed authentications: try again later")
-            viewer = await self.view.viewer_from_token(request, token)
-            if viewer is None:
+            try:
+                viewer = await runtime.auth.authenticate(token)
+            except AuthenticationError as refused:
                 await limits.auth_failed(address)
+                message = refused.message
         if viewer is None:
             log.info("request error UNAUTHENTICATED from %s", address)
-            error = UnauthenticatedError()
+            error = UnauthenticatedError(message)
             return error_response(
                 401 if media == GRAPHQL_RESPONSE_JSON else 200, error.message, UNAUTHENTICATED, media_type=media,
                 headers={"www-authenticate": "Bearer"},

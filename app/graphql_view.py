@@ -136,11 +136,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def viewer_from_token(self, connection: HTTPConnection, token: str | None) -> Viewer | None:
         if token is None:
             return None
-        runtime = self._runtime(connection)
-        user_id = auth.user_id_from_token(runtime.jwt_secret, token)
-        if user_id is None:
-            return None
-        return await auth.load_viewer(runtime.services.reads, user_id)
+        return await self._runtime(connection).auth.viewer(token)
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         """A WebSocket's context: authenticated later, from connection_init (or a header, checked there)."""
@@ -160,10 +156,12 @@ class GraphQLView(GraphQL[Context, None]):
             address = request.client.host if request.client is not None else "unknown"
             if await limits.auth_blocked(address) is not None:
                 raise ConnectionRejectionError({"message": "too many failed authentications: try again later"})
-            context.viewer_or_none = await self.viewer_from_token(request, token)
-            context.reset_loaders()
-            if context.viewer_or_none is None:
+            try:
+                context.viewer_or_none = await self._runtime(request).auth.authenticate(token)
+            except auth.AuthenticationError as refused:
                 await limits.auth_failed(address)
+                raise ConnectionRejectionError({"message": refused.message}) from None
+            context.reset_loaders()
         if context.viewer_or_none is None:
             raise ConnectionRejectionError(
                 {"message": "authentication required: a valid bearer token in connection_init"}

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from app import auth, pages
+from app import api_tokens, auth, pages
 from app.body_limit import BodyLimitMiddleware
 from app.errors import is_database_outage
 from app.export_worker import ExportWorker, build_worker
@@ -52,10 +52,23 @@ class Runtime:
     worker: ExportWorker
     live: LiveHub
     jwt_secret: str = ""
+    # Turns bearer tokens into viewers (HS256, API tokens, OIDC); built from the above when not given.
+    authenticator: auth.Authenticator | None = None
     rate_limits: RateLimits = field(default_factory=lambda: RateLimits("memory://", "30/minute", "600/minute"))
     trusted_documents: TrustedDocuments = field(default_factory=TrustedDocuments)
     extra: dict[str, object] = field(default_factory=dict)
     notifier: Notifier | None = None  # delivers the notification outbox beside the export worker
+
+    def __post_init__(self) -> None:
+        if self.authenticator is None:
+            self.authenticator = auth.Authenticator(
+                self.jwt_secret, self.services.reads, api_tokens.UseRecorder(self.db), clock=self.services.clock
+            )
+
+    @property
+    def auth(self) -> auth.Authenticator:
+        assert self.authenticator is not None  # set in __post_init__
+        return self.authenticator
 
 
 def load_trusted_documents(settings: Settings) -> TrustedDocuments:

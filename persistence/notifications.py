@@ -147,7 +147,12 @@ class SqlNotificationContext(NotificationContext):
         self._conn = conn
 
     async def people(self, company_id: str) -> list[RecipientRecord]:
-        stmt = select(users).where(users.c.company_id == company_id).order_by(users.c.created_at, users.c.id)
+        # People only: an API token's service principal has no mailbox and is never notified.
+        stmt = (
+            select(users)
+            .where(users.c.company_id == company_id, users.c.kind == "person")
+            .order_by(users.c.created_at, users.c.id)
+        )
         rows = (await self._conn.execute(stmt)).all()
         off = await self._opted_out([r.id for r in rows])
         return [RecipientRecord.of({**r._mapping, "opted_out": off.get(r.id, frozenset())}) for r in rows]
