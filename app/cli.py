@@ -55,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
         "--option", action="append", default=[], metavar="KEY=VALUE", help="any other connector option (repeatable)"
     )
 
+    set_sso = company.add_parser(
+        "set-sso", help="trust the company's OpenID Connect issuer for its people's sign-in (checked now)"
+    )
+    set_sso.add_argument("--company", required=True)
+    set_sso.add_argument("--issuer", required=True, help="the issuer URL, exactly as in its tokens' `iss`")
+    set_sso.add_argument("--audience", required=True, help="the `aud` of the access tokens it issues for this API")
+    set_sso.add_argument("--claim", default="email", help="the claim holding the person's email (default: email)")
+    set_sso.add_argument("--provision", action="store_true",
+                         help="create an unknown person's user on first sign-in (with no permissions)")
+    set_sso.add_argument("--client-id", help="the dashboard's public client (Authorization Code + PKCE)")
     notify_admin.add_company_commands(company)
     notify_admin.add_commands(sub)
 
@@ -195,6 +205,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
             return {"id": args.company, "connector": name, "options": sorted(options)}
 
         return await _with_db(settings, set_erp), f"company {args.company} uses {name}"
+    if args.command == "company" and args.action == "set-sso":
+        return await _set_sso(args, settings)
     if args.command == "erp" and args.action == "post":
 
         async def post(conn: Any) -> dict[str, Any]:
@@ -249,6 +261,30 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
         result = await _with_db(settings, token)
         return result, result["token"]
     raise SettingsError(f"unknown command {args.command}")
+
+
+async def _set_sso(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    import httpx
+
+    from app import oidc
+
+    refusal = oidc.issuer_refusal(args.issuer.strip())
+    if refusal is not None:
+        raise admin.AdminError(refusal)
+    async with httpx.AsyncClient(timeout=10.0) as http:  # one command: an issuer that does not answer fails here
+        try:
+            await oidc.discover(http, args.issuer.strip())
+        except (httpx.HTTPError, ValueError) as exc:
+            raise admin.AdminError(f"the issuer's discovery failed: {exc}") from None
+
+    async def save(conn: Any) -> dict[str, Any]:
+        config = await oidc.set_sso(conn, args.company, args.issuer, args.audience, email_claim=args.claim,
+                                    provision=args.provision, client_id=args.client_id)
+        return {"company": config.company_id, "issuer": config.issuer, "audience": config.audience,
+                "claim": config.email_claim, "provision": config.provision, "clientId": config.client_id}
+
+    saved = await _with_db(settings, save)
+    return saved, f"company {saved['company']} signs its people in with {saved['issuer']}"
 
 
 async def _api_token(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:

@@ -63,6 +63,11 @@ class Settings:
     notify_max_attempts: int = 8
     notify_backoff_seconds: float = 30.0
     notify_lease_seconds: float = 120.0
+    # Single sign-on (app/oidc.py): leeway on exp/nbf, how long an issuer's keys are kept, and how often an
+    # unknown key id may fetch them again.
+    oidc_clock_skew_seconds: float = 60.0
+    oidc_keys_cache_seconds: float = 600.0
+    oidc_keys_refetch_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
