@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from graphql import GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
@@ -133,6 +133,9 @@ class GraphQLHTTPEndpoint:
             return await self._handle(request, runtime, media)
         except BodyTooLarge:
             raise  # the body limit middleware answers 413
+        except ClientDisconnect:
+            log.info("the client left before its request body arrived")  # nobody is there to answer
+            return error_response(400, "the request body was not received", BAD_REQUEST, media_type=media)
         except _RequestError as refused:
             log.info("bad request %s: %s", refused.status, refused.message)
             return error_response(refused.status, refused.message, BAD_REQUEST, media_type=media,

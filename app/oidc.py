@@ -108,7 +108,23 @@ class IssuerKeys:
         self.clock = clock
         self._http = http
         self._issuers: dict[str, _IssuerKeys] = {}
+        self._documents: dict[str, tuple[dict[str, Any], float]] = {}
         self.fetches = 0  # how often the JWKS was fetched (tests read it)
+
+    async def metadata(self, issuer: str, *, max_age: float | None = None) -> dict[str, Any]:
+        """The issuer's discovery document, cached like the keys (raises ValueError or httpx.HTTPError)."""
+        cached = self._documents.get(issuer)
+        limit = self.cache_seconds if max_age is None else max_age
+        if cached is not None and self.clock() - cached[1] < limit:
+            return cached[0]
+        document = await discover(self._client(), issuer)
+        self._documents[issuer] = (document, self.clock())
+        return document
+
+    def known_metadata(self, issuer: str) -> dict[str, Any] | None:
+        """The discovery document if cached (never fetches)."""
+        cached = self._documents.get(issuer)
+        return cached[0] if cached is not None else None
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -143,7 +159,7 @@ class IssuerKeys:
             if self.clock() - entry.fetched_at < min_age:
                 return  # fetched meanwhile (or too recently to fetch again)
             try:
-                document = await discover(self._client(), issuer)
+                document = await self.metadata(issuer, max_age=min_age)
                 jwks = await _get_json(self._client(), document["jwks_uri"])
                 keys = {}
                 for data in jwks.get("keys", []):

@@ -39,6 +39,11 @@ async def configs_for_issuer(conn: AsyncConnection, issuer: str) -> list[SsoConf
     return [SsoConfigRecord.of(row) for row in rows]
 
 
+async def trusted_issuers(conn: AsyncConnection) -> list[str]:
+    rows = await conn.execute(select(company_sso.c.issuer).distinct())
+    return [str(issuer) for issuer in rows.scalars()]
+
+
 async def config_of_company(conn: AsyncConnection, company_id: str) -> SsoConfigRecord | None:
     row = (await conn.execute(select(company_sso).where(company_sso.c.company_id == company_id))).first()
     return SsoConfigRecord.of(row) if row is not None else None

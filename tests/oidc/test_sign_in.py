@@ -217,7 +217,8 @@ async def test_the_dashboard_learns_the_issuer_and_client_by_company_or_email(
     client: httpx.AsyncClient, tenant: Tenant, db: Database, provider: Provider
 ) -> None:
     expected = {"companyId": tenant.company_id, "issuer": provider.issuer, "clientId": CLIENT_ID,
-                "audience": AUDIENCE, "scope": oidc.DEFAULT_SCOPE}
+                "audience": AUDIENCE, "scope": oidc.DEFAULT_SCOPE,
+                "authorizationEndpoint": f"{provider.issuer}/auth", "tokenEndpoint": f"{provider.issuer}/token"}
     missing = await client.get("/auth/config", params={"company": tenant.company_id})
     assert missing.status_code == 404 and "set-sso" in missing.json()["error"]
     await trust(db, tenant, provider)
@@ -233,6 +234,10 @@ async def test_the_dashboard_learns_the_issuer_and_client_by_company_or_email(
     assert unknown.status_code == 404 and unknown.json() == missing.json()
     bad = await client.get("/auth/config", params={"email": "not an email"})
     assert bad.status_code == 400
+    # The dashboard's page may now call the issuer's token endpoint (its Content-Security-Policy).
+    page = await client.get("/", headers={"accept": "text/html"})
+    connect = next(d for d in page.headers["content-security-policy"].split("; ") if d.startswith("connect-src"))
+    assert connect.split() == ["connect-src", "'self'", provider.issuer]
 
 
 async def test_set_sso_refuses_what_cannot_be_trusted(tenant: Tenant, db: Database) -> None:
