@@ -18,7 +18,7 @@ from app.main import Runtime
 from domain.permissions import PermissionLevel
 from persistence.database import Database
 from persistence.tables import api_tokens as api_tokens_table
-from persistence.tables import users
+from persistence.tables import notification_outbox, users
 from resolvers.context import Services
 from tests.e2e.conftest import (
     CONFIRM_POSTING,
@@ -151,6 +151,20 @@ async def test_workflow_scope_runs_budget_mutations_named_in_the_audit_trail_and
     history = (await ok(client, tenant.token("admin"), HISTORY, b=tenant.budget_id))["budget"]["history"]
     newest = history["edges"][0]["node"]
     assert newest["actor"] == {"id": principal, "name": "Estimating sync (API token)"}
+
+    # The approvers hear who sent it; the principal has no mailbox, so a rejection notifies nobody there.
+    await ok(client, tenant.token("approver"), DECIDE,
+             i={"erpRequestId": sent["id"], "decision": "REJECT", "reason": "Split the steel line"})
+    async with db.read() as conn:
+        outbox = (await conn.execute(select(notification_outbox)
+                                     .where(notification_outbox.c.erp_request_id == sent["id"]))).all()
+    arrived = [row for row in outbox if row.kind == "REQUEST_ARRIVED"]
+    assert arrived and all("Estimating sync (API token)" in str(row.payload) for row in arrived)
+    assert "REQUEST_REJECTED" not in {row.kind for row in outbox}  # the sender is the principal: no mail
+    assert not [row for row in outbox if row.recipient_id == principal]
+    await ok(client, tenant.token("admin"), UNLOCK, i={"budgetId": tenant.budget_id})
+    await ok(client, token, LOCK, i={"budgetId": tenant.budget_id})
+    sent = (await ok(client, token, SEND, i={"budgetId": tenant.budget_id}))["sendToERP"]["erpRequest"]
 
     # Approving and confirming stay with people and the erp-callback scope.
     before = await snapshot(db, tenant.company_id)
