@@ -36,6 +36,7 @@ from tests.e2e.conftest import (
     refused,
     wait_for_commit,
 )
+from tests.erp import workflow
 from tests.erp.test_webhook_callbacks import (  # the webhook integrator and the app it calls back
     CALLBACK_PATH,
     callback_app,
@@ -46,11 +47,23 @@ from tests.erp.test_webhook_callbacks import (  # the webhook integrator and the
     webhook_tenant,
 )
 from tests.erp.webhook_server import Integrator
+from tests.live_server import live_server, server_settings_for
 from tests.support import Tenant, make_tenant, now, snapshot
 from tests.test_cli import run, run_json
+from tests.ws_support import (
+    init_payload,
+    initialise,
+    latest_sequence,
+    raw_socket,
+    receive,
+    send,
+    subscribe,
+    until_closed,
+)
 
 __all__ = ["callback_app", "http", "integrator"]  # fixtures
 
+LIVE = "subscription($a: String) { exportStatusChanged(after: $a) { type actor { name } } }"
 HISTORY = """query($b: ID!) { budget(id: $b) { history(first: 5) { edges { node { type actor { id name } } } } } }"""
 BUDGET_NAME = "query($b: ID!) { budget(id: $b) { id locked } projects { totalCount } }"
 
@@ -321,3 +334,26 @@ def test_the_cli_prints_a_token_once_lists_and_revokes(tmp_path: Path) -> None:
     ):
         refused_run = run(tmp_path, "api-token", *args)
         assert (refused_run.returncode, refused_run.stderr.strip()) == (2, f"budgetbridge: {message}")
+
+
+async def test_a_read_token_follows_subscriptions_and_a_revoked_one_cannot_connect(
+    db: Database, services: Services
+) -> None:
+    tenant = await make_tenant(services)
+    reader, reader_id, _ = await new_token(db, tenant, "read")
+    async with live_server(server_settings_for(db.url)) as server:
+        async with raw_socket(server.ws_url) as ws:
+            await initialise(ws, reader)
+            after = await latest_sequence(services, tenant.company_id)
+            await subscribe(ws, "1", LIVE, {"a": after})
+            await workflow.add_line(tenant, "03-300", "L", "1000.00")
+            await workflow.lock_and_send(tenant)
+            message = await receive(ws)
+            assert message["type"] == "next", message
+            event = message["payload"]["data"]["exportStatusChanged"]
+            assert (event["type"], event["actor"]) == ("BudgetSentToErp", {"name": "Admin"})
+        await revoke(db, reader_id)
+        async with raw_socket(server.ws_url) as ws:
+            await send(ws, {"type": "connection_init", "payload": init_payload(reader)})
+            code, _ = await until_closed(ws)
+            assert code == 4403
