@@ -10,10 +10,11 @@ whatever the token says."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from sqlalchemy import select
@@ -43,12 +44,20 @@ def issue_token(secret: str, user_id: str, company_id: str, expires_in: timedelt
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def user_id_from_token(secret: str, token: str) -> str | None:
+def verified_claims(secret: str, token: str) -> dict[str, Any] | None:
+    """The claims of one of our HS256 tokens (None: not ours, forged or expired)."""
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "sub"]})
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "sub"]}
+        )
     except jwt.PyJWTError:
         return None
-    subject = claims.get("sub")
+    return claims
+
+
+def user_id_from_token(secret: str, token: str) -> str | None:
+    claims = verified_claims(secret, token)
+    subject = claims.get("sub") if claims is not None else None
     return subject if isinstance(subject, str) else None
 
 
@@ -90,10 +99,21 @@ async def load_viewer(reads: ReadStore, user_id: str, now: datetime | None = Non
     return viewer_of(user, company, token)
 
 
-async def still_valid(reads: ReadStore, viewer: Viewer) -> bool:
-    """Is the credential behind this viewer still good? False once the user is removed or the API token
-    revoked or expired. For long-lived connections (a WebSocket re-reads it periodically and closes)."""
-    return await load_viewer(reads, viewer.actor.user_id) is not None
+async def still_valid(reads: ReadStore, viewer: Viewer, now: datetime | None = None) -> bool:
+    """Is the credential behind this viewer still good? False once its token expired (any kind), the user is
+    removed or the API token revoked. For long-lived connections: a WebSocket re-reads it periodically and
+    closes when it no longer holds."""
+    now = now or datetime.now(UTC)
+    if viewer.credential_expires_at is not None and now >= viewer.credential_expires_at:
+        return False
+    return await load_viewer(reads, viewer.actor.user_id, now) is not None
+
+
+def _expiring(viewer: Viewer, expires: object) -> Viewer:
+    """The viewer with its token's `exp` (a JWT's NumericDate) as credential_expires_at."""
+    if isinstance(expires, int | float) and not isinstance(expires, bool):
+        return dataclasses.replace(viewer, credential_expires_at=datetime.fromtimestamp(expires, UTC))
+    return viewer
 
 
 class AuthenticationError(Exception):
@@ -126,11 +146,12 @@ class Authenticator:
             return await self._api_token(token)
         if self.oidc is not None and self.oidc.is_for_issuer_token(token):
             return await self.oidc.viewer(token, self.reads)
-        user_id = user_id_from_token(self.secret, token)
-        viewer = await load_viewer(self.reads, user_id, self.clock()) if user_id is not None else None
-        if viewer is None:
+        claims = verified_claims(self.secret, token)
+        user_id = claims.get("sub") if claims is not None else None
+        viewer = await load_viewer(self.reads, user_id, self.clock()) if isinstance(user_id, str) else None
+        if viewer is None or claims is None:
             raise AuthenticationError()
-        return viewer
+        return _expiring(viewer, claims.get("exp"))
 
     async def viewer(self, token: str) -> Viewer | None:
         try:
@@ -150,7 +171,7 @@ class Authenticator:
             raise AuthenticationError("this API token has expired: ask a company admin for a new one")
         if self.uses is not None:
             await self.uses.used(record, now)
-        return viewer_of(user, company, record)
+        return dataclasses.replace(viewer_of(user, company, record), credential_expires_at=record.expires_at)
 
 
 async def viewer_for(conn: AsyncConnection, user_id: str) -> Viewer | None:

@@ -16,6 +16,7 @@ or, with `--provision`, a new user without any permission.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -232,7 +233,10 @@ class OidcVerifier:
         viewer = await load_viewer(reads, user_id, self.clock())
         if viewer is None or viewer.actor.scope is not None:
             raise AuthenticationError(INVALID)
-        return viewer
+        # The skew allowed at sign-in applies to the end of a live connection too.
+        return dataclasses.replace(
+            viewer, credential_expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC) + self.skew
+        )
 
     def _verified(self, token: str, key: jwt.PyJWK, issuer: str, audiences: list[str]) -> dict[str, Any]:
         try:

@@ -357,3 +357,21 @@ async def test_a_read_token_follows_subscriptions_and_a_revoked_one_cannot_conne
             await send(ws, {"type": "connection_init", "payload": init_payload(reader)})
             code, _ = await until_closed(ws)
             assert code == 4403
+
+
+async def test_a_live_connection_learns_when_its_credential_ends(
+    tenant: Tenant, db: Database, running_app: RunningApp
+) -> None:
+    """`auth.still_valid`, the check a WebSocket's periodic re-read calls: false after the token's expiry."""
+    runtime = running_app.runtime
+    reads = runtime.services.reads
+    token, _, _ = await new_token(db, tenant, "read", expires_in=timedelta(hours=1))
+    viewer = await runtime.auth.authenticate(token)
+    assert viewer.credential_expires_at is not None
+    assert await auth.still_valid(reads, viewer, now())
+    assert not await auth.still_valid(reads, viewer, viewer.credential_expires_at)
+
+    person = await runtime.auth.authenticate(
+        auth.issue_token(runtime.jwt_secret, tenant.users["admin"], tenant.company_id, timedelta(minutes=5)))
+    assert await auth.still_valid(reads, person, now())
+    assert not await auth.still_valid(reads, person, now() + timedelta(minutes=6))

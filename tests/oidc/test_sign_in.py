@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from app import admin, oidc
+from app import admin, auth, oidc
 from app.main import Runtime
 from persistence.database import Database
 from persistence.tables import sso_links, users
@@ -165,6 +165,11 @@ async def test_an_expired_token_is_refused_past_the_clock_skew(
     start = utc_now()
     verifier.clock = lambda: start.fromtimestamp(expires + 30, start.tzinfo)  # within the 60 s skew
     assert "errors" not in await gql(client, tokens["access_token"], "{ viewer { id } }")
+    # A live connection signed in with it ends too (the check its periodic re-read calls).
+    viewer = await running_app.runtime.auth.authenticate(tokens["access_token"])
+    reads = running_app.runtime.services.reads
+    assert await auth.still_valid(reads, viewer, start.fromtimestamp(expires + 30, start.tzinfo))
+    assert not await auth.still_valid(reads, viewer, start.fromtimestamp(expires + 61, start.tzinfo))
     verifier.clock = lambda: start.fromtimestamp(expires + 61, start.tzinfo)
     before = await snapshot(db, tenant.company_id)
     body = await gql(client, tokens["access_token"], LOCK, i={"budgetId": tenant.budget_id})
