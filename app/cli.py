@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from app import admin, auth, notify_admin
+from app import admin, api_tokens, auth, notify_admin
 from app.settings import Settings, SettingsError
-from domain.permissions import Grant, PermissionLevel
+from domain.permissions import Grant, PermissionLevel, TokenScope
 from erp.registry import CONNECTORS, UnknownConnectorError, check_connector_name
 from persistence.database import Database
 from persistence.migrate import migrate
@@ -57,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
         "--option", action="append", default=[], metavar="KEY=VALUE", help="any other connector option (repeatable)"
     )
 
+    set_sso = company.add_parser(
+        "set-sso", help="trust the company's OpenID Connect issuer for its people's sign-in (checked now)"
+    )
+    set_sso.add_argument("--company", required=True)
+    set_sso.add_argument("--issuer", required=True, help="the issuer URL, exactly as in its tokens' `iss`")
+    set_sso.add_argument("--audience", required=True, help="the `aud` of the access tokens it issues for this API")
+    set_sso.add_argument("--claim", default="email", help="the claim holding the person's email (default: email)")
+    set_sso.add_argument("--provision", action="store_true",
+                         help="create an unknown person's user on first sign-in (with no permissions)")
+    set_sso.add_argument("--client-id", help="the dashboard's public client (Authorization Code + PKCE)")
     notify_admin.add_company_commands(company)
     notify_admin.add_commands(sub)
 
@@ -100,6 +110,19 @@ def _parser() -> argparse.ArgumentParser:
     udisable.add_argument("--user", required=True)
     uenable = user.add_parser("enable", help="let a disabled user in again (tokens not revoked work again)")
     uenable.add_argument("--user", required=True)
+
+    api_token = sub.add_parser("api-token", help="scoped API tokens for integrators and scripts").add_subparsers(
+        dest="action", required=True
+    )
+    tcreate = api_token.add_parser("create", help="create a token and print it (once: only its hash is kept)")
+    tcreate.add_argument("--company", required=True)
+    tcreate.add_argument("--name", required=True, help="who uses it, e.g. 'hh2 sync' (named in the audit trail)")
+    tcreate.add_argument("--scope", required=True, choices=[s.value for s in TokenScope])
+    tcreate.add_argument("--expires-in", type=int, metavar="SECONDS", help="default: until revoked")
+    tlist = api_token.add_parser("list", help="a company's tokens with their last use")
+    tlist.add_argument("--company", required=True)
+    trevoke = api_token.add_parser("revoke", help="revoke a token (it fails at once)")
+    trevoke.add_argument("--id", required=True, metavar="TOKEN_ID")
 
     token = sub.add_parser(
         "token", help="issue a bearer token for a user; `token revoke` stops every token issued before now"
@@ -193,6 +216,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
             return {"id": args.company, "connector": name, "options": sorted(options)}
 
         return await _with_db(settings, set_erp), f"company {args.company} uses {name}"
+    if args.command == "company" and args.action == "set-sso":
+        return await _set_sso(args, settings)
     if args.command == "erp" and args.action == "post":
 
         async def post(conn: Any) -> dict[str, Any]:
@@ -253,6 +278,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
 
         result = await _with_db(settings, revoke)
         return result, f"tokens of {args.user} issued before {result['tokensValidAfter']} no longer work"
+    if args.command == "api-token":
+        return await _api_token(args, settings)
     if args.command == "token":
         expires_in = settings.max_token_seconds if args.expires_in is None else args.expires_in
         if expires_in <= 0:
@@ -273,6 +300,65 @@ async def _run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, 
 
 def _instant(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _set_sso(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    import httpx
+
+    from app import oidc
+
+    refusal = oidc.issuer_refusal(args.issuer.strip())
+    if refusal is not None:
+        raise admin.AdminError(refusal)
+    async with httpx.AsyncClient(timeout=10.0) as http:  # one command: an issuer that does not answer fails here
+        try:
+            await oidc.discover(http, args.issuer.strip())
+        except (httpx.HTTPError, ValueError) as exc:
+            raise admin.AdminError(f"the issuer's discovery failed: {exc}") from None
+
+    async def save(conn: Any) -> dict[str, Any]:
+        config = await oidc.set_sso(conn, args.company, args.issuer, args.audience, email_claim=args.claim,
+                                    provision=args.provision, client_id=args.client_id)
+        return {"company": config.company_id, "issuer": config.issuer, "audience": config.audience,
+                "claim": config.email_claim, "provision": config.provision, "clientId": config.client_id}
+
+    saved = await _with_db(settings, save)
+    return saved, f"company {saved['company']} signs its people in with {saved['issuer']}"
+
+
+async def _api_token(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    now = datetime.now(UTC)
+    if args.action == "create":
+
+        async def create(conn: Any) -> dict[str, Any]:
+            expires = timedelta(seconds=args.expires_in) if args.expires_in is not None else None
+            token, record = await api_tokens.create(conn, args.company, args.name, args.scope, now, expires)
+            return {**api_tokens.as_json(record), "token": token}
+
+        made = await _with_db(settings, create)
+        return made, (
+            f"API token {made['id']} ({made['scope']}) acting as {made['principalUserId']}\n"
+            f"{made['token']}\n(shown only now: store it in your secret manager)"
+        )
+    if args.action == "list":
+
+        async def listing(conn: Any) -> dict[str, Any]:
+            return {"tokens": [api_tokens.as_json(t) for t in await api_tokens.listing(conn, args.company)]}
+
+        found = await _with_db(settings, listing)
+        rows = [
+            "\t".join([t["id"], t["name"], t["scope"], f"created {t['createdAt']}",
+                       f"last used {t['lastUsedAt'] or 'never'}", f"expires {t['expiresAt'] or 'never'}",
+                       f"revoked {t['revokedAt']}" if t["revokedAt"] else "active"])
+            for t in found["tokens"]
+        ]
+        return found, "\n".join(rows) or "no API tokens"
+
+    async def revoke(conn: Any) -> dict[str, Any]:
+        return api_tokens.as_json(await api_tokens.revoke(conn, args.id, now))
+
+    revoked = await _with_db(settings, revoke)
+    return revoked, f"API token {revoked['id']} revoked"
 
 
 async def _reconciliation_report(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
@@ -360,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             _worker(settings, args.company)
             return 0
         payload, text = asyncio.run(_run(args, settings))
-    except (SettingsError, admin.AdminError, UnknownConnectorError) as exc:
+    except (SettingsError, admin.AdminError, api_tokens.ApiTokenError, UnknownConnectorError) as exc:
         if args.json:
             print(orjson.dumps({"error": str(exc)}).decode())
         else:

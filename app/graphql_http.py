@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from graphql import GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
@@ -47,7 +47,6 @@ from app.errors import (
 )
 from app.rate_limits import Refusal
 from app.trusted_documents import DocumentLookupError
-from domain.access import AccessRefusal
 from resolvers.context import Context, UnauthenticatedError, Viewer
 
 if TYPE_CHECKING:
@@ -134,6 +133,9 @@ class GraphQLHTTPEndpoint:
             return await self._handle(request, runtime, media)
         except BodyTooLarge:
             raise  # the body limit middleware answers 413
+        except ClientDisconnect:
+            log.info("the client left before its request body arrived")  # nobody is there to answer
+            return error_response(400, "the request body was not received", BAD_REQUEST, media_type=media)
         except _RequestError as refused:
             log.info("bad request %s: %s", refused.status, refused.message)
             return error_response(refused.status, refused.message, BAD_REQUEST, media_type=media,
@@ -168,23 +170,21 @@ class GraphQLHTTPEndpoint:
         address = _client_address(request)
         token = self.view.token_of(request)
         viewer: Viewer | None = None
-        refused_access: AccessRefusal | None = None
+        message, reason = UnauthenticatedError().message, ""
         if token is not None:
             blocked = await limits.auth_blocked(address)
             if blocked is not None:
                 log.info("rate limited: failed authentications from %s", address)
                 return self._rate_limited(blocked, media, "too many failed authentications: try again later")
-            outcome = await self.view.authenticator(request).authenticate(token)
-            if isinstance(outcome, Viewer):
-                viewer = outcome
-            else:
-                refused_access = outcome
+            try:
+                viewer = await runtime.auth.authenticate(token)
+            except auth.AuthenticationError as refused:
                 await limits.auth_failed(address)
+                message = refused.message
+                reason = f" ({refused.refusal.value})" if refused.refusal is not None else ""
         if viewer is None:
-            reason = f" ({refused_access.value})" if refused_access is not None else ""
             log.info("request error UNAUTHENTICATED from %s%s", address, reason)
-            message = auth.refusal_message(refused_access)
-            error = UnauthenticatedError(message) if message else UnauthenticatedError()
+            error = UnauthenticatedError(message)
             return error_response(
                 401 if media == GRAPHQL_RESPONSE_JSON else 200, error.message, UNAUTHENTICATED, media_type=media,
                 headers={"www-authenticate": "Bearer"},

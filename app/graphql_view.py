@@ -25,7 +25,7 @@ from app import auth, pages
 from app.errors import RATE_LIMITED
 from app.trusted_documents import DocumentLookupError
 from domain.access import AccessRefusal
-from resolvers.context import Context, Viewer
+from resolvers.context import Context
 
 if TYPE_CHECKING:
     from app.main import Runtime
@@ -156,10 +156,6 @@ class GraphQLView(GraphQL[Context, None]):
     def token_of(connection: HTTPConnection) -> str | None:
         return auth.bearer(connection.headers.get("authorization"))
 
-    def authenticator(self, connection: HTTPConnection) -> auth.Authenticator:
-        runtime = self._runtime(connection)
-        return auth.Authenticator(runtime.services.reads, runtime.jwt_secret, runtime.settings.max_token_seconds)
-
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         """A WebSocket's context: authenticated later, from connection_init (or a header, checked there)."""
         services = self._runtime(request).services
@@ -173,40 +169,37 @@ class GraphQLView(GraphQL[Context, None]):
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         header = params.get("authorization") or params.get("Authorization")
         token = auth.bearer(header if isinstance(header, str) else None) or self.token_of(request)
-        refusal: AccessRefusal | None = None
         if token is not None:
-            limits = self._runtime(request).rate_limits
+            runtime = self._runtime(request)
             address = request.client.host if request.client is not None else "unknown"
-            if await limits.auth_blocked(address) is not None:
+            if await runtime.rate_limits.auth_blocked(address) is not None:
                 raise ConnectionRejectionError({"message": "too many failed authentications: try again later"})
-            authenticator = self.authenticator(request)
-            claims = authenticator.claims(token)
-            if claims is not None:
-                outcome = await authenticator.viewer(claims)
-                if isinstance(outcome, Viewer):
-                    context.viewer_or_none = outcome
-                    context.reset_loaders()
-                    context.recheck_access = functools.partial(self._recheck_access, context, authenticator, claims)
-                else:
-                    refusal = outcome
-            if context.viewer_or_none is None:
-                await limits.auth_failed(address)
+            try:
+                context.viewer_or_none = await runtime.auth.authenticate(token)
+            except auth.AuthenticationError as refused:
+                await runtime.rate_limits.auth_failed(address)
+                message = refused.message if refused.message != auth.GENERIC_MESSAGE else WS_UNAUTHENTICATED
+                raise ConnectionRejectionError({"message": message}) from None
+            context.reset_loaders()
+            context.recheck_access = functools.partial(self._recheck_access, context, runtime.auth, token)
         if context.viewer_or_none is None:
-            raise ConnectionRejectionError({"message": auth.refusal_message(refusal) or WS_UNAUTHENTICATED})
+            raise ConnectionRejectionError({"message": WS_UNAUTHENTICATED})
 
     @staticmethod
-    async def _recheck_access(context: Context, authenticator: auth.Authenticator, claims: auth.TokenClaims) -> bool:
+    async def _recheck_access(context: Context, authenticator: auth.Authenticator, token: str) -> bool:
         """Whether the connection's token still opens the account (live subscriptions ask at each re-read of
-        the log). Yes: the viewer is read afresh. No (disabled, deleted, revoked): the connection is closed
-        with 4403 and its subscriptions end."""
-        outcome = await authenticator.viewer(claims)
-        if isinstance(outcome, Viewer):
-            context.viewer_or_none = outcome
+        the log): the same checks as a request's, expiry included. Yes: the viewer is read afresh. No
+        (disabled, deleted, revoked, expired): the connection is closed with 4403 and its subscriptions end."""
+        try:
+            context.viewer_or_none = await authenticator.authenticate(token)
             return True
+        except auth.AuthenticationError as refused:
+            outcome = refused.refusal.value if refused.refusal is not None else refused.message
         websocket: WebSocket = context.request
-        log.info("closing the WebSocket of user %s: access taken back (%s)", claims.user_id, outcome.value)
+        log.info("closing the WebSocket of user %s: access taken back (%s)", context.actor.user_id, outcome)
         if websocket.application_state is WebSocketState.CONNECTED:
-            await websocket.close(code=4403, reason=auth.refusal_message(outcome) or "access was taken back")
+            reason = auth.DISABLED_MESSAGE if outcome == AccessRefusal.DISABLED.value else "access was taken back"
+            await websocket.close(code=4403, reason=reason)
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

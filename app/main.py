@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from app import auth, metrics, pages
+from app import api_tokens, auth, metrics, oidc, pages, sign_in
 from app.body_limit import BodyLimitMiddleware
 from app.errors import is_database_outage
 from app.export_worker import ExportWorker, build_worker
@@ -52,10 +52,28 @@ class Runtime:
     worker: ExportWorker
     live: LiveHub
     jwt_secret: str = ""
+    # Turns bearer tokens into viewers (HS256, API tokens, OIDC); built from the above when not given.
+    authenticator: auth.Authenticator | None = None
     rate_limits: RateLimits = field(default_factory=lambda: RateLimits("memory://", "30/minute", "600/minute"))
     trusted_documents: TrustedDocuments = field(default_factory=TrustedDocuments)
     extra: dict[str, object] = field(default_factory=dict)
     notifier: Notifier | None = None  # delivers the notification outbox beside the export worker
+
+    def __post_init__(self) -> None:
+        if self.authenticator is None:
+            settings = self.settings
+            keys = oidc.IssuerKeys(settings.oidc_keys_cache_seconds, settings.oidc_keys_refetch_seconds)
+            verifier = oidc.OidcVerifier(self.db, keys, clock=self.services.clock,
+                                         skew=timedelta(seconds=settings.oidc_clock_skew_seconds))
+            self.authenticator = auth.Authenticator(
+                self.jwt_secret, self.services.reads, settings.max_token_seconds, api_tokens.UseRecorder(self.db),
+                oidc=verifier, clock=self.services.clock,
+            )
+
+    @property
+    def auth(self) -> auth.Authenticator:
+        assert self.authenticator is not None  # set in __post_init__
+        return self.authenticator
 
 
 def load_trusted_documents(settings: Settings) -> TrustedDocuments:
@@ -193,6 +211,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
                 await run_bounded(runtime.notifier.stop(), 15, "stopping the notifier")
             await run_bounded(runtime.live.stop(), 10, "stopping live updates")
             await run_bounded(runtime.services.connectors.aclose(), 10, "closing ERP connectors")
+            if runtime.auth.oidc is not None:
+                await run_bounded(runtime.auth.oidc.keys.aclose(), 10, "closing the identity providers' client")
             await run_bounded(runtime.db.dispose(), 10, "closing the database pool")
 
     view = GraphQLView(
@@ -222,6 +242,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
             Route("/erp/callbacks/webhook", webhook_callback, methods=["POST"]),
             Route("/healthz", health),
             Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
+            Route("/auth/config", sign_in.auth_config, methods=["GET"]),
             *pages.routes(),  # the dashboard at / and its deep links, /static/..., /graphql/assets/...
         ],
         middleware=middleware,

@@ -170,14 +170,19 @@ def _page_response(page: RenderedPage, csp: str) -> HTMLResponse:
 
 
 async def dashboard_page(request: Request) -> Response:
+    from app.sign_in import connect_origins
+
     page = render_page("dashboard.html", _root(request))
+    runtime = getattr(request.app.state, "runtime", None)
+    # Single sign-on: the dashboard exchanges and refreshes its tokens at the issuer's token endpoint.
+    issuers = await connect_origins(runtime) if runtime is not None else []
     csp = "; ".join(
         [
             "default-src 'self'",
             "script-src 'self' " + " ".join(page.script_hashes),
             "style-src 'self'",
             "img-src 'self' data:",
-            "connect-src 'self'",  # 'self' covers ws:// and wss:// to this origin
+            " ".join(["connect-src 'self'", *issuers]),  # 'self' covers ws:// and wss:// to this origin
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",

@@ -67,6 +67,11 @@ class Settings:
     notify_lease_seconds: float = 120.0
     # Operations (app.metrics): a bearer token /metrics requires when set.
     metrics_token: str | None = field(default=None, repr=False)
+    # Single sign-on (app/oidc.py): leeway on exp/nbf, how long an issuer's keys are kept, and how often an
+    # unknown key id may fetch them again.
+    oidc_clock_skew_seconds: float = 60.0
+    oidc_keys_cache_seconds: float = 600.0
+    oidc_keys_refetch_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -3,7 +3,8 @@
 in Job Cost (`posted`, with the posting journal's `entryCount` and `totalAmount`, checked like
 confirmJobCostPosting's control totals).
 
-The request is signed like the webhook events we send (erp/signing.py) with the company's webhook secret.
+The request is signed like the webhook events we send (erp/signing.py) with the company's webhook secret,
+or carries `Authorization: Bearer <API token>` of the export's company with the `erp-callback` scope.
 The secret is found through the export id in the body, so the body is parsed before the signature is
 checked, but nothing is changed, and nothing about the export is revealed, until the signature holds:
 an unknown export and a bad signature get the same 401.
@@ -20,7 +21,9 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from app import auth
 from domain.money import DecimalFormatError, parse_amount
+from domain.permissions import TokenScope
 from domain.text import unstorable
 from erp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from resolvers import export_callbacks
@@ -131,16 +134,29 @@ async def webhook_callback(request: Request) -> JSONResponse:
     except BadCallbackError as exc:
         return _error(str(exc), 400)
 
-    services = request.app.state.runtime.services
-    secret = await export_callbacks.webhook_secret_for_export(services, callback.export_id)
-    if secret is None or not verify(secret, request.headers.get(TIMESTAMP_HEADER),
-                                    request.headers.get(SIGNATURE_HEADER), body, now=int(time.time())):
-        return _error(UNAUTHORIZED, 401)
+    runtime = request.app.state.runtime
+    services = runtime.services
+    company_id = None
+    token = auth.bearer(request.headers.get("authorization"))
+    if token is not None:
+        # An `erp-callback` API token instead of the signature: it answers for its own company's exports only.
+        try:
+            viewer = await runtime.auth.authenticate(token)
+        except auth.AuthenticationError as refused:
+            return _error(refused.message, 401)
+        if viewer.actor.scope is not TokenScope.ERP_CALLBACK:
+            return _error("integrator callbacks need an API token with the 'erp-callback' scope", 403, "FORBIDDEN")
+        company_id = viewer.actor.company_id
+    else:
+        secret = await export_callbacks.webhook_secret_for_export(services, callback.export_id)
+        if secret is None or not verify(secret, request.headers.get(TIMESTAMP_HEADER),
+                                        request.headers.get(SIGNATURE_HEADER), body, now=int(time.time())):
+            return _error(UNAUTHORIZED, 401)
 
     try:
         status = await export_callbacks.apply_callback(
             services, callback.export_id, callback.status, erp_reference=callback.erp_reference,
-            message=callback.message, totals=callback.totals,
+            message=callback.message, totals=callback.totals, company_id=company_id,
         )
     except export_callbacks.CallbackRejectedError as exc:
         return _error(str(exc) or "the callback does not fit the export's current status", 409, exc.code)

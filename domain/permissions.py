@@ -20,15 +20,40 @@ class Grant(enum.Enum):
     SEND_AND_RETRIEVE = "SEND_AND_RETRIEVE"
 
 
+class TokenScope(enum.Enum):
+    """What an API token (a company's service principal) may do, on top of its principal's permissions.
+    Every scope reads (queries and subscriptions); `workflow` adds the budget mutations, `erp-callback` the
+    integrator's posting confirmation and callbacks. Nothing else: company setup, approvals and a person's
+    own settings stay with people."""
+
+    READ = "read"
+    WORKFLOW = "workflow"
+    ERP_CALLBACK = "erp-callback"
+
+
+BUDGET_MUTATIONS = frozenset({
+    "createBudgetLineItem", "updateBudgetLineItem", "deleteBudgetLineItem", "importBudgetLineItems",
+    "createBudgetModification", "lockBudget", "unlockBudget", "sendToERP", "retrieveBudget",
+})
+POSTING_MUTATIONS = frozenset({"confirmJobCostPosting"})
+SCOPE_MUTATIONS: dict[TokenScope, frozenset[str]] = {
+    TokenScope.READ: frozenset(),
+    TokenScope.WORKFLOW: BUDGET_MUTATIONS,
+    TokenScope.ERP_CALLBACK: POSTING_MUTATIONS,
+}
+
+
 @dataclass(frozen=True)
 class Actor:
-    """The authenticated user, with their company-level rights."""
+    """The authenticated user, with their company-level rights. `scope` is set for an API token's service
+    principal only (a person's actor has None: their permissions alone decide)."""
 
     user_id: str
     company_id: str
     is_company_admin: bool = False
     is_accounting_approver: bool = False
     erp_permission: PermissionLevel = PermissionLevel.NONE
+    scope: TokenScope | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,13 @@ NO_ACCESS = ProjectAccess()
 
 def _refuse(message: str) -> DomainError:
     return DomainError(ErrorCode.FORBIDDEN, message)
+
+
+def scope_refusal(actor: Actor, mutation: str) -> DomainError | None:
+    """An API token may run a mutation only if its scope names it (checked before anything is loaded)."""
+    if actor.scope is None or mutation in SCOPE_MUTATIONS[actor.scope]:
+        return None
+    return _refuse(f"{mutation} is not allowed for an API token with the {actor.scope.value!r} scope")
 
 
 def can_read_budget(access: ProjectAccess) -> bool:

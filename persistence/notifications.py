@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.notifications import NotificationKind
 from persistence import queries
 from persistence.notification_records import ChatWebhookRecord, NotificationRecord, RecipientRecord
 from persistence.records import ErpRequestRecord, RequestLineRecord
@@ -22,6 +23,7 @@ from persistence.tables import chat_webhooks, erp_requests, notification_outbox,
 from persistence.unit_of_work import NewNotification, NotificationContext, NotificationOutbox, OutboxStatus
 
 _CHUNK = 500
+EVERY_KIND = frozenset(kind.value for kind in NotificationKind)
 
 
 class SqlNotificationOutbox(NotificationOutbox):
@@ -155,7 +157,13 @@ class SqlNotificationContext(NotificationContext):
         )
         rows = (await self._conn.execute(stmt)).all()
         off = await self._opted_out([r.id for r in rows])
-        return [RecipientRecord.of({**r._mapping, "opted_out": off.get(r.id, frozenset())}) for r in rows]
+        # An API token's service principal is named (a sender's name) but has no mailbox: every kind is off.
+        return [
+            RecipientRecord.of(
+                {**r._mapping, "opted_out": EVERY_KIND if r.kind == "service" else off.get(r.id, frozenset())}
+            )
+            for r in rows
+        ]
 
     async def _opted_out(self, user_ids: Sequence[str]) -> dict[str, frozenset[str]]:
         p = notification_preferences

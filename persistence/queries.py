@@ -82,13 +82,13 @@ async def by_ids(
     return await _chunked(conn, ids, build, record)
 
 
-_COMPANY_PREFIX = "company__"
+COMPANY_PREFIX = "company__"
 
 
 async def user_with_company(conn: AsyncConnection, user_id: str) -> tuple[UserRecord, CompanyRecord] | None:
     """A user and their company in one statement (the viewer of every request)."""
     stmt = (
-        select(users, *(column.label(_COMPANY_PREFIX + column.name) for column in companies.c))
+        select(users, *(column.label(COMPANY_PREFIX + column.name) for column in companies.c))
         .join(companies, companies.c.id == users.c.company_id)
         .where(users.c.id == user_id)
     )
@@ -96,7 +96,7 @@ async def user_with_company(conn: AsyncConnection, user_id: str) -> tuple[UserRe
     if row is None:
         return None
     mapping = row._mapping
-    company = {column.name: mapping[_COMPANY_PREFIX + column.name] for column in companies.c}
+    company = {column.name: mapping[COMPANY_PREFIX + column.name] for column in companies.c}
     return UserRecord.of(mapping), CompanyRecord.of(company)
 
 

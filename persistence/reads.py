@@ -19,7 +19,8 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import ProjectAccess
-from persistence import queries
+from persistence import api_tokens, queries
+from persistence.api_tokens import ApiTokenRecord
 from persistence.database import Database
 from persistence.keyset import Position, RequestOrder, RequestQueueFilter
 from persistence.records import (
@@ -117,6 +118,13 @@ class ReadStore:
 
     async def user_with_company(self, user_id: str) -> tuple[UserRecord, CompanyRecord] | None:
         return await self._run(lambda conn: queries.user_with_company(conn, user_id))
+
+    async def viewer_rows(self, user_id: str) -> tuple[UserRecord, CompanyRecord, ApiTokenRecord | None] | None:
+        """The user, their company and, for an API token's principal, the token (app.auth decides)."""
+        return await self._run(lambda conn: api_tokens.viewer_rows(conn, user_id))
+
+    async def api_token(self, token_hash: str) -> tuple[ApiTokenRecord, UserRecord, CompanyRecord] | None:
+        return await self._run(lambda conn: api_tokens.by_hash(conn, token_hash))
 
     async def access(self, user_id: str, project_ids: Sequence[str]) -> dict[str, ProjectAccess]:
         """project id -> the user's access; projects without a grant are absent (NO_ACCESS)."""

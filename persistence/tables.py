@@ -87,7 +87,49 @@ users = Table(
     # issued before tokens_valid_after (a whole second) is refused for good.
     _ts("disabled_at"),
     _ts("tokens_valid_after"),
+    # "person", or "service": the principal an API token acts as (named in the audit trail, never notified).
+    Column("kind", String(12), nullable=False, server_default="person"),
     UniqueConstraint("company_id", "email", name="uq_users_company_email"),
+)
+
+# Scoped API tokens: only the SHA-256 of the token is kept. Each token has its own service-principal user,
+# so everything that records who did something (events, sent_by, idempotency keys) names the token.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    _company(),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("scope", String(20), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    _ts("created_at", nullable=False),
+    _ts("expires_at"),
+    _ts("last_used_at"),
+    _ts("revoked_at"),
+)
+
+# The OpenID Connect issuer a company trusts for its people (`company set-sso`).
+company_sso = Table(
+    "company_sso",
+    metadata,
+    Column("company_id", String(40), ForeignKey("companies.id"), primary_key=True),
+    Column("issuer", String(500), nullable=False, index=True),
+    Column("audience", String(500), nullable=False),
+    Column("email_claim", String(100), nullable=False, server_default="email"),
+    Column("provision", Boolean, nullable=False, server_default="0"),
+    Column("client_id", String(500)),
+    _ts("updated_at", nullable=False),
+)
+
+# A person's identity at the issuer (`sub`), linked to their user at the first sign-in by verified email.
+sso_links = Table(
+    "sso_links",
+    metadata,
+    Column("issuer", String(500), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False, index=True),
+    _ts("linked_at", nullable=False),
 )
 
 projects = Table(

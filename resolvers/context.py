@@ -116,6 +116,9 @@ class Viewer:
     currency: str
     erp_connector: str | None
     erp_settings: dict[str, Any] = field(default_factory=dict)
+    # When the bearer token this viewer came from expires (None: never, or not known): a long-lived
+    # WebSocket ends then (app.auth.still_valid).
+    credential_expires_at: datetime | None = None
 
 
 @dataclass

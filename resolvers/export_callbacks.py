@@ -80,12 +80,16 @@ async def apply_callback(
     erp_reference: str | None = None,
     message: str | None = None,
     totals: PostingTotals = NO_TOTALS,
+    company_id: str | None = None,
 ) -> str:
-    """Apply one callback; returns the request's status after it (its current one for a repeat)."""
+    """Apply one callback; returns the request's status after it (its current one for a repeat). With
+    `company_id` (an API token's company) an export of another company is unknown."""
     now = services.clock()
 
     async def body(uow: AbstractUnitOfWork) -> str:
         found = await uow.requests.by_export_id(export_id)
+        if found is not None and company_id is not None and found.company_id != company_id:
+            found = None
         locked = await locked_request(uow, found.id) if found is not None else None
         if locked is None:
             raise CallbackRejectedError("unknown export")

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from domain import permissions
 from domain.errors import ConcurrentChangeError, DomainError, DomainErrors, invalid
 from persistence.unit_of_work import AbstractUnitOfWork, TransactionConflictError
 from resolvers import input_validation as check
@@ -137,6 +138,9 @@ async def run_mutation(
     after_commit: Callable[[], None] | None = None,
 ) -> Outcome:
     actor = ctx.actor
+    refused = permissions.scope_refusal(actor, operation)
+    if refused is not None:
+        return Outcome(errors=[refused])
     try:
         key = check.text(idempotency_key, ["input", "idempotencyKey"], max_len=MAX_IDEMPOTENCY_KEY)
     except DomainError as exc:

@@ -123,8 +123,35 @@ def test_the_expectation_table_has_a_row_per_role_and_a_column_per_permission_fu
         "can_read_budget", "edit_lines_refusal", "lock_refusal", "send_refusal", "unlock_refusal",
         "decide_refusal", "confirm_posting_refusal", "sync_project_refusal", "company_admin_refusal",
         "can_read_erp_queue", "can_view_project",
+        "scope_refusal",  # API token scopes: test_an_api_token_runs_exactly_the_mutations_of_its_scope
     }  # fmt: skip
     assert public == covered
+
+
+MUTATIONS = sorted(permissions.BUDGET_MUTATIONS | permissions.POSTING_MUTATIONS | {
+    "createProject", "create_costCode", "create_costType", "syncProjectToERP", "decideExport", "retryExport",
+    "updateNotificationSettings",
+})
+SCOPE_ALLOWS = {
+    permissions.TokenScope.READ: set(),
+    permissions.TokenScope.WORKFLOW: {
+        "createBudgetLineItem", "updateBudgetLineItem", "deleteBudgetLineItem", "importBudgetLineItems",
+        "createBudgetModification", "lockBudget", "unlockBudget", "sendToERP", "retrieveBudget",
+    },
+    permissions.TokenScope.ERP_CALLBACK: {"confirmJobCostPosting"},
+}
+
+
+@pytest.mark.parametrize("scope", list(permissions.TokenScope), ids=lambda s: s.value)
+def test_an_api_token_runs_exactly_the_mutations_of_its_scope(scope: permissions.TokenScope) -> None:
+    token = Actor("svc", "c1", erp_permission=PermissionLevel.ADMIN, is_company_admin=True, scope=scope)
+    person = Actor("u1", "c1")
+    for mutation in MUTATIONS:
+        refusal = permissions.scope_refusal(token, mutation)
+        assert (refusal is None) is (mutation in SCOPE_ALLOWS[scope]), mutation
+        if refusal is not None:
+            assert refusal.code.value == "FORBIDDEN" and scope.value in refusal.message
+        assert permissions.scope_refusal(person, mutation) is None  # people: their permissions alone decide
 
 
 @pytest.mark.parametrize(("role", "check"), CASES, ids=[f"{r}-{c}" for r, c in CASES])

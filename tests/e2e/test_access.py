@@ -171,7 +171,8 @@ def test_the_maximum_is_the_setting() -> None:
     now = datetime.now(UTC)
     token = auth.issue_token(JWT_SECRET, "usr_x", "co_x", timedelta(seconds=61), now=now)
     assert auth.read_token(JWT_SECRET, token, 60, now) is None
-    assert auth.read_token(JWT_SECRET, token, 61, now) == auth.TokenClaims("usr_x", int(now.timestamp()))
+    issued = int(now.timestamp())
+    assert auth.read_token(JWT_SECRET, token, 61, now) == auth.TokenClaims("usr_x", issued, issued + 61)
 
 
 async def cli_json(tmp_path: Path, *args: str, env: dict[str, str]) -> dict[str, object]:

@@ -4,7 +4,8 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 
 import { detectCapabilities, gql } from "./api.js";
-import { takeFocusRequest, useRoute } from "./router.js";
+import { completeSignIn, isSignInCallback, scheduleRefresh } from "./oidc.js";
+import { navigate, takeFocusRequest, useRoute } from "./router.js";
 import { ROOT, getToken, onSignOut, signOut, takeTokenFromFragment } from "./session.js";
 import { announce, announcements, baselineSequence, getLiveState, liveState, startLive, stopLive } from "./store.js";
 import { Loading, LoadError, PageTitle, href, html, useLoad } from "./ui.js";
@@ -22,11 +23,26 @@ function seesQueue(viewer) {
 }
 
 function App() {
+  // Coming back from the company's identity provider: the code is exchanged for tokens before anything loads.
+  const [finishing, setFinishing] = useState(() => isSignInCallback());
   const [signedIn, setSignedIn] = useState(() => {
     takeTokenFromFragment();
-    return Boolean(getToken());
+    return !isSignInCallback() && Boolean(getToken());
   });
   const [reason, setReason] = useState(null);
+  useEffect(() => {
+    if (!finishing) {
+      scheduleRefresh(); // a reloaded tab keeps refreshing a single sign-on token
+      return;
+    }
+    completeSignIn()
+      .then((path) => {
+        navigate(path, { replace: true });
+        setSignedIn(true);
+      })
+      .catch((error) => setReason(error.message))
+      .finally(() => setFinishing(false));
+  }, []);
   useEffect(
     () =>
       onSignOut((why) => {
@@ -43,6 +59,9 @@ function App() {
       if (title && reason) title.focus();
     }
   }, [signedIn, reason]);
+  if (finishing) {
+    return html`<main id="main" tabindex="-1"><${PageTitle}>BudgetBridge<//><${Loading} what="Signing in" /></main>`;
+  }
   if (!signedIn) {
     return html`<${SignIn}
       reason=${reason}
