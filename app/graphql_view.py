@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -19,12 +21,17 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 
 from app import auth, pages
-from app.errors import RATE_LIMITED
+from app.errors import BAD_REQUEST, RATE_LIMITED
+from app.logs import LogScope, current, scoped
+from app.operations import finish, note_viewer, note_ws_message, observe_schema, observed
+from app.request_ids import derived_request_id, new_request_id
 from app.trusted_documents import DocumentLookupError
 from resolvers.context import Context, Viewer
 
 if TYPE_CHECKING:
     from app.main import Runtime
+
+log = logging.getLogger("budgetbridge.access")
 
 
 async def refuse_operation(view: GraphQLView, context: Context, payload: Any) -> dict[str, Any] | None:
@@ -50,20 +57,71 @@ async def refuse_operation(view: GraphQLView, context: Context, payload: Any) ->
     return None
 
 
-class LimitedLegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+class ObservedOperations:
+    """Each operation a WebSocket starts gets a request id derived from the connection's, a log scope that its
+    task inherits (asyncio copies context variables into new tasks), a span and an access line; what is sent
+    to the client carries that id in its errors (app.operations)."""
+
+    _operations_started = 0
+
+    def operation_scope(self) -> LogScope:
+        connection = current()
+        parent = connection.request_id if connection is not None else new_request_id()
+        self._operations_started += 1
+        scope = LogScope(
+            request_id=derived_request_id(parent, self._operations_started),
+            user_id=connection.user_id if connection is not None else None,
+            company_id=connection.company_id if connection is not None else None,
+        )
+        with scoped(scope):
+            log.info("websocket operation started", extra={"connection_request_id": parent})
+        return scope
+
+    @staticmethod
+    def refused(scope: LogScope, started: float) -> None:
+        """The operation ended before a task ran it (refused here or by the protocol)."""
+        if scope.outcome is None:
+            scope.note_outcome(BAD_REQUEST)
+        finish(scope, "websocket", started)
+
+
+class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, None]):
     """The legacy graphql-ws protocol with the same refusals on `start`."""
 
     async def handle_start(self, message: Any) -> None:
-        if self.connection_acknowledged and message.get("id") not in self.tasks:
-            view: Any = self.view
-            refused = await refuse_operation(view, self.context, message.get("payload"))
-            if refused is not None:
-                await self.send_message(ErrorMessage(type="error", id=message["id"], payload=cast(Any, refused)))
-                return
-        await super().handle_start(message)
+        if not self.connection_acknowledged:
+            await super().handle_start(message)
+            return
+        scope, started = self.operation_scope(), time.perf_counter()
+        with scoped(scope):
+            operation_id = message.get("id")
+            if operation_id not in self.tasks:
+                view: Any = self.view
+                refused = await refuse_operation(view, self.context, message.get("payload"))
+                if refused is not None:
+                    await self.send_message(ErrorMessage(type="error", id=message["id"], payload=cast(Any, refused)))
+                    self.refused(scope, started)
+                    return
+            before = self.tasks.get(operation_id)
+            await super().handle_start(message)
+            if self.tasks.get(operation_id) in (None, before):
+                self.refused(scope, started)
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        scope = current()
+        if scope is None:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+            return
+        with observed(scope, "websocket"):
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+
+    async def send_message(self, message: Any) -> None:
+        await super().send_message(note_ws_message(message))
 
 
-class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws with keep-alive pings once acknowledged. strawberry keeps only the legacy protocol
     alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts."""
 
@@ -75,14 +133,35 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._pinger = asyncio.create_task(self._ping(float(self.view.keep_alive_interval or 15.0)))
 
     async def handle_subscribe(self, message: Any) -> None:
-        if self.connection_acknowledged and message.get("id") not in self.operations:
-            view: Any = self.view
-            refused = await refuse_operation(view, self.context, message.get("payload"))
-            if refused is not None:
-                error: Any = {"id": message["id"], "type": "error", "payload": [refused]}
-                await self.send_message(error)
-                return
-        await super().handle_subscribe(message)
+        if not self.connection_acknowledged:
+            await super().handle_subscribe(message)
+            return
+        scope, started = self.operation_scope(), time.perf_counter()
+        with scoped(scope):
+            operation_id = message.get("id")
+            if operation_id not in self.operations:
+                view: Any = self.view
+                refused = await refuse_operation(view, self.context, message.get("payload"))
+                if refused is not None:
+                    error: Any = {"id": message["id"], "type": "error", "payload": [refused]}
+                    await self.send_message(error)
+                    self.refused(scope, started)
+                    return
+            before = self.operations.get(operation_id)
+            await super().handle_subscribe(message)
+            if self.operations.get(operation_id) in (None, before):
+                self.refused(scope, started)
+
+    async def run_operation(self, operation: Any) -> None:
+        scope = current()
+        if scope is None:
+            await super().run_operation(operation)
+            return
+        with observed(scope, "websocket"):
+            await super().run_operation(operation)
+
+    async def send_message(self, message: Any) -> None:
+        await super().send_message(note_ws_message(message))
 
     async def _ping(self, interval: float) -> None:
         with contextlib.suppress(Exception):  # the socket is gone: shutdown() is on its way
@@ -113,6 +192,7 @@ class GraphQLView(GraphQL[Context, None]):
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, **kwargs)
+        observe_schema(schema)
         self.allowed_origins = allowed_origins
         self.max_message_bytes = max_message_bytes
 
@@ -161,6 +241,7 @@ class GraphQLView(GraphQL[Context, None]):
             if await limits.auth_blocked(address) is not None:
                 raise ConnectionRejectionError({"message": "too many failed authentications: try again later"})
             context.viewer_or_none = await self.viewer_from_token(request, token)
+            note_viewer(context.viewer_or_none)
             context.reset_loaders()
             if context.viewer_or_none is None:
                 await limits.auth_failed(address)
