@@ -23,7 +23,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 from app import auth, pages
 from app.errors import BAD_REQUEST, RATE_LIMITED
 from app.logs import LogScope, current, scoped
-from app.operations import finish, note_viewer, note_ws_message, observe_schema, observed
+from app.operations import MAX_NAME, finish, note_viewer, note_ws_message, observe_schema, traced
 from app.request_ids import derived_request_id, new_request_id
 from app.trusted_documents import DocumentLookupError
 from resolvers.context import Context, Viewer
@@ -64,7 +64,7 @@ class ObservedOperations:
 
     _operations_started = 0
 
-    def operation_scope(self) -> LogScope:
+    def operation_scope(self, message: Any) -> LogScope:
         connection = current()
         parent = connection.request_id if connection is not None else new_request_id()
         self._operations_started += 1
@@ -73,6 +73,10 @@ class ObservedOperations:
             user_id=connection.user_id if connection is not None else None,
             company_id=connection.company_id if connection is not None else None,
         )
+        payload = message.get("payload") if isinstance(message, dict) else None
+        name = payload.get("operationName") if isinstance(payload, dict) else None
+        if isinstance(name, str):
+            scope.operation = name[:MAX_NAME]  # until the document says (app.operations)
         with scoped(scope):
             log.info("websocket operation started", extra={"connection_request_id": parent})
         return scope
@@ -84,6 +88,12 @@ class ObservedOperations:
             scope.note_outcome(BAD_REQUEST)
         finish(scope, "websocket", started)
 
+    @staticmethod
+    def follow(scope: LogScope, started: float, task: asyncio.Task[Any]) -> None:
+        """The access line when the operation's task is done, even one cancelled before it ran at all (a
+        client that subscribes and completes at once)."""
+        task.add_done_callback(lambda _: finish(scope, "websocket", started))
+
 
 class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, None]):
     """The legacy graphql-ws protocol with the same refusals on `start`."""
@@ -92,7 +102,7 @@ class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, N
         if not self.connection_acknowledged:
             await super().handle_start(message)
             return
-        scope, started = self.operation_scope(), time.perf_counter()
+        scope, started = self.operation_scope(message), time.perf_counter()
         with scoped(scope):
             operation_id = message.get("id")
             if operation_id not in self.tasks:
@@ -104,8 +114,11 @@ class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, N
                     return
             before = self.tasks.get(operation_id)
             await super().handle_start(message)
-            if self.tasks.get(operation_id) in (None, before):
+            task = self.tasks.get(operation_id)
+            if task is None or task is before:
                 self.refused(scope, started)
+            else:
+                self.follow(scope, started, task)
 
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
@@ -114,7 +127,7 @@ class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, N
         if scope is None:
             await super().handle_async_results(operation_id, query, operation_name, variables)
             return
-        with observed(scope, "websocket"):
+        with traced(scope):
             await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def send_message(self, message: Any) -> None:
@@ -136,7 +149,7 @@ class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHand
         if not self.connection_acknowledged:
             await super().handle_subscribe(message)
             return
-        scope, started = self.operation_scope(), time.perf_counter()
+        scope, started = self.operation_scope(message), time.perf_counter()
         with scoped(scope):
             operation_id = message.get("id")
             if operation_id not in self.operations:
@@ -149,15 +162,18 @@ class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHand
                     return
             before = self.operations.get(operation_id)
             await super().handle_subscribe(message)
-            if self.operations.get(operation_id) in (None, before):
+            created = self.operations.get(operation_id)
+            if created is None or created is before or created.task is None:
                 self.refused(scope, started)
+            else:
+                self.follow(scope, started, created.task)
 
     async def run_operation(self, operation: Any) -> None:
         scope = current()
         if scope is None:
             await super().run_operation(operation)
             return
-        with observed(scope, "websocket"):
+        with traced(scope):
             await super().run_operation(operation)
 
     async def send_message(self, message: Any) -> None:

@@ -116,29 +116,42 @@ def observe_schema(schema: Any) -> None:
 def observed(scope: LogScope, transport: str) -> Iterator[LogScope]:
     """Around one operation: a span, then the access line, however it ends."""
     started = time.perf_counter()
+    try:
+        with traced(scope):
+            yield scope
+    finally:
+        finish(scope, transport, started)
+
+
+@contextmanager
+def traced(scope: LogScope) -> Iterator[None]:
+    """The operation's span, named and annotated once the operation is known (semantic conventions:
+    `<type> <name>`, graphql.operation.*)."""
     with tracing.span("GraphQL Operation", {"budgetbridge.request_id": scope.request_id}) as span:
         try:
-            yield scope
-        except BaseException:
+            yield
+        except Exception:
             scope.note_outcome("INTERNAL_SERVER_ERROR")
             raise
         finally:
-            finish(scope, transport, started, span)
+            kind = scope.operation_type or "operation"
+            outcome = scope.outcome or OK
+            span.rename(f"{kind} {scope.operation}" if scope.operation else kind)
+            span.set("graphql.operation.type", scope.operation_type)
+            span.set("graphql.operation.name", scope.operation)
+            span.set("budgetbridge.outcome", outcome)
+            span.set("enduser.id", scope.user_id)
+            if outcome not in (OK, USER_ERROR):
+                span.fail(outcome)
 
 
-def finish(scope: LogScope, transport: str, started: float, span: tracing.Span | None = None) -> None:
+def finish(scope: LogScope, transport: str, started: float) -> None:
+    """The operation's access line (once)."""
+    if scope.logged:
+        return
+    scope.logged = True
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
     outcome = scope.outcome or OK
-    scope.logged = True
-    if span is not None:
-        kind = scope.operation_type or "operation"
-        span.rename(f"{kind} {scope.operation}" if scope.operation else kind)
-        span.set("graphql.operation.type", scope.operation_type)
-        span.set("graphql.operation.name", scope.operation)
-        span.set("budgetbridge.outcome", outcome)
-        span.set("enduser.id", scope.user_id)
-        if outcome not in (OK, USER_ERROR):
-            span.fail(outcome)
     log.info(
         "graphql %s %s -> %s in %.1f ms",
         scope.operation_type or "operation", scope.operation or "(anonymous)", outcome, duration_ms,
