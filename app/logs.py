@@ -135,6 +135,8 @@ def configure(log_format: str = "text", level: str = "INFO", stream: IO[str] | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Alembic narrates each migration step at INFO ("Context impl SQLiteImpl.", per connection): only at DEBUG.
+    logging.getLogger("alembic").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     # uvicorn's loggers send to the root (its own log config is not installed; see app.cli).
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         logging.getLogger(name).handlers.clear()
