@@ -116,7 +116,7 @@ async def test_readiness_follows_redis_down_and_up(app_on: Any, tmp_path: Path) 
         async def readiness_is(status: int, broadcast: str) -> bool:
             response = await client.get("/readyz")
             last.update(response.json())
-            return response.status_code == status and last["checks"]["broadcast"]["status"] == broadcast
+            return bool(response.status_code == status and last["checks"]["broadcast"]["status"] == broadcast)
 
         await eventually(lambda: readiness_is(200, "ok"), timeout=30, what=lambda: f"ready: {last}")
 
