@@ -148,6 +148,8 @@ class ExportWorker:
             status = await export_pipeline.record_failure(
                 services, job, self._clock(), message, retryable=retryable, policy=self.policy
             )
+            if status is None and retryable and job.attempts < self.policy.max_attempts:
+                return "RETRYING"  # queued again after a backoff; the request stays EXPORTING
         else:
             self._after_export()  # the ERP has the entries; we have not recorded it yet
             status = await export_pipeline.record_success(

@@ -12,8 +12,11 @@ import httpx
 import pytest
 
 from app.export_worker import ExportWorker
+from erp.base import ExportReceipt
 from resolvers import queries
 from tests.e2e.conftest import line_fields
+from tests.erp.fakes import ScriptedConnector, failures
+from tests.erp.test_export_pipeline import accepted_with, worker_for
 from tests.erp.workflow import ADD_LINE, SEND, accept, add_line, lock_and_send
 from tests.notify.smtp_server import running_smtp
 from tests.notify.support import notifier_for
@@ -149,3 +152,22 @@ async def test_notifications_log_each_deliverys_start_outcome_and_attempt(
     assert lines[1]["outcome"] == "SENT"
     ours = [line for line in captured_log.lines() if line["logger"].startswith("budgetbridge")]
     assert "approver@example.com" not in str(ours)  # people are named by id, not by address
+
+
+async def test_a_failed_export_attempt_is_a_warning_then_the_retry_is_attempt_two(
+    services: Any, captured_log: CapturedLog
+) -> None:
+    connector = ScriptedConnector(outcomes=[*failures("ERP busy"), ExportReceipt("DOC-7")])
+    scripted, tenant, request_id = await accepted_with(services, connector)
+    worker = worker_for(scripted, tenant)
+    assert await worker.run_once() == 2  # no backoff in this policy: due again at once
+
+    lines = [line for line in captured_log.lines() if line.get("erp_request_id") == request_id]
+    assert [(line["level"], line["message"].split(" in ")[0]) for line in lines] == [
+        ("INFO", f"export of {request_id} started (attempt 1)"),
+        ("WARNING", f"export of {request_id} failed (attempt 1): ERP busy"),
+        ("INFO", f"export of {request_id} -> RETRYING (attempt 1)"),
+        ("INFO", f"export of {request_id} started (attempt 2)"),
+        ("INFO", f"export of {request_id} -> AWAITING_POSTING (attempt 2)"),
+    ]
+    assert lines[1]["retryable"] is True
