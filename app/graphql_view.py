@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -60,11 +61,54 @@ async def refuse_operation(view: GraphQLView, context: Context, payload: Any) ->
 class ObservedOperations:
     """Each operation a WebSocket starts gets a request id derived from the connection's, a log scope that its
     task inherits (asyncio copies context variables into new tasks), a span and an access line; what is sent
-    to the client carries that id in its errors (app.operations)."""
+    to the client carries that id in its errors (app.operations). Before it starts, the refusals of
+    `refuse_operation` apply. The two protocols differ only in where they keep an operation's task and how
+    they word a refusal."""
 
+    view: Any
+    context: Context
     _operations_started = 0
 
-    def operation_scope(self, message: Any) -> LogScope:
+    def task_of(self, operation_id: Any) -> asyncio.Task[Any] | None:
+        raise NotImplementedError
+
+    def refusal(self, operation_id: Any, error: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def send_message(self, message: Any) -> None:
+        await super().send_message(note_ws_message(message))  # type: ignore[misc]  # the protocol's own
+
+    async def start_observed(self, message: Any, start: Callable[[Any], Awaitable[None]]) -> None:
+        """Start the operation of a subscribe (`start`) message, through the protocol's own `start`."""
+        scope, started = self._operation_scope(message), time.perf_counter()
+        with scoped(scope):
+            operation_id = message.get("id")
+            before = self.task_of(operation_id)
+            if before is None:
+                refused = await refuse_operation(self.view, self.context, message.get("payload"))
+                if refused is not None:
+                    await self.send_message(self.refusal(message["id"], refused))
+                    self._end_unstarted(scope, started)
+                    return
+            await start(message)
+            task = self.task_of(operation_id)
+            if task is None or task is before:  # the protocol refused it (limit, duplicate id)
+                self._end_unstarted(scope, started)
+            else:
+                # The access line when the task is done, even one cancelled before it ran at all (a client
+                # that subscribes and completes at once).
+                task.add_done_callback(lambda _: finish(scope, "websocket", started))
+
+    async def run_traced(self, run: Awaitable[None]) -> None:
+        """The operation's task, inside its span."""
+        scope = current()
+        if scope is None:
+            await run
+            return
+        with traced(scope):
+            await run
+
+    def _operation_scope(self, message: Any) -> LogScope:
         connection = current()
         parent = connection.request_id if connection is not None else new_request_id()
         self._operations_started += 1
@@ -73,7 +117,7 @@ class ObservedOperations:
             user_id=connection.user_id if connection is not None else None,
             company_id=connection.company_id if connection is not None else None,
         )
-        payload = message.get("payload") if isinstance(message, dict) else None
+        payload = message.get("payload")
         name = payload.get("operationName") if isinstance(payload, dict) else None
         if isinstance(name, str):
             scope.operation = name[:MAX_NAME]  # until the document says (app.operations)
@@ -82,63 +126,45 @@ class ObservedOperations:
         return scope
 
     @staticmethod
-    def refused(scope: LogScope, started: float) -> None:
-        """The operation ended before a task ran it (refused here or by the protocol)."""
+    def _end_unstarted(scope: LogScope, started: float) -> None:
         if scope.outcome is None:
             scope.note_outcome(BAD_REQUEST)
         finish(scope, "websocket", started)
 
-    @staticmethod
-    def follow(scope: LogScope, started: float, task: asyncio.Task[Any]) -> None:
-        """The access line when the operation's task is done, even one cancelled before it ran at all (a
-        client that subscribes and completes at once)."""
-        task.add_done_callback(lambda _: finish(scope, "websocket", started))
-
 
 class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, None]):
-    """The legacy graphql-ws protocol with the same refusals on `start`."""
+    """The legacy graphql-ws protocol, observed, with the same refusals on `start`."""
+
+    def task_of(self, operation_id: Any) -> asyncio.Task[Any] | None:
+        return self.tasks.get(operation_id)
+
+    def refusal(self, operation_id: Any, error: dict[str, Any]) -> Any:
+        return ErrorMessage(type="error", id=operation_id, payload=cast(Any, error))
 
     async def handle_start(self, message: Any) -> None:
         if not self.connection_acknowledged:
             await super().handle_start(message)
             return
-        scope, started = self.operation_scope(message), time.perf_counter()
-        with scoped(scope):
-            operation_id = message.get("id")
-            if operation_id not in self.tasks:
-                view: Any = self.view
-                refused = await refuse_operation(view, self.context, message.get("payload"))
-                if refused is not None:
-                    await self.send_message(ErrorMessage(type="error", id=message["id"], payload=cast(Any, refused)))
-                    self.refused(scope, started)
-                    return
-            before = self.tasks.get(operation_id)
-            await super().handle_start(message)
-            task = self.tasks.get(operation_id)
-            if task is None or task is before:
-                self.refused(scope, started)
-            else:
-                self.follow(scope, started, task)
+        await self.start_observed(message, super().handle_start)
 
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
-        scope = current()
-        if scope is None:
-            await super().handle_async_results(operation_id, query, operation_name, variables)
-            return
-        with traced(scope):
-            await super().handle_async_results(operation_id, query, operation_name, variables)
-
-    async def send_message(self, message: Any) -> None:
-        await super().send_message(note_ws_message(message))
+        await self.run_traced(super().handle_async_results(operation_id, query, operation_name, variables))
 
 
 class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with keep-alive pings once acknowledged. strawberry keeps only the legacy protocol
-    alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts."""
+    """graphql-transport-ws, observed, with keep-alive pings once acknowledged. strawberry keeps only the legacy
+    protocol alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts."""
 
     _pinger: asyncio.Task[None] | None = None
+
+    def task_of(self, operation_id: Any) -> asyncio.Task[Any] | None:
+        operation = self.operations.get(operation_id)
+        return operation.task if operation is not None else None
+
+    def refusal(self, operation_id: Any, error: dict[str, Any]) -> Any:
+        return {"id": operation_id, "type": "error", "payload": [error]}
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
@@ -149,35 +175,10 @@ class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHand
         if not self.connection_acknowledged:
             await super().handle_subscribe(message)
             return
-        scope, started = self.operation_scope(message), time.perf_counter()
-        with scoped(scope):
-            operation_id = message.get("id")
-            if operation_id not in self.operations:
-                view: Any = self.view
-                refused = await refuse_operation(view, self.context, message.get("payload"))
-                if refused is not None:
-                    error: Any = {"id": message["id"], "type": "error", "payload": [refused]}
-                    await self.send_message(error)
-                    self.refused(scope, started)
-                    return
-            before = self.operations.get(operation_id)
-            await super().handle_subscribe(message)
-            created = self.operations.get(operation_id)
-            if created is None or created is before or created.task is None:
-                self.refused(scope, started)
-            else:
-                self.follow(scope, started, created.task)
+        await self.start_observed(message, super().handle_subscribe)
 
     async def run_operation(self, operation: Any) -> None:
-        scope = current()
-        if scope is None:
-            await super().run_operation(operation)
-            return
-        with traced(scope):
-            await super().run_operation(operation)
-
-    async def send_message(self, message: Any) -> None:
-        await super().send_message(note_ws_message(message))
+        await self.run_traced(super().run_operation(operation))
 
     async def _ping(self, interval: float) -> None:
         with contextlib.suppress(Exception):  # the socket is gone: shutdown() is on its way
