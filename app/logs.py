@@ -137,8 +137,12 @@ def configure(log_format: str = "text", level: str = "INFO", stream: IO[str] | N
     root.setLevel(level)
     # Alembic narrates each migration step at INFO ("Context impl SQLiteImpl.", per connection): only at DEBUG.
     logging.getLogger("alembic").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
-    # uvicorn's loggers send to the root (its own log config is not installed; see app.cli).
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+    # uvicorn's loggers send to the root (its own log config is not installed; see app.cli), except its access
+    # log: app.request_ids and app.operations write the access lines, with the request id and the operation.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
     return handler
