@@ -16,6 +16,7 @@ from opentelemetry.trace import StatusCode
 from app import tracing
 from app.export_worker import ExportWorker
 from app.main import create_app
+from app.settings import SettingsError
 from persistence.database import Database
 from tests.e2e.conftest import GENEROUS_RATE_LIMITS
 from tests.erp.workflow import accept, add_line, lock_and_send
@@ -143,3 +144,9 @@ async def test_a_websocket_operation_has_a_span_of_its_own(
     attributes = dict(operation.attributes or {})
     assert str(attributes["budgetbridge.request_id"]).endswith(".1") and attributes["budgetbridge.outcome"] == "ok"
     assert operation.parent is None  # WebSocket frames are not traced; each operation is a trace of its own
+
+
+def test_an_exporter_we_do_not_ship_stops_the_start_with_one_line() -> None:
+    with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER: 'zipkin' is not otlp, console or none"):
+        tracing.setup_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
+    assert not tracing.enabled()
