@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from app import admin, api_tokens, auth, notify_admin
+from app import admin, api_tokens, auth, logs, notify_admin, tracing
 from app.settings import Settings, SettingsError
 from domain.permissions import Grant, PermissionLevel, TokenScope
 from erp.registry import CONNECTORS, UnknownConnectorError, check_connector_name
@@ -149,11 +149,9 @@ def _connector_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _worker(settings: Settings, company_id: str | None) -> None:
-    import logging
-
     from app.export_worker import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracing.setup_from_env()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings, company_id))
 
@@ -416,11 +414,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         finally:
             await runtime.db.dispose()
 
+    tracing.setup_from_env()
     asyncio.run(preflight())
+    # Logging is app.logs's (configured in main): uvicorn installs no config of its own, and its access log
+    # is replaced by ours, which has the request id and the GraphQL operation.
+    logging_options: dict[str, Any] = {"log_config": None, "access_log": False}
     metrics_dir = metrics.prepare_multiprocess_dir(args.workers)  # before the worker processes start
     try:
         if args.workers == 1:
-            uvicorn.run(create_app(settings, demo=args.demo), host=args.host, port=args.port, log_level="info")
+            uvicorn.run(create_app(settings, demo=args.demo), host=args.host, port=args.port, **logging_options)
             return
         os.environ["BUDGETBRIDGE_DEMO"] = "1" if args.demo else "0"
         uvicorn.run(
@@ -429,7 +431,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             workers=args.workers,
             host=args.host,
             port=args.port,
-            log_level="info",
+            **logging_options,
         )
     finally:
         metrics.remove_own_dir(metrics_dir)
@@ -439,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        # Servers log their work; a one-shot command's result is its output, so it logs only what went wrong
+        # (unless BUDGETBRIDGE_LOG_LEVEL says otherwise).
+        default_level = "INFO" if args.command in ("serve", "worker") else "WARNING"
+        logs.configure(settings.log_format, settings.log_level or default_level)
         if args.command == "serve":
             _serve(args, settings)
             return 0

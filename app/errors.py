@@ -1,5 +1,8 @@
 """Errors at the HTTP edge: GraphQL-shaped error bodies for refusals that happen before (or instead of)
-GraphQL execution, and which exceptions mean "the database cannot be reached now"."""
+GraphQL execution, and which exceptions mean "the database cannot be reached now".
+
+Every GraphQL-shaped body leaves through `json_response`: its errors get `extensions.requestId` and its
+outcome goes to the access line (app.operations)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import orjson
 from starlette.responses import Response
 
 from app.metrics import record_error_code
+from app.operations import note_body
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
@@ -38,10 +42,13 @@ def error_body(message: str, code: str, **extensions: object) -> dict[str, objec
 
 
 def json_response(
-    body: object, status: int, media_type: str = JSON, headers: Mapping[str, str] | None = None
+    body: dict[str, object], status: int, media_type: str = JSON, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(body), status_code=status, media_type=f"{media_type}; charset=utf-8", headers=dict(headers or {})
+        orjson.dumps(note_body(body)),
+        status_code=status,
+        media_type=f"{media_type}; charset=utf-8",
+        headers=dict(headers or {}),
     )
 
 

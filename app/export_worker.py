@@ -19,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from app import metrics
+from app import metrics, tracing
 from app.settings import Settings
 from app.tasks import cancel_and_wait
 from erp.base import ConnectorError
 from erp.registry import posting_detectors
 from persistence.export_reads import ExportReads, SqlExportReads
+from persistence.unit_of_work import ClaimedJob
 from resolvers import export_pipeline
 from resolvers.context import Services
 from resolvers.export_pipeline import RetryPolicy
@@ -70,6 +72,11 @@ class ExportWorker:
     def kick(self) -> None:
         self._wake.set()
 
+    @property
+    def alive(self) -> bool | None:
+        """None: not started in this process (`start`); else whether its loop still runs (readiness)."""
+        return None if self._task is None else not self._task.done()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self.run_forever(), name="export-worker")
 
@@ -97,29 +104,54 @@ class ExportWorker:
         return ran
 
     async def run_next_job(self) -> bool:
-        services = self._services
-        job = await export_pipeline.claim(services, self._clock(), self.policy, self.company_id)
+        job = await export_pipeline.claim(self._services, self._clock(), self.policy, self.company_id)
         if job is None:
             return False
+        fields: dict[str, object] = {"erp_request_id": job.request_id, "job_id": job.id, "attempt": job.attempts}
+        started = time.perf_counter()
+        attributes = {"budgetbridge.erp_request.id": job.request_id, "budgetbridge.export.attempt": job.attempts}
+        with tracing.span("export job", attributes) as span:
+            log.info("export of %s started (attempt %d)", job.request_id, job.attempts, extra=fields)
+            outcome = await self._run_job(job, fields)
+            span.set("budgetbridge.outcome", outcome)
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "export of %s -> %s (attempt %d) in %.1f ms", job.request_id, outcome, job.attempts, duration_ms,
+            extra={**fields, "outcome": outcome, "duration_ms": duration_ms},
+        )
+        return True
+
+    async def _run_job(self, job: ClaimedJob, fields: dict[str, object]) -> str:
+        """Export one claimed job and record what happened; the request's status after it (its outcome)."""
+        services = self._services
         loaded = await self._reads.export_batch(job.request_id, self._clock().date())
         if loaded is None:  # the request moved on (a callback recorded it); nothing to export
             await export_pipeline.record_moved_on(services, job, self._clock())
-            return True
-        connector = services.connectors.get(loaded.company.erp_connector, loaded.company.erp_settings)
+            return "moved on"
+        fields["company_id"] = loaded.company.id
+        connector_name = loaded.company.erp_connector
+        connector = services.connectors.get(connector_name, loaded.company.erp_settings)
         try:
             if connector is None:
                 raise ConnectorError("the company has no working ERP connection")
             export_pipeline.check_format(connector, loaded.batch)
-            async with asyncio.timeout(self._timeout):
-                with metrics.connector_call(loaded.company.erp_connector, "export"):
-                    receipt = await connector.export(loaded.batch)
+            # A failure escaping the span marks it failed, with the exception.
+            with tracing.span("erp export", {"budgetbridge.erp.connector": connector_name}):
+                async with asyncio.timeout(self._timeout):
+                    with metrics.connector_call(connector_name, "export"):
+                        receipt = await connector.export(loaded.batch)
         except (ConnectorError, TimeoutError, OSError) as exc:
             message, retryable = export_pipeline.describe_failure(exc, self._timeout)
-            log.warning("export of %s failed (attempt %d): %s", job.request_id, job.attempts, message)
+            log.warning(
+                "export of %s failed (attempt %d): %s", job.request_id, job.attempts, message,
+                extra={**fields, "retryable": retryable},
+            )
             status = await export_pipeline.record_failure(
                 services, job, self._clock(), message, retryable=retryable, policy=self.policy
             )
-            metrics.record_export_attempt(loaded.company.erp_connector, status, succeeded=False)
+            metrics.record_export_attempt(connector_name, status, succeeded=False)
+            if status is None and retryable and job.attempts < self.policy.max_attempts:
+                return "RETRYING"  # queued again after a backoff; the request stays EXPORTING
         else:
             self._after_export()  # the ERP has the entries; we have not recorded it yet
             status = await export_pipeline.record_success(
@@ -130,10 +162,8 @@ class ExportWorker:
                 deferred=receipt.deferred,
                 requires_posting=connector.capabilities.requires_posting,
             )
-            metrics.record_export_attempt(loaded.company.erp_connector, status, succeeded=True)
-        if status is not None:
-            log.info("export %s -> %s", job.request_id, status.value)
-        return True
+            metrics.record_export_attempt(connector_name, status, succeeded=True)
+        return status.value if status is not None else "unchanged"
 
     async def fail_overdue_callbacks(self) -> None:
         """An integrator that accepted an export and never reported back: fail it visibly, so the approver
@@ -152,9 +182,10 @@ class ExportWorker:
             if connector is None:
                 continue
             try:
-                async with asyncio.timeout(self._timeout):
-                    with metrics.connector_call(check.erp_connector, "posted"):
-                        posted = await connector.posted(check.export_id)
+                with tracing.span("erp posted", {"budgetbridge.erp.connector": check.erp_connector}):
+                    async with asyncio.timeout(self._timeout):
+                        with metrics.connector_call(check.erp_connector, "posted"):
+                            posted = await connector.posted(check.export_id)
             except Exception:
                 log.warning("posting check of %s failed", check.id, exc_info=True)
                 continue

@@ -37,6 +37,7 @@ from app.errors import (
     GRAPHQL_RESPONSE_JSON,
     INTERNAL_SERVER_ERROR,
     JSON,
+    PAYLOAD_TOO_LARGE,
     RATE_LIMITED,
     SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
@@ -45,7 +46,10 @@ from app.errors import (
     json_response,
     new_error_id,
 )
+from app.logs import LogScope, current, scoped
+from app.operations import MAX_NAME, note_viewer, observed
 from app.rate_limits import Refusal
+from app.request_ids import new_request_id
 from app.trusted_documents import DocumentLookupError
 from resolvers.context import Context, UnauthenticatedError, Viewer
 
@@ -117,12 +121,19 @@ class GraphQLHTTPEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response = await self.handle(request)
-        await response(scope, receive, send)
+        if _wants_graphiql(request):
+            await pages.graphiql_response(request)(scope, receive, send)
+            return
+        log_scope = current() or LogScope(request_id=new_request_id())
+        with scoped(log_scope), observed(log_scope, "http"):
+            try:
+                response = await self.handle(request)
+            except BodyTooLarge:
+                log_scope.note_outcome(PAYLOAD_TOO_LARGE)  # the body limit middleware answers 413
+                raise
+            await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
-        if _wants_graphiql(request):
-            return pages.graphiql_response(request)
         media = negotiate(request.headers.get("accept"))
         if media is None:
             return error_response(
@@ -137,7 +148,7 @@ class GraphQLHTTPEndpoint:
             log.info("the client left before its request body arrived")  # nobody is there to answer
             return error_response(400, "the request body was not received", BAD_REQUEST, media_type=media)
         except _RequestError as refused:
-            log.info("bad request %s: %s", refused.status, refused.message)
+            log.debug("bad request %s: %s", refused.status, refused.message)
             return error_response(refused.status, refused.message, BAD_REQUEST, media_type=media,
                                   headers=refused.headers)
         except Exception as exc:
@@ -174,7 +185,7 @@ class GraphQLHTTPEndpoint:
         if token is not None:
             blocked = await limits.auth_blocked(address)
             if blocked is not None:
-                log.info("rate limited: failed authentications from %s", address)
+                log.debug("rate limited: failed authentications from %s", address)
                 return self._rate_limited(blocked, media, "too many failed authentications: try again later")
             try:
                 viewer = await runtime.auth.authenticate(token)
@@ -182,8 +193,9 @@ class GraphQLHTTPEndpoint:
                 await limits.auth_failed(address)
                 message = refused.message
                 reason = f" ({refused.refusal.value})" if refused.refusal is not None else ""
+        note_viewer(viewer)
         if viewer is None:
-            log.info("request error UNAUTHENTICATED from %s%s", address, reason)
+            log.debug("request error UNAUTHENTICATED from %s%s", address, reason)
             error = UnauthenticatedError(message)
             return error_response(
                 401 if media == GRAPHQL_RESPONSE_JSON else 200, error.message, UNAUTHENTICATED, media_type=media,
@@ -191,16 +203,19 @@ class GraphQLHTTPEndpoint:
             )
         refusal = await limits.operation(viewer.actor.user_id)
         if refusal is not None:
-            log.info("rate limited: operations of user %s", viewer.actor.user_id)
+            log.debug("rate limited: operations of user %s", viewer.actor.user_id)
             return self._rate_limited(refusal, media, "too many requests: try again later")
 
         params = await self._params(request)
+        log_scope = current()
+        if log_scope is not None and isinstance(params.get("operationName"), str):
+            log_scope.operation = params["operationName"][:MAX_NAME]  # until the document says (app.operations)
         try:
             text = runtime.trusted_documents.resolve(
                 params.get("query"), params.get("documentId"), params.get("extensions")
             )
         except DocumentLookupError as missing:
-            log.info("request error %s: %s", missing.code, missing.message)
+            log.debug("request error %s: %s", missing.code, missing.message)
             return error_response(
                 400 if media == GRAPHQL_RESPONSE_JSON else 200, missing.message, missing.code, media_type=media
             )

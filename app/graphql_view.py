@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -22,7 +24,10 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 
 from app import auth, pages
-from app.errors import RATE_LIMITED
+from app.errors import BAD_REQUEST, RATE_LIMITED
+from app.logs import LogScope, current, scoped
+from app.operations import MAX_NAME, finish, note_viewer, note_ws_message, observe_schema, traced
+from app.request_ids import derived_request_id, new_request_id
 from app.trusted_documents import DocumentLookupError
 from domain.access import AccessRefusal
 from resolvers.context import Context
@@ -30,7 +35,7 @@ from resolvers.context import Context
 if TYPE_CHECKING:
     from app.main import Runtime
 
-log = logging.getLogger("budgetbridge.ws")
+log = logging.getLogger("budgetbridge.access")
 
 WS_UNAUTHENTICATED = "authentication required: a valid bearer token in connection_init"
 
@@ -65,28 +70,117 @@ async def refuse_operation(view: GraphQLView, context: Context, payload: Any) ->
     return None
 
 
-class LimitedLegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
-    """The legacy graphql-ws protocol with the same refusals on `start`."""
+class ObservedOperations:
+    """Each operation a WebSocket starts gets a request id derived from the connection's, a log scope that its
+    task inherits (asyncio copies context variables into new tasks), a span and an access line; what is sent
+    to the client carries that id in its errors (app.operations). Before it starts, the refusals of
+    `refuse_operation` apply. The two protocols differ only in where they keep an operation's task and how
+    they word a refusal."""
+
+    view: Any
+    context: Context
+    _operations_started = 0
+
+    def task_of(self, operation_id: Any) -> asyncio.Task[Any] | None:
+        raise NotImplementedError
+
+    def refusal(self, operation_id: Any, error: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def send_message(self, message: Any) -> None:
+        await super().send_message(note_ws_message(message))  # type: ignore[misc]  # the protocol's own
+
+    async def start_observed(self, message: Any, start: Callable[[Any], Awaitable[None]]) -> None:
+        """Start the operation of a subscribe (`start`) message, through the protocol's own `start`."""
+        scope, started = self._operation_scope(message), time.perf_counter()
+        with scoped(scope):
+            operation_id = message.get("id")
+            before = self.task_of(operation_id)
+            if before is None:
+                refused = await refuse_operation(self.view, self.context, message.get("payload"))
+                if refused is not None:
+                    await self.send_message(self.refusal(message["id"], refused))
+                    self._end_unstarted(scope, started)
+                    return
+            await start(message)
+            task = self.task_of(operation_id)
+            if task is None or task is before:  # the protocol refused it (limit, duplicate id)
+                self._end_unstarted(scope, started)
+            else:
+                # The access line when the task is done, even one cancelled before it ran at all (a client
+                # that subscribes and completes at once).
+                task.add_done_callback(lambda _: finish(scope, "websocket", started))
+
+    async def run_traced(self, run: Awaitable[None]) -> None:
+        """The operation's task, inside its span."""
+        scope = current()
+        if scope is None:
+            await run
+            return
+        with traced(scope):
+            await run
+
+    def _operation_scope(self, message: Any) -> LogScope:
+        connection = current()
+        parent = connection.request_id if connection is not None else new_request_id()
+        self._operations_started += 1
+        scope = LogScope(
+            request_id=derived_request_id(parent, self._operations_started),
+            user_id=connection.user_id if connection is not None else None,
+            company_id=connection.company_id if connection is not None else None,
+        )
+        payload = message.get("payload")
+        name = payload.get("operationName") if isinstance(payload, dict) else None
+        if isinstance(name, str):
+            scope.operation = name[:MAX_NAME]  # until the document says (app.operations)
+        with scoped(scope):
+            log.info("websocket operation started", extra={"connection_request_id": parent})
+        return scope
+
+    @staticmethod
+    def _end_unstarted(scope: LogScope, started: float) -> None:
+        if scope.outcome is None:
+            scope.note_outcome(BAD_REQUEST)
+        finish(scope, "websocket", started)
+
+
+class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, None]):
+    """The legacy graphql-ws protocol, observed, with the same refusals on `start`."""
+
+    def task_of(self, operation_id: Any) -> asyncio.Task[Any] | None:
+        return self.tasks.get(operation_id)
+
+    def refusal(self, operation_id: Any, error: dict[str, Any]) -> Any:
+        return ErrorMessage(type="error", id=operation_id, payload=cast(Any, error))
 
     async def send_message(self, message: Any) -> None:
         if not _closed_by_us(self.context):
             await super().send_message(message)
 
     async def handle_start(self, message: Any) -> None:
-        if self.connection_acknowledged and message.get("id") not in self.tasks:
-            view: Any = self.view
-            refused = await refuse_operation(view, self.context, message.get("payload"))
-            if refused is not None:
-                await self.send_message(ErrorMessage(type="error", id=message["id"], payload=cast(Any, refused)))
-                return
-        await super().handle_start(message)
+        if not self.connection_acknowledged:
+            await super().handle_start(message)
+            return
+        await self.start_observed(message, super().handle_start)
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        await self.run_traced(super().handle_async_results(operation_id, query, operation_name, variables))
 
 
-class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with keep-alive pings once acknowledged. strawberry keeps only the legacy protocol
-    alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts."""
+class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, observed, with keep-alive pings once acknowledged. strawberry keeps only the legacy
+    protocol alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts."""
 
     _pinger: asyncio.Task[None] | None = None
+
+    def task_of(self, operation_id: Any) -> asyncio.Task[Any] | None:
+        operation = self.operations.get(operation_id)
+        return operation.task if operation is not None else None
+
+    def refusal(self, operation_id: Any, error: dict[str, Any]) -> Any:
+        return {"id": operation_id, "type": "error", "payload": [error]}
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
@@ -94,14 +188,13 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._pinger = asyncio.create_task(self._ping(float(self.view.keep_alive_interval or 15.0)))
 
     async def handle_subscribe(self, message: Any) -> None:
-        if self.connection_acknowledged and message.get("id") not in self.operations:
-            view: Any = self.view
-            refused = await refuse_operation(view, self.context, message.get("payload"))
-            if refused is not None:
-                error: Any = {"id": message["id"], "type": "error", "payload": [refused]}
-                await self.send_message(error)
-                return
-        await super().handle_subscribe(message)
+        if not self.connection_acknowledged:
+            await super().handle_subscribe(message)
+            return
+        await self.start_observed(message, super().handle_subscribe)
+
+    async def run_operation(self, operation: Any) -> None:
+        await self.run_traced(super().run_operation(operation))
 
     async def send_message(self, message: Any) -> None:
         if not _closed_by_us(self.context):
@@ -136,6 +229,7 @@ class GraphQLView(GraphQL[Context, None]):
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, **kwargs)
+        observe_schema(schema)
         self.allowed_origins = allowed_origins
         self.max_message_bytes = max_message_bytes
 
@@ -180,6 +274,7 @@ class GraphQLView(GraphQL[Context, None]):
                 await runtime.rate_limits.auth_failed(address)
                 message = refused.message if refused.message != auth.GENERIC_MESSAGE else WS_UNAUTHENTICATED
                 raise ConnectionRejectionError({"message": message}) from None
+            note_viewer(context.viewer_or_none)
             context.reset_loaders()
             context.recheck_access = functools.partial(self._recheck_access, context, runtime.auth, token)
         if context.viewer_or_none is None:

@@ -13,12 +13,10 @@ from datetime import timedelta
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from app import api_tokens, auth, metrics, oidc, pages, sign_in
+from app import api_tokens, auth, health, logs, metrics, oidc, pages, sign_in, tracing
 from app.body_limit import BodyLimitMiddleware
 from app.errors import is_database_outage
 from app.export_worker import ExportWorker, build_worker
@@ -27,6 +25,7 @@ from app.graphql_view import GraphQLView
 from app.live import LiveHub
 from app.notifier import Notifier, build_notifier
 from app.rate_limits import RateLimits, storage_url
+from app.request_ids import RequestIdMiddleware
 from app.settings import Settings, SettingsError
 from app.tasks import run_bounded
 from app.trusted_documents import TrustedDocuments, TrustedDocumentsError
@@ -100,6 +99,7 @@ async def start_runtime(
     trusted = trusted_documents if trusted_documents is not None else load_trusted_documents(settings)
     db = Database(settings.database_url)
     metrics.watch_pool(db.engine)
+    tracing.instrument_engine(db.engine)
     try:
         if db.is_sqlite:
             await migrate(db)  # the embedded database is created and migrated on first start
@@ -151,16 +151,13 @@ async def start_runtime(
     )
 
 
-async def health(request: Request) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
-    try:
-        async with runtime.db.read() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        log.warning("health check failed: %r", exc)
-        retry_after = str(runtime.settings.retry_after_seconds)
-        return JSONResponse({"status": "unavailable"}, status_code=503, headers={"retry-after": retry_after})
-    return JSONResponse({"status": "ok"})
+def observability() -> tuple[list[Middleware], list[BaseRoute]]:
+    """Request ids (app.request_ids) and, when on, tracing (app.tracing) outside every other middleware, so
+    even a refused body has them; the liveness and readiness routes (app.health)."""
+    middleware = [Middleware(RequestIdMiddleware)]
+    if tracing.enabled():
+        middleware.insert(0, Middleware(tracing.asgi_middleware))
+    return middleware, health.routes()
 
 
 async def print_demo_users(runtime: Runtime) -> None:
@@ -225,22 +222,25 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         max_message_bytes=settings.max_websocket_message_bytes,
     )
+    observing, health_routes = observability()
     middleware = [
+        *observing,
         Middleware(metrics.HttpMetricsMiddleware),
         Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type"],
-        )
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+        ),
     ]
     return Starlette(
         routes=[
             Route("/graphql", GraphQLHTTPEndpoint(view), methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             Route("/erp/callbacks/webhook", webhook_callback, methods=["POST"]),
-            Route("/healthz", health),
+            *health_routes,  # /healthz, /readyz
             Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
             Route("/auth/config", sign_in.auth_config, methods=["GET"]),
             *pages.routes(),  # the dashboard at / and its deep links, /static/..., /graphql/assets/...
@@ -251,7 +251,11 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
 
 
 def create_app_from_env() -> Starlette:
-    """The factory `budgetbridge serve --workers N` hands to uvicorn (each worker builds its own app)."""
+    """The factory `budgetbridge serve --workers N` hands to uvicorn (each worker builds its own app, in a
+    process of its own: logging and tracing are set up there again)."""
     import os
 
-    return create_app(Settings.from_env(), demo=os.environ.get("BUDGETBRIDGE_DEMO") == "1")
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, settings.log_level or "INFO")
+    tracing.setup_from_env()
+    return create_app(settings, demo=os.environ.get("BUDGETBRIDGE_DEMO") == "1")

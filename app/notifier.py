@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -105,6 +106,11 @@ class Notifier:
     def kick(self) -> None:
         self._wake.set()
 
+    @property
+    def alive(self) -> bool | None:
+        """None: not started in this process (`start`); else whether its loop still runs (readiness)."""
+        return None if self._task is None else not self._task.done()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self.run_forever(), name="notifier")
 
@@ -164,44 +170,57 @@ class Notifier:
 
     async def deliver_next(self) -> bool:
         """Deliver one due notification; False when none is due."""
-        policy = self.config.policy
         row = await notifications.claim(
-            self._services, self._clock(), policy.lease, self.company_id, max_attempts=policy.max_attempts
+            self._services, self._clock(), self.config.policy.lease, self.company_id,
+            max_attempts=self.config.policy.max_attempts,
         )
         if row is None:
             return False
+        fields: dict[str, object] = {
+            "notification_id": row.id, "kind": row.kind, "channel": row.channel, "attempt": row.attempts,
+            "company_id": row.company_id, "erp_request_id": row.erp_request_id,
+        }
+        log.info("notification %s %s by %s started (attempt %d)", row.id, row.kind, row.channel, row.attempts,
+                 extra=fields)
+        started = time.perf_counter()
+        outcome = await self._deliver(row, fields)
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "notification %s -> %s (attempt %d) in %.1f ms", row.id, outcome, row.attempts, duration_ms,
+            extra={**fields, "outcome": outcome, "duration_ms": duration_ms},
+        )
+        return True
+
+    async def _deliver(self, row: NotificationRecord, fields: dict[str, object]) -> str:
+        """Deliver one claimed row and record what happened; its outcome for the log."""
+        policy = self.config.policy
         try:
             content = Content.of(NotificationKind(row.kind), row.payload)
             if row.channel == Channel.EMAIL.value:
                 await self._email(row, content)
             else:
                 await self._chat(row, content)
-        except Abandoned:
-            return True
+        except Abandoned:  # recorded as not sendable, or no longer this worker's
+            return "NOT_SENT"
         except (KeyError, TypeError, ValueError) as exc:  # a row we cannot render: trying again will not help
-            log.exception("notification %s cannot be rendered", row.id)
-            await notifications.record_failure(
+            log.exception("notification %s cannot be rendered", row.id, extra=fields)
+            status = await notifications.record_failure(
                 self._services, row, self._clock(), f"cannot be rendered: {exc!r}", retryable=False, policy=policy
             )
-            metrics.record_delivery(row.channel, OutboxStatus.FAILED)
-            return True
+            metrics.record_delivery(row.channel, status)
+            return _outcome(status)
         except DeliveryError as exc:
             status = await notifications.record_failure(
-                self._services,
-                row,
-                self._clock(),
-                str(exc),
-                retryable=exc.retryable,
-                policy=self.config.policy,
+                self._services, row, self._clock(), str(exc), retryable=exc.retryable, policy=policy
             )
             metrics.record_delivery(row.channel, status)
-            log.warning("notification %s (attempt %d) not delivered: %s -> %s", row.id, row.attempts, exc, status)
-            return True
+            log.warning("notification %s (attempt %d) not delivered: %s -> %s", row.id, row.attempts, exc, status,
+                        extra={**fields, "retryable": exc.retryable})
+            return _outcome(status)
         self._after_send()  # delivered; not recorded yet
         await notifications.record_sent(self._services, row, self._clock())
         metrics.record_delivery(row.channel, OutboxStatus.SENT)
-        log.info("notification %s %s delivered to %s", row.id, row.kind, row.address or "the chat channel")
-        return True
+        return "SENT"
 
     async def _handed_over(self, row: NotificationRecord, message_id: str | None) -> bool:
         return await notifications.record_handed_over(self._services, row, self._clock(), message_id)
@@ -244,6 +263,11 @@ class Notifier:
         await self.chat.post(
             hook.url, text, allow_private_network=hook.allow_private_network, before_send=before_send
         )
+
+
+def _outcome(status: OutboxStatus | None) -> str:
+    """A recorded failure's status: PENDING (retried later) or FAILED; None when the row was not ours."""
+    return status.value if status is not None else "unchanged"
 
 
 def _ehlo_name(public_url: str) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.logs import FORMATS, LEVELS
 from erp.registry import UnknownConnectorError, check_connector_name
 from persistence.database import DatabaseUrlError, normalise_url
 
@@ -72,6 +73,9 @@ class Settings:
     oidc_clock_skew_seconds: float = 60.0
     oidc_keys_cache_seconds: float = 600.0
     oidc_keys_refetch_seconds: float = 30.0
+    # Logs (app.logs): text or json; None = INFO for serve and worker, WARNING for one-shot CLI commands.
+    log_format: str = "text"
+    log_level: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -246,6 +250,20 @@ def _timezone(text: str) -> str:
     return text.strip()
 
 
+def _log_format(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in FORMATS:
+        raise ValueError(f"{text!r} is not text or json")
+    return lowered
+
+
+def _log_level(text: str) -> str:
+    upper = text.strip().upper()
+    if upper not in LEVELS:
+        raise ValueError(f"{text!r} is not DEBUG, INFO, WARNING or ERROR")
+    return upper
+
+
 # How each setting is read: by field name where it needs its own check, else by the field's type.
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _database_url,
@@ -266,5 +284,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "public_url": _public_url,
     "digest_hour": _hour,
     "digest_timezone": _timezone,
+    "log_format": _log_format,
+    "log_level": _log_level,
 }
 _PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {"float": _positive, "int": _count, "bool": _flag}

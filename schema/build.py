@@ -82,9 +82,10 @@ class DocumentGuard(SchemaExtension):
 
 
 class ReportErrors(MaskErrors):
-    """Each error is logged once: a client's mistake as one INFO line, an outage as one WARNING (answered
-    SERVICE_UNAVAILABLE), anything else with its traceback and an error id, answered "Unexpected error."
-    with that id in `extensions.errorId` (no stack trace or SQL ever reaches the client)."""
+    """Each error is logged once: a client's mistake at DEBUG (its code is in the operation's access line at
+    INFO), an outage as one WARNING (answered SERVICE_UNAVAILABLE), anything else with its traceback and an
+    error id, answered "Unexpected error." with that id in `extensions.errorId` (no stack trace or SQL ever
+    reaches the client)."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=should_mask)
@@ -116,8 +117,9 @@ class ReportErrors(MaskErrors):
                     )
                 )
             else:
+                # The access line (app.operations) has the code at INFO; the message may quote variables.
                 code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
-                log.info("request error %s: %s", code, error.message)
+                log.debug("request error %s: %s", code, error.message)
                 processed.append(error)
         return processed
 

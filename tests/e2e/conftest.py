@@ -72,11 +72,16 @@ async def post_graphql(
 
 
 async def gql(client: httpx.AsyncClient, token: str | None, query: str, **variables: Any) -> dict[str, Any]:
-    """POST a GraphQL request; return the whole JSON body (data and errors), after checking it leaks nothing."""
+    """POST a GraphQL request; return the whole JSON body (data and errors), after checking it leaks nothing.
+    Every error's `extensions.requestId` is checked against the response's X-Request-ID and then left out, so
+    tests compare what else the error says."""
     response = await post_graphql(client, token, query, variables)
     assert_no_leak(response.text)
     assert response.headers["content-type"].startswith("application/json"), response.text
     body: dict[str, Any] = response.json()
+    for error in body.get("errors") or []:
+        extensions = error.get("extensions") or {}
+        assert extensions.pop("requestId") == response.headers["x-request-id"], error
     return body
 
 

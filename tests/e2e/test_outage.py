@@ -119,8 +119,10 @@ async def test_an_unreachable_database_answers_503_and_the_server_recovers_by_it
                     body = response.json()
                     assert [e["extensions"]["code"] for e in body["errors"]] == ["SERVICE_UNAVAILABLE"], body
                     assert "Unexpected error" not in response.text and "asyncpg" not in response.text
-            health = await client.get("/healthz")
-            assert health.status_code == 503 and health.headers["retry-after"] == "7"
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503 and ready.headers["retry-after"] == "7"
+            assert ready.json()["checks"]["database"] == {"status": "failing", "error": "cannot be reached"}
+            assert (await client.get("/healthz")).status_code == 200  # alive: waiting is right, not a restart
 
             cluster.start()
             deadline = time.monotonic() + 30
@@ -132,7 +134,7 @@ async def test_an_unreachable_database_answers_503_and_the_server_recovers_by_it
                 assert time.monotonic() < deadline, "the server did not recover"
                 await asyncio.sleep(0.1)
             assert response.json()["data"]["viewer"] == {"id": tenant.users["reader"]}
-            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 200
 
 
 async def test_the_private_cluster_can_be_migrated(cluster: PrivateCluster) -> None:

@@ -46,11 +46,6 @@ from tests.ws_support import initialise, latest_sequence, receive, subscribe
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "deploy" / "nginx" / "budgetbridge.conf"
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")  # nginx's $request_id
-# The server echoes X-Request-ID in its responses once issue 12 point 2 is merged (another branch). Then set
-# this to True: the test also checks that the id a client sees is the one the server received.
-APP_ECHOES_REQUEST_ID = False
-
-
 def nginx_binary() -> str:
     found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
     if found is None:
@@ -228,8 +223,7 @@ async def test_queries_subscriptions_and_request_ids_through_nginx(
             upstream_saw = seen.last("/graphql")
             assert upstream_saw["request_id"] == "client-42.a"
             assert upstream_saw["forwarded_proto"] == "https"
-            if APP_ECHOES_REQUEST_ID:
-                assert answer.headers["x-request-id"] == "client-42.a"
+            assert answer.headers["x-request-id"] == "client-42.a"  # the server echoes what it received
             # None, or a malformed one (spaces, too long): nginx generates one.
             for given in (None, "not a valid id", "x" * 200):
                 extra = {} if given is None else {"X-Request-ID": given}
@@ -237,8 +231,7 @@ async def test_queries_subscriptions_and_request_ids_through_nginx(
                 assert answer.status_code == 200
                 generated = seen.last("/graphql")["request_id"]
                 assert generated is not None and GENERATED_ID.fullmatch(generated), (given, generated)
-                if APP_ECHOES_REQUEST_ID:
-                    assert answer.headers["x-request-id"] == generated
+                assert answer.headers["x-request-id"] == generated
 
             # A body over BUDGETBRIDGE_MAX_BODY_BYTES is refused by nginx and never reaches the server.
             before = len(seen.requests)
