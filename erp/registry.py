@@ -43,7 +43,8 @@ def posting_detectors() -> list[str]:
 
 async def validate_options(name: str, options: dict[str, Any]) -> None:
     """Raise ConnectorConfigError (or UnknownConnectorError) if a connector cannot be built from these options.
-    The embedded ledger takes only `require_posting_totals`; the others check theirs in their constructors."""
+    The embedded ledger takes only `require_posting_totals`; the others check their options' form in their
+    constructors and, with I/O, in `check_settings` (the URL's addresses, the drop folder's probe)."""
     cls = connector_class(name)
     if name == "embedded":
         unknown = sorted(set(options) - {REQUIRE_POSTING_TOTALS})
@@ -54,9 +55,12 @@ async def validate_options(name: str, options: dict[str, Any]) -> None:
         flag_option(options, REQUIRE_POSTING_TOTALS, False)
         return
     connector = cls(options)
-    close = getattr(connector, "aclose", None)
-    if close is not None:
-        await close()
+    try:
+        await connector.check_settings()
+    finally:
+        close = getattr(connector, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def build_connector(name: str, options: dict[str, Any], db: Database) -> Connector:
