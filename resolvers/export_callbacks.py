@@ -83,7 +83,11 @@ async def apply_callback(
 ) -> str:
     """Apply one callback; returns the request's status after it (its current one for a replay)."""
     now = services.clock()
-    report = CallbackReport(CallbackKind(status), erp_reference=erp_reference, message=message)
+    try:
+        kind = CallbackKind(status)
+    except ValueError:
+        raise CallbackRejectedError("status must be success, failure or posted") from None
+    report = CallbackReport(kind, erp_reference=erp_reference, message=message)
 
     async def body(uow: AbstractUnitOfWork) -> str:
         found = await uow.requests.by_export_id(export_id)
@@ -125,8 +129,11 @@ async def _apply(
         return None
     if action is RequestAction.EXPORT_FAILED:
         return await failed(uow, request, budget, now, failure_message(report))
-    if action is RequestAction.CONFIRM_POSTING:
-        return await apply_request_action(uow, budget, request, action, actor_id=None, at=now, posted_at=now)
+    if action is RequestAction.CONFIRM_POSTING:  # the posting's reference, if given, as confirmJobCostPosting keeps it
+        reference = report.erp_reference or request.erp_reference
+        return await apply_request_action(
+            uow, budget, request, action, actor_id=None, at=now, posted_at=now, erp_reference=reference
+        )
     return await exported(uow, request, budget, now, report.erp_reference, requires_posting)
 
 

@@ -151,7 +151,7 @@ async def webhook_tenant(services: Services, integrator: Integrator, secret: str
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
         await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
-                                          {"url": integrator.url, "secret": secret})
+                                          {**integrator.options, "secret": secret})
         await uow.commit()
     return tenant
 
@@ -333,23 +333,66 @@ async def test_a_success_callback_moves_the_request_on_and_posted_syncs_it(
     assert request["budget"]["exportStatus"] == "SYNCED"
 
 
-async def test_a_posted_callback_syncs_an_exporting_request_directly(
-    http: httpx.AsyncClient, services: Services, integrator: Integrator
+async def test_a_posted_callback_before_the_export_is_written_is_a_409_and_changes_nothing(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
 ) -> None:
     tenant = await webhook_tenant(services, integrator)
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    before = await snapshot(db, tenant.company_id)  # the request, its events, its entries, its job
 
-    response = await callback(http, {"exportId": export_id, "status": "posted", "erpReference": "SAGE-881"})
+    refused = await callback(http, {"exportId": export_id, "status": "posted", "erpReference": "SAGE-881"})
 
-    assert response.status_code == 200, response.text
-    assert response.json() == {"status": "SYNCED"}
+    assert refused.status_code == 409, refused.text
+    assert refused.json() == {
+        "error": "a posted callback cannot come before the export is written (status EXPORTING): report success "
+                 "first",
+        "code": "NOT_PENDING",
+    }
+    assert await snapshot(db, tenant.company_id) == before
+    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+    assert await job_status(db, request_id) == "AWAITING_CALLBACK"
+
+    # In order, the same two reports go through.
+    assert (await callback(http, {"exportId": export_id, "status": "success", "erpReference": "SAGE-881"})).json() \
+        == {"status": "AWAITING_POSTING"}
+    assert (await callback(http, {"exportId": export_id, "status": "posted"})).json() == {"status": "SYNCED"}
     request = await request_of(http, tenant, request_id)
     assert request["status"] == "SYNCED" and request["erpReference"] == "SAGE-881"
     assert request["exportedAt"] and request["postedAt"]
 
 
+async def test_after_a_terminal_status_only_an_identical_replay_gets_a_200(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    success = {"exportId": export_id, "status": "success", "erpReference": "VISTA-JC-4411"}
+    assert (await callback(http, success)).json() == {"status": "AWAITING_POSTING"}
+    assert (await callback(http, {"exportId": export_id, "status": "posted"})).json() == {"status": "SYNCED"}
+    synced = await snapshot(db, tenant.company_id)
+
+    for replay in (success, {"exportId": export_id, "status": "posted"},
+                   {"exportId": export_id, "status": "posted", "erpReference": "VISTA-JC-4411"}):
+        again = await callback(http, replay)
+        assert again.status_code == 200 and again.json() == {"status": "SYNCED"}, again.text
+    refusals = [
+        await callback(http, {"exportId": export_id, "status": "failure", "messages": ["Job P-100 is closed"]}),
+        await callback(http, {**success, "erpReference": "VISTA-JC-9999"}),
+        await callback(http, {"exportId": export_id, "status": "posted", "erpReference": "VISTA-JC-9999"}),
+    ]
+
+    assert [(r.status_code, r.json()["code"]) for r in refusals] == [(409, "NOT_PENDING")] * 3
+    assert refusals[0].json()["error"] == "a failure callback does not fit the request's status SYNCED"
+    assert "a repeat must carry the same erpReference" in refusals[1].json()["error"]
+    assert await snapshot(db, tenant.company_id) == synced
+    request = await request_of(http, tenant, request_id)
+    assert (request["status"], request["erpReference"], request["failureMessage"]) == (
+        "SYNCED", "VISTA-JC-4411", None
+    )
+
+
 async def test_a_failure_callback_fails_the_export_with_the_integrators_messages(
-    http: httpx.AsyncClient, services: Services, integrator: Integrator
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
 ) -> None:
     tenant = await webhook_tenant(services, integrator)
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
@@ -364,10 +407,19 @@ async def test_a_failure_callback_fails_the_export_with_the_integrators_messages
     assert request["failureMessage"] == "Job P-100 is closed in Vista; Phase 09-900 is not set up"
     assert request["budget"]["exportStatus"] == "EXPORT_FAILED"
 
-    # Posting cannot be reported for an export that failed: the callback is authentic but out of place.
-    refused = await callback(http, {"exportId": export_id, "status": "posted"})
-    assert refused.status_code == 409, refused.text
-    assert set(refused.json()) == {"error"} and refused.json()["error"]
+    # Posting cannot be reported for an export that failed, nor success: the callback is authentic but out of
+    # place. The same failure again is a replay.
+    failed = await snapshot(db, tenant.company_id)
+    for late in ({"exportId": export_id, "status": "posted"},
+                 {"exportId": export_id, "status": "success", "erpReference": "LATE-1"}):
+        refused = await callback(http, late)
+        assert refused.status_code == 409, refused.text
+        assert refused.json() == {"error": f"a {late['status']} callback does not fit the request's status "
+                                           "EXPORT_FAILED", "code": "NOT_PENDING"}
+    replay = await callback(http, {"exportId": export_id, "status": "failure",
+                                   "messages": ["Job P-100 is closed in Vista", "Phase 09-900 is not set up"]})
+    assert replay.status_code == 200 and replay.json() == {"status": "EXPORT_FAILED"}
+    assert await snapshot(db, tenant.company_id) == failed
     assert (await request_of(http, tenant, request_id))["status"] == "EXPORT_FAILED"
 
 
@@ -379,7 +431,7 @@ async def totals_tenant(services: Services, integrator: Integrator, **options: s
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
         await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
-                                          {"url": integrator.url, "secret": SECRET, **options})
+                                          {**integrator.options, "secret": SECRET, **options})
         await uow.commit()
     return tenant
 
@@ -400,6 +452,7 @@ async def test_a_posted_callback_with_wrong_totals_is_a_409_and_changes_nothing(
 ) -> None:
     tenant = await totals_tenant(services, integrator)
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    await callback(http, {"exportId": export_id, "status": "success", "erpReference": "JC-77"})
     before = await snapshot(db, tenant.company_id)
 
     refused = await callback(http, {"exportId": export_id, "status": "posted", **totals})
@@ -408,7 +461,7 @@ async def test_a_posted_callback_with_wrong_totals_is_a_409_and_changes_nothing(
     assert refused.json()["code"] == "POSTING_TOTALS_MISMATCH"
     assert message in refused.json()["error"]
     assert await snapshot(db, tenant.company_id) == before
-    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+    assert (await request_of(http, tenant, request_id))["status"] == "AWAITING_POSTING"
 
 
 async def test_a_posted_callback_with_the_right_totals_syncs_and_a_repeat_is_checked_too(
@@ -440,6 +493,7 @@ async def test_a_connection_that_requires_totals_refuses_a_posted_callback_witho
 ) -> None:
     tenant = await totals_tenant(services, integrator, require_posting_totals="true")
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    await callback(http, {"exportId": export_id, "status": "success"})
     before = await snapshot(db, tenant.company_id)
 
     refused = await callback(http, {"exportId": export_id, "status": "posted"})
