@@ -78,6 +78,7 @@ class ConnectorRegistry:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._instances: dict[tuple[str, bytes], Connector] = {}
+        self._broken: set[tuple[str, bytes]] = set()  # options that cannot build a connector (warned once)
 
     def get(self, name: str | None, options: dict[str, Any] | None = None) -> Connector | None:
         if name is None:
@@ -85,12 +86,17 @@ class ConnectorRegistry:
         key = (name, orjson.dumps(options or {}, option=orjson.OPT_SORT_KEYS))
         connector = self._instances.get(key)
         if connector is None:
+            if key in self._broken:
+                return None
             try:
                 connector = build_connector(name, dict(options or {}), self._db)
-            except (ConnectorConfigError, UnknownConnectorError):
-                # `company set-erp` validates options when they are saved; if they went bad since, the
-                # company is treated as not connected (sendBlockers says ERP_NOT_CONNECTED), not as a crash.
-                log.exception("ERP connector %s is misconfigured", name)
+            except (ConnectorConfigError, UnknownConnectorError) as exc:
+                # `company set-erp` validates options when they are saved; if they went bad since (or were
+                # saved before a rule existed: an http webhook URL, a relative drop folder), the company is
+                # treated as not connected (sendBlockers says ERP_NOT_CONNECTED), not as a crash. Said once
+                # per options, without a traceback: it is a setting to fix, read on every request.
+                log.warning("ERP connector %s is misconfigured (save it again with company set-erp): %s", name, exc)
+                self._broken.add(key)
                 return None
             self._instances[key] = connector
         return connector

@@ -452,3 +452,30 @@ def test_a_drop_folder_the_server_cannot_write_is_refused() -> None:
         os.chmod(folder, 0o755)
         folder.rmdir()
         parent.rmdir()
+
+
+async def test_a_stored_connection_that_no_longer_passes_is_no_connection(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Saved before these rules (or edited in the database): an http webhook without --allow-private-network, a
+    relative drop folder. The company is not connected (sendBlockers says ERP_NOT_CONNECTED), warned once."""
+    tenant = await make_tenant(services, connector=None)
+    async with services.db.unit_of_work() as uow:
+        await uow.connection.execute(companies.update().where(companies.c.id == tenant.company_id).values(
+            erp_connector="webhook", erp_settings={"url": "http://10.0.0.5/bb", "secret": SECRET}))
+        await uow.commit()
+    query = "query($b: ID!) { erpConnection { connector } budget(id: $b) { sendBlockers { code } } }"
+    caplog.set_level("WARNING", logger="budgetbridge.erp")
+
+    first = await tenant.ok("admin", query, b=tenant.budget_id)
+    second = await tenant.ok("admin", query, b=tenant.budget_id)
+
+    for data in (first, second):
+        assert data["erpConnection"] is None
+        assert "ERP_NOT_CONNECTED" in [b["code"] for b in data["budget"]["sendBlockers"]]
+    warnings = [r for r in caplog.records if r.name == "budgetbridge.erp"]
+    assert [r.getMessage() for r in warnings] == [
+        "ERP connector webhook is misconfigured (save it again with company set-erp): the option 'url' must use "
+        "https (plain http is accepted only with --allow-private-network)"
+    ]
+    assert warnings[0].exc_info is None
