@@ -22,7 +22,19 @@ from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTA
 from persistence.database import Database
 from persistence.tables import export_jobs
 from resolvers.context import Services
-from tests.e2e.conftest import DECIDE, ERP_REQUEST, SEND, assert_no_leak, ok, ready_to_send, wait_for
+from tests.e2e.conftest import (
+    DECIDE,
+    ERP_REQUEST,
+    LOCK,
+    SEND,
+    SYNC_PROJECT,
+    add_line,
+    assert_no_leak,
+    gql,
+    ok,
+    ready_to_send,
+    wait_for,
+)
 from tests.erp.webhook_server import Integrator, Reply, running_integrator
 from tests.support import JWT_SECRET, Tenant, make_tenant, snapshot
 
@@ -544,3 +556,55 @@ def test_the_documented_callback_examples_verify() -> None:
     bodies = [orjson.loads(body) for _, _, body in examples]
     assert {"exportId": "bb-7c4f1e2a9d3b4c5e8f6a0b1c2d3e4f5a", "status": "posted", "entryCount": 4,
             "totalAmount": "200.00"} in bodies
+
+
+# --- what the integrator answers reaches users only in our words ------------------------------------------------
+
+
+async def every_stored_text(db: Database) -> str:
+    """Every row of every table, as text: where a leaked answer would have been kept (requests, events, jobs,
+    notifications and their outbox)."""
+    from persistence.tables import metadata
+
+    async with db.read() as conn:
+        rows = [repr(tuple(row)) for table in metadata.sorted_tables for row in await conn.execute(select(table))]
+    return "\n".join(rows)
+
+
+async def test_an_unsigned_refusal_reaches_no_user_message_event_or_notification(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    """An endpoint that is not the integrator (a wrong URL) answers with what it has: its body must not reach
+    the approver's failureMessage, the history, the notifications or a GraphQL error."""
+    leak = f"internal-token-{time.time_ns()} db=10.0.0.9"
+    tenant = await webhook_tenant(services, integrator)
+    integrator.defaults["sync_job"] = Reply(400, {"error": leak})
+    await add_lines_and_lock(http, tenant)
+
+    sync = (await gql(http, tenant.token("admin"), SYNC_PROJECT, p=tenant.project_id))["data"]
+    assert sync["syncProjectToERP"]["userErrors"] == [{
+        "code": "ERP_SYNC_FAILED", "field": None,
+        "message": "the ERP refused the job sync: the integrator refused the sync job (HTTP 400)",
+    }]
+    integrator.defaults["sync_job"] = Reply(200, {"erpJobId": "INT-JOB-7"})
+    integrator.defaults["create_budget"] = Reply(422, {"message": leak, "messages": [leak]})
+    await ok(http, tenant.token("admin"), SYNC_PROJECT, p=tenant.project_id)
+    sent = await ok(http, tenant.token("admin"), SEND, i={"budgetId": tenant.budget_id})
+    request_id = sent["sendToERP"]["erpRequest"]["id"]
+    await ok(http, tenant.token("approver"), DECIDE, i={"erpRequestId": request_id, "decision": "ACCEPT"})
+
+    failed = await wait_for(lambda: request_of(http, tenant, request_id), lambda r: r["status"] == "EXPORT_FAILED")
+
+    assert failed["failureMessage"] == "the integrator refused the create budget (HTTP 422)"
+    history = await ok(http, tenant.token("approver"), HISTORY, b=tenant.budget_id)
+    reasons = [e["node"]["reason"] for e in history["budget"]["history"]["edges"]]
+    assert "the integrator refused the create budget (HTTP 422)" in reasons
+    assert leak not in await every_stored_text(db)
+
+
+HISTORY = "query($b: ID!) { budget(id: $b) { history(first: 50) { edges { node { type reason } } } } }"
+
+
+async def add_lines_and_lock(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    await add_line(http, tenant, "03-300", "L", "1000.00")
+    await ok(http, tenant.token("admin"), LOCK, i={"budgetId": tenant.budget_id})
