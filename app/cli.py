@@ -17,6 +17,7 @@ import orjson
 from app import admin, api_tokens, auth, logs, notify_admin, tracing
 from app.settings import Settings, SettingsError
 from domain.permissions import Grant, PermissionLevel, TokenScope
+from erp.base import ALLOW_PRIVATE_NETWORK
 from erp.registry import CONNECTORS, UnknownConnectorError, check_connector_name
 from persistence.database import Database
 from persistence.migrate import migrate
@@ -53,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     set_erp.add_argument("--drop-folder", help="sage300-file, vista-csv: folder the import files are written to")
     set_erp.add_argument("--url", help="webhook: the integrator's endpoint")
     set_erp.add_argument("--secret", help="webhook: shared HMAC secret (at least 16 characters)")
+    set_erp.add_argument(
+        "--allow-private-network",
+        action="store_true",
+        help="webhook: accept http:// and a loopback, private or link-local address (an integrator on the "
+        "company's own network); stored with the connection",
+    )
     set_erp.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="any other connector option (repeatable)"
     )
@@ -145,6 +152,8 @@ def _connector_options(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key.strip():
             raise admin.AdminError(f"--option takes KEY=VALUE, got {pair!r}")
         options[key.strip()] = value
+    if args.allow_private_network:
+        options[ALLOW_PRIVATE_NETWORK] = True
     return options
 
 

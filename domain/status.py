@@ -59,6 +59,9 @@ WITHDRAWN = frozenset({S.RETRIEVED, S.REJECTED})
 # nothing: the file connectors validate before writing and drop files atomically, the embedded ledger writes
 # in one transaction, an integrator's failure means it wrote nothing; a crash after a write is not a failure
 # (the job is claimed again and the target de-duplicates). So EXPORT_FAILED is not written, it is pending.
+# One exception, rare and safe: a worker that dies after the write during the export's last allowed attempt
+# leaves EXPORT_FAILED ("interrupted during its last attempt", resolvers.export_pipeline.claim) although the
+# ERP may hold the entries; its retry writes nothing twice (the targets de-duplicate) and records them.
 WRITTEN = frozenset({S.AWAITING_POSTING, S.SYNCED})
 # Sent and not (yet) written: the approver has not decided, the export runs, or it failed and may be retried.
 SENT_NOT_WRITTEN = frozenset({S.PENDING_ACCEPTANCE, S.EXPORTING, S.EXPORT_FAILED})

@@ -190,6 +190,12 @@ class Connector(Protocol):
     # Default true for the file connectors, whose posting nothing else can see; false for the others.
     requires_posting_totals: bool
 
+    async def check_settings(self) -> None:
+        """When the connection is saved (`company set-erp`): the checks of the options that need I/O, raising
+        ConnectorConfigError with what to fix (the webhook's URL resolves to public addresses only, a drop
+        folder is an existing writable directory). The constructor checks the options' form, without I/O."""
+        ...
+
     async def sync_job(self, job: JobSpec) -> str:
         """Create or link the job and its cost codes/types; return the ERP's job id."""
         ...
@@ -215,6 +221,8 @@ class Connector(Protocol):
 
 
 REQUIRE_POSTING_TOTALS = "require_posting_totals"
+# Stored by `company set-erp --allow-private-network`: the webhook may use http and non-public addresses.
+ALLOW_PRIVATE_NETWORK = "allow_private_network"
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 

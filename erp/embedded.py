@@ -45,6 +45,9 @@ class EmbeddedConnector:
         report."""
         return []
 
+    async def check_settings(self) -> None:
+        return None  # the ledger lives in our own database: nothing to reach
+
     async def sync_job(self, job: JobSpec) -> str:
         async with self._db.unit_of_work() as uow:
             conn = uow.connection

@@ -17,13 +17,16 @@ the ERP's import) picks up. Two promises matter:
      imported twice). Remaining gap: a crash after a data file is published and before the ledger is
      written, followed by someone moving that file away before the retry, would drop it again.
 
-Failures of the folder itself (missing and not creatable, a file in its place, no permission, disk full,
-share unavailable) raise ConnectorError(retryable=True): the export is retried with backoff and the
-message is shown to the approver.
+The folder is an administrator's setting, so it must not be turned against the server: `drop_folder` is an
+absolute path (checked whenever the connector is built), and when the connection is saved it must be an
+existing directory outside the system's own trees (/etc, /usr, /proc, ... -- refused even when the server runs
+as root, which could write there) that the server can write: a probe file is written and deleted
+(`check_folder`). The folder is never created: a missing one at export time (a network share that is not
+mounted) is a retryable ConnectorError rather than a new folder on the local disk.
 
-Note: a missing drop folder is created (with its parents). If the folder is meant to live on a network share
-that is not mounted, it would be created on the local disk instead; point `drop_folder` at a folder that
-exists on the share to notice that case.
+Failures of the folder itself (missing, a file in its place, no permission, disk full, share unavailable)
+raise ConnectorError(retryable=True): the export is retried with backoff and the message is shown to the
+approver.
 
 CSV cells and formula injection
 -------------------------------
@@ -52,6 +55,7 @@ import contextlib
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
@@ -79,13 +83,70 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def folder_option(settings: dict[str, Any], name: str = "drop_folder") -> Path:
+    """The folder's form (no I/O): an absolute path. `check_folder` checks the folder itself when saved."""
     value = option(settings, name)
     if not isinstance(value, (str, os.PathLike)):
         raise ConnectorConfigError(f"the option {name!r} must be a folder path (text), not {type(value).__name__}")
-    path = Path(value).expanduser()
-    if not str(path).strip():
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip():
         raise ConnectorConfigError(f"the option {name!r} must not be blank")
+    if "\x00" in text:
+        raise ConnectorConfigError(f"the option {name!r} must not contain NUL characters")
+    path = Path(text)
+    if not path.is_absolute():
+        raise ConnectorConfigError(
+            f"the option {name!r} must be an absolute path (such as /srv/erp/drop), not {text!r}: a relative path "
+            "would depend on the directory the server was started in"
+        )
     return path
+
+
+# Trees of the operating system itself: files dropped there could be read as configuration, code or devices
+# (a CSV in /etc/cron.d is a crontab). Refused even when the server could write there (it runs as root).
+SYSTEM_TREES = tuple(
+    Path(p) for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                      "/sbin", "/sys", "/usr", "/var/lib", "/var/run", "/var/spool")
+)
+PROBE_PREFIX = ".budgetbridge-probe-"
+
+
+def _system_tree(path: Path) -> Path | None:
+    if path == Path(path.anchor):
+        return path  # the root directory itself
+    return next((tree for tree in SYSTEM_TREES if path == tree or tree in path.parents), None)
+
+
+def check_folder(path: Path, name: str = "drop_folder") -> None:
+    """When the connection is saved: `path` is an existing directory outside the system's trees that the server
+    can write, proven by writing and deleting a probe file. ConnectorConfigError says what is wrong."""
+    resolved = Path(os.path.realpath(path))  # a symlink counts as where it points
+    tree = _system_tree(resolved) or _system_tree(path)
+    if tree is not None:
+        raise ConnectorConfigError(
+            f"the option {name!r} is refused: {path} is in the system directory {tree}; use a folder of its own "
+            "such as /srv/erp/drop"
+        )
+    if not resolved.exists():
+        raise ConnectorConfigError(
+            f"the option {name!r} is refused: the folder {path} does not exist (create it first)"
+        )
+    if not resolved.is_dir():
+        raise ConnectorConfigError(f"the option {name!r} is refused: {path} is a file, not a folder")
+    probe = resolved / f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"probe\n")
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        raise ConnectorConfigError(
+            f"the option {name!r} is refused: the server cannot write to the folder {path} "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def encoding_option(settings: dict[str, Any], name: str = "encoding", default: str = "utf-8") -> str:
@@ -300,9 +361,12 @@ class DropFolder:
             ) from exc
 
     def _ensure(self) -> None:
-        if self.path.exists() and not self.path.is_dir():
+        if not self.path.exists():  # never created here: an unmounted share must not become a local folder
+            raise ConnectorError(
+                f"the drop folder {self.path} does not exist (is its share mounted?)", retryable=True
+            )
+        if not self.path.is_dir():
             raise ConnectorError(f"the drop folder {self.path} is a file, not a folder", retryable=True)
-        self.path.mkdir(parents=True, exist_ok=True)
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise ConnectorError(f"the drop folder {self.path} is not writable", retryable=True)
 
@@ -399,6 +463,9 @@ class DropFolderConnector:
 
     def validate(self, batch: ExportBatch) -> list[FormatViolation]:
         raise NotImplementedError
+
+    async def check_settings(self) -> None:
+        await asyncio.to_thread(check_folder, self.folder.path)
 
     async def sync_job(self, job: JobSpec) -> str:
         return job.number

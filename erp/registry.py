@@ -43,7 +43,8 @@ def posting_detectors() -> list[str]:
 
 async def validate_options(name: str, options: dict[str, Any]) -> None:
     """Raise ConnectorConfigError (or UnknownConnectorError) if a connector cannot be built from these options.
-    The embedded ledger takes only `require_posting_totals`; the others check theirs in their constructors."""
+    The embedded ledger takes only `require_posting_totals`; the others check their options' form in their
+    constructors and, with I/O, in `check_settings` (the URL's addresses, the drop folder's probe)."""
     cls = connector_class(name)
     if name == "embedded":
         unknown = sorted(set(options) - {REQUIRE_POSTING_TOTALS})
@@ -54,9 +55,12 @@ async def validate_options(name: str, options: dict[str, Any]) -> None:
         flag_option(options, REQUIRE_POSTING_TOTALS, False)
         return
     connector = cls(options)
-    close = getattr(connector, "aclose", None)
-    if close is not None:
-        await close()
+    try:
+        await connector.check_settings()
+    finally:
+        close = getattr(connector, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def build_connector(name: str, options: dict[str, Any], db: Database) -> Connector:
@@ -74,6 +78,7 @@ class ConnectorRegistry:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._instances: dict[tuple[str, bytes], Connector] = {}
+        self._broken: set[tuple[str, bytes]] = set()  # options that cannot build a connector (warned once)
 
     def get(self, name: str | None, options: dict[str, Any] | None = None) -> Connector | None:
         if name is None:
@@ -81,12 +86,17 @@ class ConnectorRegistry:
         key = (name, orjson.dumps(options or {}, option=orjson.OPT_SORT_KEYS))
         connector = self._instances.get(key)
         if connector is None:
+            if key in self._broken:
+                return None
             try:
                 connector = build_connector(name, dict(options or {}), self._db)
-            except (ConnectorConfigError, UnknownConnectorError):
-                # `company set-erp` validates options when they are saved; if they went bad since, the
-                # company is treated as not connected (sendBlockers says ERP_NOT_CONNECTED), not as a crash.
-                log.exception("ERP connector %s is misconfigured", name)
+            except (ConnectorConfigError, UnknownConnectorError) as exc:
+                # `company set-erp` validates options when they are saved; if they went bad since (or were
+                # saved before a rule existed: an http webhook URL, a relative drop folder), the company is
+                # treated as not connected (sendBlockers says ERP_NOT_CONNECTED), not as a crash. Said once
+                # per options, without a traceback: it is a setting to fix, read on every request.
+                log.warning("ERP connector %s is misconfigured (save it again with company set-erp): %s", name, exc)
+                self._broken.add(key)
                 return None
             self._instances[key] = connector
         return connector

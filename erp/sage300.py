@@ -101,7 +101,8 @@ codes are created on import when "Allow creation of Cost Codes not on standard C
 (categories must be standard categories). A file drop cannot see posting in Job Cost: ``posted`` returns
 None and an integrator confirms posting; ``mark_posted`` does nothing.
 
-Options: ``drop_folder`` (required; created when missing), ``encoding`` (default ``utf-8``; characters the
+Options: ``drop_folder`` (required; an absolute path to an existing
+writable directory, probed when the connection is saved), ``encoding`` (default ``utf-8``; characters the
 encoding cannot represent are written as ``?``).
 """
 

@@ -10,8 +10,12 @@ that resolves to one public and one private address is refused.
 `allow_private_network=True` (the administrator's explicit choice, e.g. an integrator on the same network,
 or a test receiver on 127.0.0.1) accepts http and any address.
 
-A check at save time cannot stop a name that is re-pointed later (DNS rebinding): callers that deliver long
-after saving check again before each delivery (the notifier does).
+A check at save time cannot stop a name that is re-pointed later (DNS rebinding), and a check right before a
+request cannot either (the name may resolve differently a millisecond later, when the HTTP client resolves it
+again). `public_only_transport` closes that gap: its connections resolve the host once, refuse the connection
+if any address is not public, and connect to exactly the address that was checked (TLS still verifies the
+certificate for the host name). Clients of an administrator's URL use it unless that URL was saved with
+--allow-private-network.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host, port -> every address the host resolves to (as text)
@@ -29,6 +37,11 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 class UnsafeUrlError(ValueError):
     """The URL may not be called; the message says why in words an administrator can act on."""
+
+
+class UnsafeAddressError(UnsafeUrlError):
+    """At connect time, the host resolved to an address that is not public (a name re-pointed since it was
+    saved): nothing was sent."""
 
 
 async def resolve_host(host: str, port: int) -> list[str]:
@@ -69,6 +82,17 @@ async def _addresses(host: str, port: int, resolve: Resolver) -> list[Address]:
         raise UnsafeUrlError(f"the host {host!r} resolves to something that is not an address ({exc})") from None
 
 
+def non_public(addresses: Iterable[Address]) -> list[str]:
+    return [str(a) for a in addresses if not is_public(a)]
+
+
+def refusal(host: str, private: list[str]) -> str:
+    return (
+        f"the host {host!r} is a loopback, private, link-local or otherwise non-public address "
+        f"({', '.join(private)}); use --allow-private-network if the server should call it anyway"
+    )
+
+
 async def check_url(url: str, *, allow_private_network: bool = False, resolve: Resolver | None = None) -> str:
     """The URL, stripped, if the server may call it; UnsafeUrlError (with the reason) if not."""
     text = url.strip()
@@ -92,10 +116,70 @@ async def check_url(url: str, *, allow_private_network: bool = False, resolve: R
         return text
     port = port or (443 if scheme == "https" else 80)
     addresses = await _addresses(host, port, resolve or resolve_host)
-    private = [str(a) for a in addresses if not is_public(a)]
+    private = non_public(addresses)
     if private:
-        raise UnsafeUrlError(
-            f"the host {host!r} is a loopback, private, link-local or otherwise non-public address "
-            f"({', '.join(private)}); use --allow-private-network if the server should call it anyway"
-        )
+        raise UnsafeUrlError(refusal(host, private))
     return text
+
+
+# --- at connect time ---------------------------------------------------------------------------------------
+
+
+class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with one change: `connect_tcp` resolves the host itself, refuses
+    (UnsafeAddressError) when any address is not public, and connects to the checked address, so the HTTP
+    client never resolves the name a second time. A name that cannot be resolved is a ConnectError (try
+    again later), like a refused connection."""
+
+    def __init__(self, resolve: Resolver | None = None, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._resolve = resolve or resolve_host
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await _addresses(host, port, self._resolve)
+        except UnsafeUrlError as exc:  # no address: as unreachable as a refused connection
+            raise httpcore.ConnectError(str(exc)) from None
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host!r} took too long") from None
+        private = non_public(addresses)
+        if private:
+            raise UnsafeAddressError(refusal(host, private))
+        failure: Exception | None = None
+        for address in addresses:  # each one checked above; the first that answers
+            try:
+                return await self._inner.connect_tcp(
+                    str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # _addresses never returns an empty list
+        raise failure
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise UnsafeAddressError("a Unix socket is not a public address")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def public_only_transport(resolve: Resolver | None = None) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose every connection goes through PublicOnlyBackend. A client given a transport
+    uses no environment proxy (a proxy would connect on our behalf, to an address we did not check)."""
+    transport = httpx.AsyncHTTPTransport()
+    # httpx takes no network backend; its connection pool is rebuilt around ours, with httpx's TLS context
+    # (certificates verified as usual, for the host name of the URL).
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(), network_backend=PublicOnlyBackend(resolve)
+    )
+    return transport

@@ -105,7 +105,8 @@ Jobs and posting: ``sync_job`` writes nothing and returns the job number (the jo
 are set up in Vista's JC Jobs). A file drop cannot see posting: ``posted`` returns None (an integrator
 confirms), ``mark_posted`` does nothing.
 
-Options: ``drop_folder`` (required; created when missing), ``company_number`` (Vista JCCo, an integer
+Options: ``drop_folder`` (required; an absolute path to an existing
+writable directory, probed when the connection is saved), ``company_number`` (Vista JCCo, an integer
 0-255, default 1), ``cost_type_map`` (``CODE:NUMBER`` pairs separated by commas, numbers 1-255, each number
 used once; default: none, so only numeric cost type codes can be sent).
 """

@@ -8,10 +8,21 @@ Events: `create_budget` / `update_budget` for an export, `sync_job` to create or
 carries `X-BudgetBridge-Delivery`: for an export it is the export id, identical on every retry, so the
 integrator de-duplicates on it. The integrator answers at once with success or failure, or with `accepted`
 and reports the outcome later to `POST /erp/callbacks/webhook` (see docs/webhook.md).
+
+The URL is an administrator's, so it is not trusted to stay harmless (erp.url_safety): it must be https and
+resolve to public addresses only, checked when the connection is saved (`check_settings`) and again on every
+connection (the client connects to the address it checked), unless the connection was saved with
+`allow_private_network` (--allow-private-network: an integrator on the company's own network, or the tests'
+local one). And what the endpoint answers is not trusted to be meant for people: a text of it reaches users
+(failure messages, events, notifications, GraphQL errors) only from a JSON answer the integrator signed with
+the shared secret (its `messages`); anything else is told in our own words with the HTTP status, never as
+the raw body. Identifiers in an answer (`erpReference`, `erpJobId`) are data the workflow needs, kept only
+when they have the shape of an identifier.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +34,9 @@ import orjson
 
 from domain.export import Capabilities
 from domain.money import format_decimal, to_amount
+from domain.text import storable
 from erp.base import (
+    ALLOW_PRIVATE_NETWORK,
     REQUIRE_POSTING_TOTALS,
     ConnectorConfigError,
     ConnectorError,
@@ -35,13 +48,19 @@ from erp.base import (
     flag_option,
     option,
 )
-from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from erp.url_safety import Resolver, UnsafeAddressError, UnsafeUrlError, check_url, public_only_transport
+
+log = logging.getLogger("budgetbridge.erp")
 
 MIN_SECRET_LENGTH = 16
 DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_TIMEOUT_SECONDS = 300.0
 MAX_MESSAGE_LENGTH = 1000
 USER_AGENT = "BudgetBridge-Webhook/1"
+# As the columns hold them (persistence.tables: requests.erp_reference, projects.erp_job_id).
+MAX_REFERENCE_LENGTH = 200
+MAX_JOB_ID_LENGTH = 100
 
 EVENTS = {"CREATE_BUDGET": "create_budget", "UPDATE_BUDGET": "update_budget"}
 # Statuses that mean "try again later" although they are 4xx.
@@ -61,16 +80,22 @@ def _timeout(settings: dict[str, Any]) -> float:
     return seconds
 
 
-def _url(settings: dict[str, Any]) -> str:
+def _url(settings: dict[str, Any], allow_private_network: bool) -> str:
+    """The URL's form (no I/O): https, or http only on a private network the administrator allowed. Where it
+    resolves is checked by `check_settings` and on every connection."""
     value = option(settings, "url")
     if not isinstance(value, str):
-        raise ConnectorConfigError("the option 'url' must be an http(s) URL")
+        raise ConnectorConfigError("the option 'url' must be an https URL")
     try:
         url = httpx.URL(value.strip())
     except (httpx.InvalidURL, TypeError, ValueError):
         raise ConnectorConfigError(f"the option 'url' is not a valid URL: {value!r}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConnectorConfigError(f"the option 'url' must be an http:// or https:// URL, not {value!r}")
+        raise ConnectorConfigError(f"the option 'url' must be an https:// URL, not {value!r}")
+    if url.scheme == "http" and not allow_private_network:
+        raise ConnectorConfigError(
+            "the option 'url' must use https (plain http is accepted only with --allow-private-network)"
+        )
     return str(url)
 
 
@@ -177,7 +202,7 @@ def _clip(text: str) -> str:
 
 
 def _messages(body: Any) -> str | None:
-    """The integrator's explanation in an answer body: `messages` (list), `message` or `error`."""
+    """The integrator's explanation in a signed answer's body: `messages` (list), `message` or `error`."""
     if not isinstance(body, dict):
         return None
     messages = body.get("messages")
@@ -192,11 +217,32 @@ def _messages(body: Any) -> str | None:
     return None
 
 
+def _identifier(value: Any, max_length: int) -> str | None:
+    """An id the integrator gave (a reference, a job id): one line of printable text that fits its column, or
+    None (absent, blank, or not shaped like an id)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text or len(text) > max_length or not storable(text) or not text.isprintable():
+        return None
+    return text
+
+
+UNSIGNED_NOTE = "its answer was not signed, so its text is not shown"
+
+
 class _Answer:
-    def __init__(self, status_code: int, body: Any, text: str) -> None:
+    def __init__(self, status_code: int, body: Any, has_body: bool, signed: bool) -> None:
         self.status_code = status_code
         self.body = body  # the decoded JSON, or None when empty / not JSON
-        self.text = text
+        self.has_body = has_body  # something was answered (JSON or not)
+        self.signed = signed  # signed with the shared secret: its messages may be shown
+
+    def explanation(self) -> str | None:
+        """The integrator's own words, only from a signed JSON answer."""
+        return _messages(self.body) if self.signed else None
 
 
 class WebhookConnector:
@@ -204,9 +250,16 @@ class WebhookConnector:
     display_name = "Integrator webhook"
     detects_posting = False  # the integrator calls back with "posted" instead
 
-    def __init__(self, options: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        options: dict[str, Any] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        resolve: Resolver | None = None,
+    ) -> None:
         settings = dict(options or {})
-        self.url = _url(settings)
+        self.allow_private_network = flag_option(settings, ALLOW_PRIVATE_NETWORK, False)
+        self.url = _url(settings, self.allow_private_network)
         self._secret = _secret(settings)
         self.timeout_seconds = _timeout(settings)
         self.capabilities = Capabilities(
@@ -219,13 +272,23 @@ class WebhookConnector:
         # The integrator's `posted` callback (or an ERP admin's confirmation) must carry the posting totals.
         self.requires_posting_totals = flag_option(settings, REQUIRE_POSTING_TOTALS, False)
         self._clock = clock
+        self._resolve = resolve  # None: the system resolver (tests give their own names)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout_seconds), follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
+            headers={"User-Agent": USER_AGENT}, trust_env=False,
+            transport=None if self.allow_private_network else public_only_transport(resolve),
         )
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def check_settings(self) -> None:
+        """When the connection is saved: the URL's host resolves to public addresses only (unless the private
+        network is allowed). Each connection checks again, so a name re-pointed later is refused then."""
+        try:
+            await check_url(self.url, allow_private_network=self.allow_private_network, resolve=self._resolve)
+        except UnsafeUrlError as exc:
+            raise ConnectorConfigError(f"the option 'url' is refused: {exc}") from None
 
     # --- the Connector protocol ----------------------------------------------------------------------
 
@@ -239,26 +302,34 @@ class WebhookConnector:
         answer = await self._post(payload["event"], batch.export_id, payload)
         body = answer.body
         if body is None:
-            if answer.text.strip():
-                raise ConnectorError(
-                    f"the integrator answered HTTP {answer.status_code} with a body that is not JSON: "
-                    f"{_clip(answer.text)[:200]}"
-                )
+            if answer.has_body:
+                raise ConnectorError(f"the integrator answered HTTP {answer.status_code} with a body that is not JSON")
             return ExportReceipt(erp_reference=None, deferred=True)  # accepted; the callback tells the outcome
         if not isinstance(body, dict):
             raise ConnectorError(f"the integrator answered HTTP {answer.status_code} with JSON that is not an object")
         status = body.get("status")
-        reference = body.get("erpReference")
-        reference = (reference.strip() or None) if isinstance(reference, str) else None
+        reference = self._reference(body, batch.export_id)
         if status == "success":
             return ExportReceipt(erp_reference=reference)
         if status == "accepted" or (status is None and answer.status_code == 202):
             return ExportReceipt(erp_reference=reference, deferred=True)
         if status == "failure":
-            raise ConnectorError(_messages(body) or "the integrator reported a failure without a message")
+            if not answer.signed:
+                raise ConnectorError(f"the integrator reported a failure (HTTP {answer.status_code}); {UNSIGNED_NOTE}")
+            raise ConnectorError(answer.explanation() or "the integrator reported a failure without a message")
         raise ConnectorError(
-            f"the integrator answered with an unknown status {status!r} (expected success, accepted or failure)"
+            f"the integrator answered HTTP {answer.status_code} with a status that is not success, accepted or failure"
         )
+
+    @staticmethod
+    def _reference(body: dict[str, Any], export_id: str) -> str | None:
+        """The answer's erpReference, if it is shaped like one. The export stands either way: a reference that
+        is not (too long, control characters) is dropped, not a reason to write the entries again."""
+        given = body.get("erpReference")
+        reference = _identifier(given, MAX_REFERENCE_LENGTH)
+        if reference is None and given not in (None, ""):
+            log.warning("export %s: the integrator's erpReference is not a reference; it is not kept", export_id)
+        return reference
 
     async def sync_job(self, job: JobSpec) -> str:
         delivery_id = f"sync-{uuid.uuid4().hex}"
@@ -266,10 +337,20 @@ class WebhookConnector:
         body = answer.body
         if isinstance(body, dict):
             if body.get("status") == "failure":
-                raise ConnectorError(_messages(body) or "the integrator could not sync the job")
-            erp_job_id = body.get("erpJobId")
-            if isinstance(erp_job_id, str | int) and not isinstance(erp_job_id, bool) and str(erp_job_id).strip():
-                return str(erp_job_id).strip()
+                if not answer.signed:
+                    raise ConnectorError(
+                        f"the integrator could not sync the job (HTTP {answer.status_code}); {UNSIGNED_NOTE}"
+                    )
+                raise ConnectorError(answer.explanation() or "the integrator could not sync the job")
+            given = body.get("erpJobId")
+            if given not in (None, ""):
+                erp_job_id = _identifier(given, MAX_JOB_ID_LENGTH)
+                if erp_job_id is None:
+                    raise ConnectorError(
+                        f"the integrator answered an erpJobId that is not a job id of at most {MAX_JOB_ID_LENGTH} "
+                        "printable characters"
+                    )
+                return erp_job_id
         return job.number
 
     async def posted(self, export_id: str) -> bool | None:
@@ -293,23 +374,28 @@ class WebhookConnector:
         }
         try:
             response = await self._client.post(self.url, content=body, headers=headers)
+        except UnsafeAddressError as exc:  # the name now resolves into our own network: nothing was sent
+            raise ConnectorError(f"the integrator's URL is refused: {exc}") from None
         except httpx.TimeoutException:
             raise ConnectorError(
                 f"the integrator did not answer within {self.timeout_seconds:g} s", retryable=True
             ) from None
         except httpx.HTTPError as exc:
             raise ConnectorError(f"could not reach the integrator ({type(exc).__name__})", retryable=True) from None
-        text = response.text
+        content = response.content
         decoded: Any = None
-        if text.strip():
+        if content.strip():
             try:
-                decoded = orjson.loads(response.content)
+                decoded = orjson.loads(content)
             except orjson.JSONDecodeError:
                 decoded = None
+        signed = verify(self._secret, response.headers.get(TIMESTAMP_HEADER), response.headers.get(SIGNATURE_HEADER),
+                        content, now=timestamp)  # the answer comes within the timeout (at most 300 s)
+        answer = _Answer(response.status_code, decoded, bool(content.strip()), signed)
         status_code = response.status_code
         if 200 <= status_code < 300:
-            return _Answer(status_code, decoded, text if decoded is None else "")
-        explanation = _messages(decoded) or (_clip(text)[:200] if text.strip() and decoded is None else None)
+            return answer
+        explanation = answer.explanation()
         detail = f": {explanation}" if explanation else ""
         if status_code >= 500:
             raise ConnectorError(f"the integrator failed (HTTP {status_code}){detail}", retryable=True)

@@ -3,7 +3,9 @@
 ACCEPT and retryExport enqueue a job in the decision's own transaction. Workers claim due jobs with a lease
 (`FOR UPDATE SKIP LOCKED` on PostgreSQL, plus a compare-and-set that also makes SQLite safe); a RUNNING job
 whose lease ran out belongs to a worker that died mid-export and is claimed again (the connector's
-de-duplication on the request's export id keeps that exactly-once).
+de-duplication on the request's export id keeps that exactly-once). Each claim counts an attempt, a claim
+after a crash too (an export that kills its worker every time must stop), but never past the maximum: a job
+that already used every attempt is claimed `exhausted`, for the pipeline to fail it instead of running it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class SqlJobQueue(JobQueue):
             ),
         )
 
-    async def claim(self, now: datetime, lease: timedelta, company_id: str | None = None) -> ClaimedJob | None:
+    async def claim(
+        self, now: datetime, lease: timedelta, max_attempts: int, company_id: str | None = None
+    ) -> ClaimedJob | None:
         due = or_(
             (export_jobs.c.status == QUEUED) & (export_jobs.c.next_attempt_at <= now),
             (export_jobs.c.status == RUNNING) & (export_jobs.c.lease_until < now),
@@ -52,6 +56,8 @@ class SqlJobQueue(JobQueue):
         job = (await self._conn.execute(stmt)).first()
         if job is None:
             return None
+        exhausted = job.attempts >= max_attempts
+        attempts = job.attempts if exhausted else job.attempts + 1
         # Compare-and-set on what we read: on SQLite (no row locks) two workers cannot both win.
         result = await execute(
             self._conn,
@@ -61,11 +67,11 @@ class SqlJobQueue(JobQueue):
                 export_jobs.c.status == job.status,
                 export_jobs.c.updated_at == job.updated_at,
             )
-            .values(status=RUNNING, attempts=job.attempts + 1, lease_until=now + lease, updated_at=now),
+            .values(status=RUNNING, attempts=attempts, lease_until=now + lease, updated_at=now),
         )
         if result.rowcount != 1:
             return None
-        return ClaimedJob(id=job.id, request_id=job.request_id, attempts=job.attempts + 1)
+        return ClaimedJob(id=job.id, request_id=job.request_id, attempts=attempts, exhausted=exhausted)
 
     async def get(self, job_id: str) -> ExportJobRecord | None:
         row = (await self._conn.execute(select(export_jobs).where(export_jobs.c.id == job_id))).first()

@@ -132,6 +132,9 @@ class ClaimedJob:
     id: str
     request_id: str
     attempts: int
+    # Every allowed attempt has been made (a job claimed again after its worker died during the last one):
+    # the claim did not start another attempt, and the job must be failed, not run.
+    exhausted: bool = False
 
 
 # States of an export job.
@@ -326,8 +329,12 @@ class JobQueue(abc.ABC):
         """Inside the ACCEPT / retryExport transaction: the job exists iff the decision committed."""
 
     @abc.abstractmethod
-    async def claim(self, now: datetime, lease: timedelta, company_id: str | None = None) -> ClaimedJob | None:
-        """The next due job (or a RUNNING one whose lease ran out), leased to the caller."""
+    async def claim(
+        self, now: datetime, lease: timedelta, max_attempts: int, company_id: str | None = None
+    ) -> ClaimedJob | None:
+        """The next due job (or a RUNNING one whose lease ran out), leased to the caller, counting one more
+        attempt. A job that already made `max_attempts` (its worker died during the last one) is leased
+        without counting one: `exhausted`, so `attempts` never passes the maximum."""
 
     @abc.abstractmethod
     async def get(self, job_id: str) -> ExportJobRecord | None: ...

@@ -1,9 +1,11 @@
 """An integrator's callbacks about an export it accepted (`POST /erp/callbacks/webhook`, app.webhook_callbacks).
 
 `success` -> AWAITING_POSTING (or SYNCED when the company's ERP posts at once); `failure` -> EXPORT_FAILED with
-the integrator's messages; `posted` -> SYNCED (straight from EXPORTING too). Callbacks are idempotent and
-strict: repeating one that already took effect answers with the current status and changes nothing; one
-that does not fit the request's state is refused (`CallbackRejectedError`, a 409) and changes nothing.
+the integrator's messages; `posted` -> SYNCED, only once the export is written. The domain decides
+(domain.callbacks): an identical replay of one that already took effect answers with the current status and
+changes nothing; anything that does not fit the request's state (`posted` before the export is written, any
+callback after a terminal status that is not a replay) is refused (`CallbackRejectedError`, a 409 with the
+code NOT_PENDING) and changes nothing.
 
 `posted` carries the posting journal's control totals (`entryCount`, `totalAmount`), checked exactly as
 `confirmJobCostPosting` checks them (domain.posting): totals that differ from the request's exported entries
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from domain.callbacks import CallbackKind, CallbackReport, RecordedOutcome, callback_action, failure_message
 from domain.errors import DomainError, DomainErrors
 from domain.posting import control_totals, posting_totals_refusals
 from domain.status import ExportStatus, RequestAction
@@ -29,15 +32,12 @@ from resolvers.service import run_unit
 from resolvers.transitions import apply_request_action, request_entries
 
 WEBHOOK = "webhook"
-# Statuses a `posted` callback may find its request in (a repeat included).
-POSTABLE = frozenset(s.value for s in (ExportStatus.EXPORTING, ExportStatus.AWAITING_POSTING, ExportStatus.SYNCED))
-DEFAULT_FAILURE = "the integrator reported a failure"
 
 
 class CallbackRejectedError(Exception):
     """The callback is authentic but does not fit the request's state (e.g. success for a synced request), or
-    its posting totals do not fit the request's entries. `code` is the ErrorCode of a refusal the API also
-    gives (POSTING_TOTALS_MISMATCH, VALIDATION_FAILED), else None."""
+    its posting totals do not fit the request's entries. `code` is the ErrorCode of the refusal (NOT_PENDING,
+    POSTING_TOTALS_MISMATCH, VALIDATION_FAILED), None for an export nobody knows."""
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
@@ -82,9 +82,14 @@ async def apply_callback(
     totals: PostingTotals = NO_TOTALS,
     company_id: str | None = None,
 ) -> str:
-    """Apply one callback; returns the request's status after it (its current one for a repeat). With
+    """Apply one callback; returns the request's status after it (its current one for a replay). With
     `company_id` (an API token's company) an export of another company is unknown."""
     now = services.clock()
+    try:
+        kind = CallbackKind(status)
+    except ValueError:
+        raise CallbackRejectedError("status must be success, failure or posted") from None
+    report = CallbackReport(kind, erp_reference=erp_reference, message=message)
 
     async def body(uow: AbstractUnitOfWork) -> str:
         found = await uow.requests.by_export_id(export_id)
@@ -95,13 +100,13 @@ async def apply_callback(
             raise CallbackRejectedError("unknown export")
         request, budget = locked
         try:
-            new = await _apply(services, uow, request, budget, status, now, erp_reference, message, totals)
+            new = await _apply(services, uow, request, budget, report, now, totals)
         except DomainErrors as exc:
             first = exc.errors[0]
             raise CallbackRejectedError("; ".join(e.message for e in exc.errors), first.code.value) from None
         except DomainError as exc:
-            raise CallbackRejectedError(exc.message) from None
-        if new is None:  # it already took effect: a repeat changes nothing
+            raise CallbackRejectedError(exc.message, exc.code.value) from None
+        if new is None:  # it already took effect: a replay changes nothing
             return request.status
         await uow.jobs.close_awaiting_callback(request.id, now)
         return new.value
@@ -114,37 +119,26 @@ async def _apply(
     uow: AbstractUnitOfWork,
     request: ErpRequestRecord,
     budget: BudgetRecord,
-    status: str,
+    report: CallbackReport,
     now: datetime,
-    erp_reference: str | None,
-    message: str | None,
-    totals: PostingTotals = NO_TOTALS,
+    totals: PostingTotals,
 ) -> ExportStatus | None:
-    """The request's new status, None for a repeat of a callback that already took effect."""
-    current = ExportStatus(request.status)
-    if status == "success":
-        if current is not ExportStatus.EXPORTING:
-            return None
-        requires_posting = await _requires_posting(services, uow, request.company_id)
-        return await exported(uow, request, budget, now, erp_reference, requires_posting)
-    if status == "failure":
-        if current is not ExportStatus.EXPORTING:
-            return None
-        return await failed(uow, request, budget, now, message or DEFAULT_FAILURE)
-    if status == "posted":
-        await _check_posting_totals(services, uow, request, totals, repeat=current is ExportStatus.SYNCED)
-        if current is ExportStatus.SYNCED:
-            return None
-        if current is ExportStatus.EXPORTING:
-            await exported(uow, request, budget, now, erp_reference, True)
-            locked = await locked_request(uow, request.id)  # re-read: the request moved and the budget's version
-            if locked is None:
-                raise CallbackRejectedError("unknown export")
-            request, budget = locked
+    """The request's new status, None for a replay of a callback that already took effect."""
+    recorded = RecordedOutcome(ExportStatus(request.status), request.erp_reference, request.failure_message)
+    requires_posting = await _requires_posting(services, uow, request.company_id)
+    action = callback_action(report, recorded, requires_posting=requires_posting)
+    if report.kind is CallbackKind.POSTED:
+        await _check_posting_totals(services, uow, request, totals, repeat=action is None)
+    if action is None:
+        return None
+    if action is RequestAction.EXPORT_FAILED:
+        return await failed(uow, request, budget, now, failure_message(report))
+    if action is RequestAction.CONFIRM_POSTING:  # the posting's reference, if given, as confirmJobCostPosting keeps it
+        reference = report.erp_reference or request.erp_reference
         return await apply_request_action(
-            uow, budget, request, RequestAction.CONFIRM_POSTING, actor_id=None, at=now, posted_at=now
+            uow, budget, request, action, actor_id=None, at=now, posted_at=now, erp_reference=reference
         )
-    raise CallbackRejectedError("status must be success, failure or posted")
+    return await exported(uow, request, budget, now, report.erp_reference, requires_posting)
 
 
 async def _requires_posting(services: Services, uow: AbstractUnitOfWork, company_id: str) -> bool:
@@ -158,8 +152,6 @@ async def _check_posting_totals(
 ) -> None:
     """Refuse (DomainErrors) a `posted` callback whose totals differ from the request's entries, or that lacks
     totals the connection requires (not asked of a repeat: the first one was checked)."""
-    if request.status not in POSTABLE:
-        return  # the transition refuses it
     company = await uow.companies.get(request.company_id)
     connector = services.connectors.get(company.erp_connector, company.erp_settings) if company else None
     required = connector.requires_posting_totals if connector is not None and not repeat else False

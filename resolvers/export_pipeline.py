@@ -166,17 +166,36 @@ async def _fail_job(
 # --- one unit of work each --------------------------------------------------------------------------------
 
 
+def interrupted_message(attempts: int) -> str:
+    return (
+        f"the export was interrupted during its last attempt ({attempts} of {attempts}): the worker stopped "
+        "before it recorded the ERP's answer. Retry the export: the ERP de-duplicates on the export id, so "
+        "nothing is written twice"
+    )
+
+
 async def claim(
     services: Services, at: datetime, policy: RetryPolicy, company_id: str | None = None
 ) -> ClaimedJob | None:
     """The next due job, leased to the caller for `policy.lease`; a RUNNING job whose lease ran out belongs to a
     worker that died mid-export and is claimed again (the connector's de-duplication keeps that exactly-once).
-    `company_id`: a worker dedicated to one company."""
+    A job whose worker died during its last allowed attempt is not run again: its request fails
+    (EXPORT_FAILED, for the approver to retry) and the next due job is claimed. `company_id`: a worker
+    dedicated to one company."""
 
     async def body(uow: AbstractUnitOfWork) -> ClaimedJob | None:
-        return await uow.jobs.claim(at, policy.lease, company_id)
+        return await uow.jobs.claim(at, policy.lease, policy.max_attempts, company_id)
 
-    return await run_unit(services, body)
+    while True:
+        job = await run_unit(services, body)
+        if job is None or not job.exhausted:
+            return job
+
+        # Its own unit of work: failing locks the budget, which must come before any other lock (LockOrder).
+        async def give_up(uow: AbstractUnitOfWork, job: ClaimedJob = job) -> ExportStatus | None:
+            return await _fail_job(uow, job, at, interrupted_message(job.attempts), retry_at=None)
+
+        await run_unit(services, give_up)
 
 
 async def record_success(

@@ -23,6 +23,9 @@ class ScriptedConnector:
     sync_error: ConnectorError | None = None
     violations: list[FormatViolation] = field(default_factory=list)  # what validate() reports
 
+    async def check_settings(self) -> None:
+        return None
+
     async def sync_job(self, job: JobSpec) -> str:
         if self.sync_error is not None:
             raise self.sync_error

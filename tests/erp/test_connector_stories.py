@@ -38,9 +38,10 @@ CONNECTORS = ["embedded", "sage300-file", "vista-csv", "webhook"]
 
 @contextlib.asynccontextmanager
 async def connected(name: str, tmp_path: Path) -> AsyncIterator[tuple[dict[str, Any], Integrator | None]]:
+    (tmp_path / "drop").mkdir()
     if name == "webhook":
         async with running_integrator() as integrator:
-            yield {"url": integrator.url, "secret": "s3cret-shared-with-the-integrator"}, integrator
+            yield {**integrator.options, "secret": "s3cret-shared-with-the-integrator"}, integrator
     elif name == "embedded":
         yield {}, None
     elif name == "vista-csv":  # Vista's cost types are numbers

@@ -79,6 +79,7 @@ def sage_batch(payloads: list[str]) -> tuple[ExportItem, ...]:
 
 async def test_sage_descriptions_come_out_neutralised_and_amounts_stay_numbers(tmp_path: Path) -> None:
     drop = tmp_path / "sage"
+    drop.mkdir()
     connector = Sage300FileConnector({"drop_folder": str(drop)})
     request = batch(EXPORT, 2, "UPDATE_BUDGET", date(2025, 7, 1), sage_batch(PAYLOADS[:5]))
 
@@ -123,6 +124,7 @@ def vista_batch(payloads: list[str]) -> tuple[ExportItem, ...]:
 
 async def test_vista_notes_come_out_neutralised_and_amounts_stay_numbers(tmp_path: Path) -> None:
     drop = tmp_path / "vista"
+    drop.mkdir()
     connector = VistaCsvConnector({"drop_folder": str(drop), "cost_type_map": "L:1"})
     request = batch(EXPORT, 2, "UPDATE_BUDGET", date(2025, 7, 1), vista_batch(PAYLOADS[:5]))
 
@@ -137,6 +139,7 @@ async def test_vista_notes_come_out_neutralised_and_amounts_stay_numbers(tmp_pat
 
 async def test_vista_notes_beginning_with_a_carriage_return_come_out_neutralised(tmp_path: Path) -> None:
     drop = tmp_path / "vista"
+    drop.mkdir()
     connector = VistaCsvConnector({"drop_folder": str(drop), "cost_type_map": "L:1"})
     request = batch(EXPORT, 2, "UPDATE_BUDGET", date(2025, 7, 1), (
         mod("e1", 1, "01-100", "L", "-3.00", modification_notes="\r=1", line="line1"),

@@ -10,7 +10,7 @@ from app import admin
 from app.export_worker import ExportWorker
 from domain.export import Capabilities
 from erp.base import ConnectorError, ExportReceipt
-from persistence.tables import erp_job_cost_entries, export_jobs
+from persistence.tables import erp_job_cost_entries, erp_requests, events, export_jobs
 from resolvers import export_pipeline
 from resolvers.context import Services, utc_now
 from resolvers.export_pipeline import RetryPolicy
@@ -153,6 +153,46 @@ async def test_a_job_whose_worker_died_is_claimed_again_after_its_lease(services
     assert await export_pipeline.claim(services, now + timedelta(seconds=59), FAST, tenant.company_id) is None  # leased
     again = await export_pipeline.claim(services, now + timedelta(seconds=61), FAST, tenant.company_id)
     assert again is not None and again.id == dead.id and again.attempts == 2
+
+
+async def test_attempts_never_pass_the_maximum_when_the_worker_keeps_dying(services: Services) -> None:
+    """A worker that dies mid-export (its lease runs out) counts that attempt; once the attempts are used up,
+    the job is not run again: the request fails, for the approver to retry, with attempts at the maximum."""
+    connector = ScriptedConnector(outcomes=[ConnectorError("ERP busy", retryable=True)])
+    scripted, tenant, request_id = await accepted_with(services, connector)
+    policy = RetryPolicy(max_attempts=3, base_seconds=30.0, lease_seconds=60)  # a retry is due within 30 s
+    now = utc_now()
+    # Attempt 1 fails retryably and is re-queued; attempts 2 and 3 are claimed by workers that die.
+    assert await worker_for(scripted, tenant, policy).run_once() == 1
+    seen = []
+    for _ in range(2):
+        now += timedelta(seconds=61)
+        job = await export_pipeline.claim(scripted, now, policy, tenant.company_id)
+        assert job is not None
+        seen.append(job.attempts)
+    assert seen == [2, 3]
+
+    # The last attempt's worker died too: the next claim fails the request instead of running a fourth.
+    assert await export_pipeline.claim(scripted, now + timedelta(seconds=61), policy, tenant.company_id) is None
+
+    failed = await request(tenant, request_id)
+    assert failed["status"] == "EXPORT_FAILED"
+    assert failed["failureMessage"].startswith("the export was interrupted during its last attempt (3 of 3)")
+    async with services.db.read() as conn:
+        job_row = (await conn.execute(select(export_jobs.c.status, export_jobs.c.attempts)
+                                      .where(export_jobs.c.request_id == request_id))).one()
+        attempts = (await conn.execute(select(erp_requests.c.export_attempts)
+                                       .where(erp_requests.c.id == request_id))).scalar_one()
+        failures_logged = (await conn.execute(select(events.c.type).where(
+            events.c.company_id == tenant.company_id, events.c.type == "ExportFailed"))).scalars().all()
+    assert tuple(job_row) == ("FAILED", 3) and attempts == 3
+    assert failures_logged == ["ExportFailed"]
+    assert len(connector.exported) == 1  # only the attempt that answered ran the connector here
+    # Nothing is due any more; retryExport queues a fresh job with its own attempts.
+    assert await export_pipeline.claim(scripted, now + timedelta(hours=1), policy, tenant.company_id) is None
+    await tenant.ok("approver", RETRY, r=request_id)
+    assert await worker_for(scripted, tenant, policy).run_once() == 1
+    assert (await request(tenant, request_id))["status"] == "AWAITING_POSTING"
 
 
 async def test_a_connector_that_posts_at_once_goes_straight_to_synced(services: Services) -> None:

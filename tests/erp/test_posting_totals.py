@@ -98,6 +98,7 @@ async def posted_flags(services: Services, request_id: str) -> list[bool]:
 
 @pytest.mark.parametrize("name", ["sage300-file", "vista-csv"])
 async def test_the_file_connectors_require_the_totals(services: Services, tmp_path: Path, name: str) -> None:
+    (tmp_path / "drop").mkdir()
     options: dict[str, Any] = {"drop_folder": str(tmp_path / "drop")}
     if name == "vista-csv":
         options["cost_type_map"] = "L:1,M:2,S:3"
@@ -127,6 +128,7 @@ async def test_the_file_connectors_require_the_totals(services: Services, tmp_pa
 async def test_require_posting_totals_is_the_connections_choice(
     services: Services, tmp_path: Path, name: str, value: str | None, required: bool
 ) -> None:
+    (tmp_path / "drop").mkdir()
     options: dict[str, Any] = {"drop_folder": str(tmp_path / "drop")} if name != "embedded" else {}
     if value is not None:
         options["require_posting_totals"] = value

@@ -39,7 +39,9 @@ UPDATE_CHANGES = f"{JOB}_{UPDATE_ID}_approved-changes.csv"
 
 @pytest.fixture
 def drop(tmp_path: Path) -> Path:
-    return tmp_path / "sage-drop"
+    folder = tmp_path / "sage-drop"
+    folder.mkdir()  # a drop folder exists before it is configured (checked when saved)
+    return folder
 
 
 @pytest.fixture
@@ -151,6 +153,8 @@ async def test_negative_zero_is_written_as_zero(connector: Sage300FileConnector,
 async def test_encoding_option(tmp_path: Path) -> None:
     facade = batch("bb-enc", 1, "CREATE_BUDGET", date(2025, 1, 2),
                    (item("e", "07-400", "S", "10.00", description="Façade panels"),))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     cp1252 = Sage300FileConnector({"drop_folder": str(tmp_path / "a"), "encoding": "cp1252"})
     ascii_only = Sage300FileConnector({"drop_folder": str(tmp_path / "b"), "encoding": "ascii"})
     await cp1252.export(facade)
@@ -206,7 +210,7 @@ async def test_a_crash_after_the_file_was_published_does_not_rewrite_it(
     connector: Sage300FileConnector, drop: Path
 ) -> None:
     # A worker died after publishing the file and before recording the export: the file is there, no ledger.
-    drop.mkdir()
+    assert drop.is_dir()
     (drop / CREATE_FILE).write_bytes(b"as published before the crash\r\n")
 
     receipt = await connector.export(create_batch())
@@ -226,11 +230,14 @@ async def test_concurrent_exports_of_one_request_write_one_file(connector: Sage3
 # --- the folder and the options ---------------------------------------------------------------------
 
 
-async def test_a_missing_drop_folder_is_created(tmp_path: Path) -> None:
+async def test_a_missing_drop_folder_is_a_retryable_error_and_is_not_created(tmp_path: Path) -> None:
+    # An unmounted share: creating the folder would put the files on the local disk, where nobody imports them.
     folder = tmp_path / "not" / "there" / "yet"
-    receipt = await Sage300FileConnector({"drop_folder": str(folder)}).export(create_batch())
-    assert folder.is_dir()
-    assert data_files(folder) == [receipt.erp_reference]
+    with pytest.raises(ConnectorError) as caught:
+        await Sage300FileConnector({"drop_folder": str(folder)}).export(create_batch())
+    assert caught.value.retryable is True
+    assert str(caught.value) == f"the drop folder {folder} does not exist (is its share mounted?)"
+    assert not (tmp_path / "not").exists()
 
 
 async def test_an_unusable_drop_folder_is_a_retryable_error(tmp_path: Path) -> None:
@@ -263,6 +270,9 @@ async def test_a_folder_below_a_file_is_a_retryable_error(tmp_path: Path) -> Non
         {"drop_folder": 42},
         {"drop_folder": "/tmp/x", "encoding": "klingon"},
         {"drop_folder": "/tmp/x", "encoding": 8},
+        {"drop_folder": "drop"},
+        {"drop_folder": "./sage/drop"},
+        {"drop_folder": "~/drop"},
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, object]) -> None:
@@ -312,7 +322,7 @@ async def test_amounts_that_are_not_exact_cents_are_refused(
     bad = dataclasses.replace(item("e", "03-300", "L", "0"), amount=amount)  # type: ignore[arg-type]
     with pytest.raises(ConnectorError):
         await connector.export(batch("bb-bad", 1, "CREATE_BUDGET", date(2025, 1, 2), (bad,)))
-    assert not drop.exists()
+    assert list(drop.iterdir()) == []  # nothing written, not even the ledger
 
 
 # --- job setup and posting --------------------------------------------------------------------------
@@ -322,7 +332,7 @@ async def test_sync_job_writes_nothing_and_returns_the_job_number(connector: Sag
     job = JobSpec(company_id="Company_1", project_id="Project_1", number=JOB, name="Riverside MOB",
                   pairs=(("03-300", "L"),))
     assert await connector.sync_job(job) == JOB
-    assert not drop.exists()
+    assert list(drop.iterdir()) == []  # nothing written, not even the ledger
 
 
 async def test_posting_cannot_be_seen_from_a_file_drop(connector: Sage300FileConnector) -> None:
@@ -335,4 +345,4 @@ async def test_posting_cannot_be_seen_from_a_file_drop(connector: Sage300FileCon
 async def test_an_empty_batch_writes_nothing(connector: Sage300FileConnector, drop: Path) -> None:
     receipt = await connector.export(batch("bb-empty", 1, "CREATE_BUDGET", date(2025, 1, 2), ()))
     assert receipt.erp_reference is None
-    assert not drop.exists()
+    assert list(drop.iterdir()) == []  # nothing written, not even the ledger

@@ -37,6 +37,8 @@ TYPES = ("L", "M", "S", "LABR", "@L")
 
 
 async def connect(tenant: Tenant, name: str, options: dict[str, Any]) -> None:
+    if "drop_folder" in options:  # as an administrator does: the folder exists before it is configured
+        Path(options["drop_folder"]).mkdir(exist_ok=True)
     async with tenant.services.db.unit_of_work() as uow:
         await admin.set_company_connector(uow.connection, tenant.company_id, name, options)
         await uow.commit()
@@ -153,7 +155,7 @@ async def test_each_sage_field_limit_blocks_the_send_naming_the_line_and_field(
         {"code": "ERP_FORMAT_INVALID", "message": message, "field": ["lineItem", line, field]}
     ]
     assert await snapshot(services.db, tenant.company_id) == before
-    assert not (tmp_path / "drop").exists()
+    assert list((tmp_path / "drop").iterdir()) == []
 
 
 async def test_a_job_that_does_not_fit_is_a_blocker_on_the_project(services: Services, tmp_path: Path) -> None:
@@ -261,7 +263,7 @@ async def test_a_connection_changed_after_the_send_fails_the_export_with_the_vio
         job = (await conn.execute(select(export_jobs.c.status, export_jobs.c.attempts)
                                   .where(export_jobs.c.request_id == request_id))).one()
     assert tuple(job) == ("FAILED", 1)  # not retried: only another connection (or content) can fix it
-    assert not drop.exists() or not any(p.is_file() for p in drop.iterdir())
+    assert not any(p.is_file() for p in drop.iterdir())
     assert (await tenant.ok("admin", ENTRIES, r=request_id))["erpRequest"]["entries"] == []
 
     # The approver has the mapping put back and retries: the file is written as it would have been.
@@ -296,7 +298,7 @@ async def test_a_switch_to_a_stricter_erp_after_the_send_fails_the_export(servic
     message = failed["failureMessage"]
     assert message.startswith("Sage 300 CRE cannot import this export as it is: ")
     assert "Line 03-300-0001-ABCD/L: the cost code '03-300-0001-ABCD' is 16 characters long; at most 15 fit" in message
-    assert not (tmp_path / "drop").exists()
+    assert list((tmp_path / "drop").iterdir()) == []
 
 
 async def test_the_entries_of_an_exported_request_are_the_ledgers(services: Services) -> None:

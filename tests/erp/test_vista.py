@@ -38,7 +38,9 @@ UPDATE_CHANGE_ORDER = f"{JOB}_{UPDATE_ID}_JCChangeOrder.csv"
 
 @pytest.fixture
 def drop(tmp_path: Path) -> Path:
-    return tmp_path / "vista-drop"
+    folder = tmp_path / "vista-drop"
+    folder.mkdir()  # a drop folder exists before it is configured (checked when saved)
+    return folder
 
 
 @pytest.fixture
@@ -150,7 +152,7 @@ async def test_a_changed_line_without_its_new_total_is_refused_before_any_write(
     with pytest.raises(ConnectorError, match="new total original amount") as caught:
         await connector.export(delta_only)
     assert caught.value.retryable is False
-    assert not drop.exists()
+    assert list(drop.iterdir()) == []  # nothing written, not even the ledger
 
 
 async def test_modifications_only_write_only_the_change_order_file(connector: VistaCsvConnector, drop: Path) -> None:
@@ -229,7 +231,7 @@ async def test_a_retry_of_a_dropped_export_is_not_refused_after_the_options_chan
 async def test_a_crash_between_the_two_files_completes_the_second_only(
     connector: VistaCsvConnector, drop: Path
 ) -> None:
-    drop.mkdir()
+    assert drop.is_dir()
     (drop / UPDATE_ESTIMATES).write_bytes(b"published before the crash\r\n")
 
     receipt = await connector.export(update_batch())
@@ -262,12 +264,14 @@ async def test_concurrent_exports_of_one_request(connector: VistaCsvConnector, d
 # --- the folder and the options ---------------------------------------------------------------------
 
 
-async def test_a_missing_drop_folder_is_created(tmp_path: Path) -> None:
+async def test_a_missing_drop_folder_is_a_retryable_error_and_is_not_created(tmp_path: Path) -> None:
     folder = tmp_path / "new" / "vista"
-    receipt = await VistaCsvConnector({"drop_folder": str(folder), "cost_type_map": VISTA_COST_TYPES}).export(
-        create_batch()
-    )
-    assert data_files(folder) == [receipt.erp_reference]
+    with pytest.raises(ConnectorError) as caught:
+        await VistaCsvConnector({"drop_folder": str(folder), "cost_type_map": VISTA_COST_TYPES}).export(
+            create_batch()
+        )
+    assert caught.value.retryable is True and "does not exist" in str(caught.value)
+    assert not (tmp_path / "new").exists()
 
 
 async def test_an_unusable_drop_folder_is_a_retryable_error(tmp_path: Path) -> None:
@@ -293,6 +297,7 @@ async def test_an_unusable_drop_folder_is_a_retryable_error(tmp_path: Path) -> N
         {"drop_folder": "/tmp/x", "company_number": -1},
         {"drop_folder": "/tmp/x", "company_number": True},
         {"drop_folder": "/tmp/x", "company_number": 1.0},
+        {"drop_folder": "vista/drop"},
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, object]) -> None:
@@ -322,14 +327,14 @@ async def test_sub_jobs_are_refused(connector: VistaCsvConnector, drop: Path, ki
     with pytest.raises(ConnectorError, match="Vista does not support sub jobs") as caught:
         await connector.export(batch("bb-sub", 1, "UPDATE_BUDGET", date(2025, 1, 2), (entry,)))
     assert caught.value.retryable is False
-    assert not drop.exists()
+    assert list(drop.iterdir()) == []  # nothing written, not even the ledger
 
 
 async def test_float_amounts_are_refused(connector: VistaCsvConnector, drop: Path) -> None:
     bad = dataclasses.replace(item("e", "03-300", "L", "0"), amount=12.5)  # type: ignore[arg-type]
     with pytest.raises(ConnectorError):
         await connector.export(batch("bb-float", 1, "CREATE_BUDGET", date(2025, 1, 2), (bad,)))
-    assert not drop.exists()
+    assert list(drop.iterdir()) == []  # nothing written, not even the ledger
 
 
 # --- job setup and posting --------------------------------------------------------------------------
@@ -338,6 +343,6 @@ async def test_float_amounts_are_refused(connector: VistaCsvConnector, drop: Pat
 async def test_sync_job_and_posting(connector: VistaCsvConnector, drop: Path) -> None:
     job = JobSpec(company_id="Company_1", project_id="Project_1", number=JOB, name="Riverside MOB")
     assert await connector.sync_job(job) == JOB
-    assert not drop.exists()
+    assert list(drop.iterdir()) == []  # nothing written, not even the ledger
     assert await connector.posted(UPDATE_ID) is None
     await connector.mark_posted(UPDATE_ID)  # a no-op

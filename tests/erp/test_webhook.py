@@ -29,12 +29,13 @@ NOW = 1_718_000_000
 @pytest.fixture
 async def integrator() -> AsyncIterator[Integrator]:
     async with running_integrator() as server:
+        server.secret = SECRET  # its answers are signed, so their messages may be shown
         yield server
 
 
 @pytest.fixture
 async def connector(integrator: Integrator) -> AsyncIterator[WebhookConnector]:
-    webhook = WebhookConnector({"url": integrator.url, "secret": SECRET, "timeout_seconds": 5}, clock=lambda: NOW)
+    webhook = WebhookConnector({**integrator.options, "secret": SECRET, "timeout_seconds": 5}, clock=lambda: NOW)
     yield webhook
     await webhook.aclose()
 
@@ -277,7 +278,7 @@ async def test_the_signature_verifies_with_the_shared_secret_only(
 
 async def test_a_retry_carries_the_same_delivery_id_and_body_with_a_fresh_signature(integrator: Integrator) -> None:
     clock = iter([NOW, NOW + 7])
-    webhook = WebhookConnector({"url": integrator.url, "secret": SECRET}, clock=lambda: next(clock))
+    webhook = WebhookConnector({**integrator.options, "secret": SECRET}, clock=lambda: next(clock))
     integrator.reply(Reply(503, {"message": "ERP maintenance window"}),
                      Reply(200, {"status": "success", "erpReference": "JC-77"}))
     try:
@@ -335,7 +336,7 @@ async def test_too_many_requests_is_retryable(integrator: Integrator, connector:
 
 
 async def test_a_slow_integrator_times_out_retryably(integrator: Integrator) -> None:
-    webhook = WebhookConnector({"url": integrator.url, "secret": SECRET, "timeout_seconds": 0.3})
+    webhook = WebhookConnector({**integrator.options, "secret": SECRET, "timeout_seconds": 0.3})
     integrator.reply(Reply(200, {"status": "success", "erpReference": "late"}, delay=5))
     started = time.monotonic()
     try:
@@ -353,7 +354,8 @@ async def test_a_slow_integrator_times_out_retryably(integrator: Integrator) -> 
 async def test_an_unreachable_integrator_is_retryable() -> None:
     with bound_socket() as sock:  # a port that is bound but not listening: connections are refused
         port = sock.getsockname()[1]
-        webhook = WebhookConnector({"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET, "timeout_seconds": 2})
+        webhook = WebhookConnector({"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET, "timeout_seconds": 2,
+                                    "allow_private_network": True})
         try:
             with pytest.raises(ConnectorError) as failed:
                 await webhook.export(create_batch())
@@ -411,7 +413,7 @@ async def test_a_reported_failure_is_final_with_all_messages(
     [
         (Reply(200, body=b"<html>OK</html>"), "not JSON"),
         (Reply(200, ["success"]), "not an object"),
-        (Reply(200, {"status": "done"}), "unknown status 'done'"),
+        (Reply(200, {"status": "done"}), "with a status that is not success, accepted or failure"),
         (Reply(302, body=b""), "redirect"),
     ],
     ids=["html", "array", "unknown-status", "redirect"],
@@ -477,7 +479,8 @@ async def test_sync_job_errors_are_connector_errors(integrator: Integrator, conn
 
 async def test_capabilities_follow_the_options() -> None:
     default = WebhookConnector({"url": "https://hooks.example.com/bb", "secret": SECRET})
-    custom = WebhookConnector({"url": "http://10.0.0.5:8080/bb", "secret": SECRET, "supports_sub_jobs": False,
+    custom = WebhookConnector({"url": "http://10.0.0.5:8080/bb", "secret": SECRET, "allow_private_network": "true",
+                               "supports_sub_jobs": False,
                                "requires_posting": "false", "timeout_seconds": "2.5"})
     try:
         assert default.name == "webhook" and default.display_name == "Integrator webhook"
@@ -511,6 +514,10 @@ async def test_capabilities_follow_the_options() -> None:
         ({"url": "https://example.com/hook", "secret": SECRET, "timeout_seconds": 3600}, "timeout_seconds"),
         ({"url": "https://example.com/hook", "secret": SECRET, "supports_sub_jobs": "maybe"}, "supports_sub_jobs"),
         ({"url": "https://example.com/hook", "secret": SECRET, "requires_posting": 2}, "requires_posting"),
+        ({"url": "http://example.com/hook", "secret": SECRET}, "must use https"),
+        ({"url": "http://127.0.0.1:8080/hook", "secret": SECRET}, "must use https"),
+        ({"url": "https://example.com/hook", "secret": SECRET, "allow_private_network": "maybe"},
+         "allow_private_network"),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], named: str) -> None:

@@ -22,7 +22,19 @@ from erp.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTA
 from persistence.database import Database
 from persistence.tables import export_jobs
 from resolvers.context import Services
-from tests.e2e.conftest import DECIDE, ERP_REQUEST, SEND, assert_no_leak, ok, ready_to_send, wait_for
+from tests.e2e.conftest import (
+    DECIDE,
+    ERP_REQUEST,
+    LOCK,
+    SEND,
+    SYNC_PROJECT,
+    add_line,
+    assert_no_leak,
+    gql,
+    ok,
+    ready_to_send,
+    wait_for,
+)
 from tests.erp.webhook_server import Integrator, Reply, running_integrator
 from tests.support import JWT_SECRET, Tenant, make_tenant, snapshot
 
@@ -151,7 +163,7 @@ async def webhook_tenant(services: Services, integrator: Integrator, secret: str
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
         await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
-                                          {"url": integrator.url, "secret": secret})
+                                          {**integrator.options, "secret": secret})
         await uow.commit()
     return tenant
 
@@ -333,23 +345,66 @@ async def test_a_success_callback_moves_the_request_on_and_posted_syncs_it(
     assert request["budget"]["exportStatus"] == "SYNCED"
 
 
-async def test_a_posted_callback_syncs_an_exporting_request_directly(
-    http: httpx.AsyncClient, services: Services, integrator: Integrator
+async def test_a_posted_callback_before_the_export_is_written_is_a_409_and_changes_nothing(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
 ) -> None:
     tenant = await webhook_tenant(services, integrator)
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    before = await snapshot(db, tenant.company_id)  # the request, its events, its entries, its job
 
-    response = await callback(http, {"exportId": export_id, "status": "posted", "erpReference": "SAGE-881"})
+    refused = await callback(http, {"exportId": export_id, "status": "posted", "erpReference": "SAGE-881"})
 
-    assert response.status_code == 200, response.text
-    assert response.json() == {"status": "SYNCED"}
+    assert refused.status_code == 409, refused.text
+    assert refused.json() == {
+        "error": "a posted callback cannot come before the export is written (status EXPORTING): report success "
+                 "first",
+        "code": "NOT_PENDING",
+    }
+    assert await snapshot(db, tenant.company_id) == before
+    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+    assert await job_status(db, request_id) == "AWAITING_CALLBACK"
+
+    # In order, the same two reports go through.
+    assert (await callback(http, {"exportId": export_id, "status": "success", "erpReference": "SAGE-881"})).json() \
+        == {"status": "AWAITING_POSTING"}
+    assert (await callback(http, {"exportId": export_id, "status": "posted"})).json() == {"status": "SYNCED"}
     request = await request_of(http, tenant, request_id)
     assert request["status"] == "SYNCED" and request["erpReference"] == "SAGE-881"
     assert request["exportedAt"] and request["postedAt"]
 
 
+async def test_after_a_terminal_status_only_an_identical_replay_gets_a_200(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    tenant = await webhook_tenant(services, integrator)
+    request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    success = {"exportId": export_id, "status": "success", "erpReference": "VISTA-JC-4411"}
+    assert (await callback(http, success)).json() == {"status": "AWAITING_POSTING"}
+    assert (await callback(http, {"exportId": export_id, "status": "posted"})).json() == {"status": "SYNCED"}
+    synced = await snapshot(db, tenant.company_id)
+
+    for replay in (success, {"exportId": export_id, "status": "posted"},
+                   {"exportId": export_id, "status": "posted", "erpReference": "VISTA-JC-4411"}):
+        again = await callback(http, replay)
+        assert again.status_code == 200 and again.json() == {"status": "SYNCED"}, again.text
+    refusals = [
+        await callback(http, {"exportId": export_id, "status": "failure", "messages": ["Job P-100 is closed"]}),
+        await callback(http, {**success, "erpReference": "VISTA-JC-9999"}),
+        await callback(http, {"exportId": export_id, "status": "posted", "erpReference": "VISTA-JC-9999"}),
+    ]
+
+    assert [(r.status_code, r.json()["code"]) for r in refusals] == [(409, "NOT_PENDING")] * 3
+    assert refusals[0].json()["error"] == "a failure callback does not fit the request's status SYNCED"
+    assert "a repeat must carry the same erpReference" in refusals[1].json()["error"]
+    assert await snapshot(db, tenant.company_id) == synced
+    request = await request_of(http, tenant, request_id)
+    assert (request["status"], request["erpReference"], request["failureMessage"]) == (
+        "SYNCED", "VISTA-JC-4411", None
+    )
+
+
 async def test_a_failure_callback_fails_the_export_with_the_integrators_messages(
-    http: httpx.AsyncClient, services: Services, integrator: Integrator
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
 ) -> None:
     tenant = await webhook_tenant(services, integrator)
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
@@ -364,10 +419,19 @@ async def test_a_failure_callback_fails_the_export_with_the_integrators_messages
     assert request["failureMessage"] == "Job P-100 is closed in Vista; Phase 09-900 is not set up"
     assert request["budget"]["exportStatus"] == "EXPORT_FAILED"
 
-    # Posting cannot be reported for an export that failed: the callback is authentic but out of place.
-    refused = await callback(http, {"exportId": export_id, "status": "posted"})
-    assert refused.status_code == 409, refused.text
-    assert set(refused.json()) == {"error"} and refused.json()["error"]
+    # Posting cannot be reported for an export that failed, nor success: the callback is authentic but out of
+    # place. The same failure again is a replay.
+    failed = await snapshot(db, tenant.company_id)
+    for late in ({"exportId": export_id, "status": "posted"},
+                 {"exportId": export_id, "status": "success", "erpReference": "LATE-1"}):
+        refused = await callback(http, late)
+        assert refused.status_code == 409, refused.text
+        assert refused.json() == {"error": f"a {late['status']} callback does not fit the request's status "
+                                           "EXPORT_FAILED", "code": "NOT_PENDING"}
+    replay = await callback(http, {"exportId": export_id, "status": "failure",
+                                   "messages": ["Job P-100 is closed in Vista", "Phase 09-900 is not set up"]})
+    assert replay.status_code == 200 and replay.json() == {"status": "EXPORT_FAILED"}
+    assert await snapshot(db, tenant.company_id) == failed
     assert (await request_of(http, tenant, request_id))["status"] == "EXPORT_FAILED"
 
 
@@ -379,7 +443,7 @@ async def totals_tenant(services: Services, integrator: Integrator, **options: s
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
         await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
-                                          {"url": integrator.url, "secret": SECRET, **options})
+                                          {**integrator.options, "secret": SECRET, **options})
         await uow.commit()
     return tenant
 
@@ -400,6 +464,7 @@ async def test_a_posted_callback_with_wrong_totals_is_a_409_and_changes_nothing(
 ) -> None:
     tenant = await totals_tenant(services, integrator)
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    await callback(http, {"exportId": export_id, "status": "success", "erpReference": "JC-77"})
     before = await snapshot(db, tenant.company_id)
 
     refused = await callback(http, {"exportId": export_id, "status": "posted", **totals})
@@ -408,7 +473,7 @@ async def test_a_posted_callback_with_wrong_totals_is_a_409_and_changes_nothing(
     assert refused.json()["code"] == "POSTING_TOTALS_MISMATCH"
     assert message in refused.json()["error"]
     assert await snapshot(db, tenant.company_id) == before
-    assert (await request_of(http, tenant, request_id))["status"] == "EXPORTING"
+    assert (await request_of(http, tenant, request_id))["status"] == "AWAITING_POSTING"
 
 
 async def test_a_posted_callback_with_the_right_totals_syncs_and_a_repeat_is_checked_too(
@@ -440,6 +505,7 @@ async def test_a_connection_that_requires_totals_refuses_a_posted_callback_witho
 ) -> None:
     tenant = await totals_tenant(services, integrator, require_posting_totals="true")
     request_id, export_id = await exported_and_waiting(http, tenant, integrator)
+    await callback(http, {"exportId": export_id, "status": "success"})
     before = await snapshot(db, tenant.company_id)
 
     refused = await callback(http, {"exportId": export_id, "status": "posted"})
@@ -490,3 +556,55 @@ def test_the_documented_callback_examples_verify() -> None:
     bodies = [orjson.loads(body) for _, _, body in examples]
     assert {"exportId": "bb-7c4f1e2a9d3b4c5e8f6a0b1c2d3e4f5a", "status": "posted", "entryCount": 4,
             "totalAmount": "200.00"} in bodies
+
+
+# --- what the integrator answers reaches users only in our words ------------------------------------------------
+
+
+async def every_stored_text(db: Database) -> str:
+    """Every row of every table, as text: where a leaked answer would have been kept (requests, events, jobs,
+    notifications and their outbox)."""
+    from persistence.tables import metadata
+
+    async with db.read() as conn:
+        rows = [repr(tuple(row)) for table in metadata.sorted_tables for row in await conn.execute(select(table))]
+    return "\n".join(rows)
+
+
+async def test_an_unsigned_refusal_reaches_no_user_message_event_or_notification(
+    http: httpx.AsyncClient, services: Services, db: Database, integrator: Integrator
+) -> None:
+    """An endpoint that is not the integrator (a wrong URL) answers with what it has: its body must not reach
+    the approver's failureMessage, the history, the notifications or a GraphQL error."""
+    leak = f"internal-token-{time.time_ns()} db=10.0.0.9"
+    tenant = await webhook_tenant(services, integrator)
+    integrator.defaults["sync_job"] = Reply(400, {"error": leak})
+    await add_lines_and_lock(http, tenant)
+
+    sync = (await gql(http, tenant.token("admin"), SYNC_PROJECT, p=tenant.project_id))["data"]
+    assert sync["syncProjectToERP"]["userErrors"] == [{
+        "code": "ERP_SYNC_FAILED", "field": None,
+        "message": "the ERP refused the job sync: the integrator refused the sync job (HTTP 400)",
+    }]
+    integrator.defaults["sync_job"] = Reply(200, {"erpJobId": "INT-JOB-7"})
+    integrator.defaults["create_budget"] = Reply(422, {"message": leak, "messages": [leak]})
+    await ok(http, tenant.token("admin"), SYNC_PROJECT, p=tenant.project_id)
+    sent = await ok(http, tenant.token("admin"), SEND, i={"budgetId": tenant.budget_id})
+    request_id = sent["sendToERP"]["erpRequest"]["id"]
+    await ok(http, tenant.token("approver"), DECIDE, i={"erpRequestId": request_id, "decision": "ACCEPT"})
+
+    failed = await wait_for(lambda: request_of(http, tenant, request_id), lambda r: r["status"] == "EXPORT_FAILED")
+
+    assert failed["failureMessage"] == "the integrator refused the create budget (HTTP 422)"
+    history = await ok(http, tenant.token("approver"), HISTORY, b=tenant.budget_id)
+    reasons = [e["node"]["reason"] for e in history["budget"]["history"]["edges"]]
+    assert "the integrator refused the create budget (HTTP 422)" in reasons
+    assert leak not in await every_stored_text(db)
+
+
+HISTORY = "query($b: ID!) { budget(id: $b) { history(first: 50) { edges { node { type reason } } } } }"
+
+
+async def add_lines_and_lock(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    await add_line(http, tenant, "03-300", "L", "1000.00")
+    await ok(http, tenant.token("admin"), LOCK, i={"budgetId": tenant.budget_id})

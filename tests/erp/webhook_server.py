@@ -1,11 +1,13 @@
 """A tiny integrator for the webhook tests: a real Starlette app served by uvicorn on a free loopback port,
 in the test's event loop. It records every request it receives and answers with what the test configured
-(status code, JSON or raw body, delay)."""
+(status code, JSON or raw body, delay), signed with `secret` when one is set (as docs/webhook.md asks for
+an answer whose messages should be shown)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from erp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.live_server import bound_socket, serving
 from tests.waiting import Changes
 
@@ -33,6 +36,7 @@ class Reply:
     json: Any = NO_BODY
     body: bytes | None = None
     delay: float = 0.0
+    signed: bool = True  # signed when the integrator has a secret; False: this answer is not
 
     def content(self) -> bytes:
         if self.body is not None:
@@ -72,12 +76,18 @@ class Integrator:
     queue: deque[Reply] = field(default_factory=deque)
     defaults: dict[str, Reply] = field(default_factory=dict)
     default: Reply = field(default_factory=lambda: Reply(200, {"status": "success", "erpReference": "ERP-1"}))
+    secret: str | None = None  # sign every answer with it (X-BudgetBridge-Timestamp / -Signature)
     _release: asyncio.Event = field(default_factory=asyncio.Event)
     _changes: Changes = field(default_factory=Changes)  # notified on every request received
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/budgetbridge/hook"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The webhook options that reach this integrator: on loopback, so the private network is allowed."""
+        return {"url": self.url, "allow_private_network": True}
 
     def reply(self, *replies: Reply) -> None:
         self.queue.extend(replies)
@@ -103,7 +113,14 @@ class Integrator:
                 await asyncio.wait_for(self._release.wait(), reply.delay)
         content = reply.content()
         media_type = "application/json" if reply.json is not NO_BODY and reply.body is None else "text/plain"
-        return Response(content, status_code=reply.status, media_type=media_type if content else None)
+        headers = {}
+        if self.secret is not None and reply.signed:
+            # Signed at the request's own timestamp: a clock in step with the sender's (tests fix theirs).
+            stamp = received.headers.get("x-budgetbridge-timestamp", "")
+            timestamp = int(stamp) if stamp.isdigit() else int(time.time())
+            headers = {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(self.secret, timestamp, content)}
+        return Response(content, status_code=reply.status, media_type=media_type if content else None,
+                        headers=headers)
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])

@@ -685,7 +685,9 @@ class FakeJobQueue(_Repo, JobQueue):
         )
         self._state("jobs.enqueue").insert("jobs", [(job.id, _stored(job))])
 
-    async def claim(self, now: datetime, lease: timedelta, company_id: str | None = None) -> ClaimedJob | None:
+    async def claim(
+        self, now: datetime, lease: timedelta, max_attempts: int, company_id: str | None = None
+    ) -> ClaimedJob | None:
         s = self._state("jobs.claim")
         now = _utc(now)
 
@@ -699,11 +701,12 @@ class FakeJobQueue(_Repo, JobQueue):
         job = min((j for j in s.jobs.values() if due(j)), key=lambda j: j.next_attempt_at, default=None)
         if job is None:
             return None
-        attempts = job.attempts + 1
+        exhausted = job.attempts >= max_attempts
+        attempts = job.attempts if exhausted else job.attempts + 1
         s.update(
             "jobs", job.id, replace(job, status=RUNNING, attempts=attempts, lease_until=now + lease, updated_at=now)
         )
-        return ClaimedJob(id=job.id, request_id=job.request_id, attempts=attempts)
+        return ClaimedJob(id=job.id, request_id=job.request_id, attempts=attempts, exhausted=exhausted)
 
     async def get(self, job_id: str) -> ExportJobRecord | None:
         return self._state("jobs.get").jobs.get(job_id)

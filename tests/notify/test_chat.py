@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from erp import url_safety
 from erp.url_safety import check_url
 from resolvers import notifications
 from resolvers.context import Services
@@ -55,7 +58,7 @@ async def test_the_chat_channel_hears_the_workflow_once_each_after_a_retry(servi
     rows = await outbox_of(services, tenant.company_id)
     chat = [r for r in rows if r.channel == "CHAT"]
     assert [(r.kind, r.status) for r in chat] == [("REQUEST_ARRIVED", "SENT"), ("REQUEST_REJECTED", "SENT")]
-    assert chat[0].attempts == 2 and chat[0].last_error == "the chat webhook answered 503 busy"
+    assert chat[0].attempts == 2 and chat[0].last_error == "the chat webhook answered HTTP 503"  # not its body
     assert {r.status for r in rows if r.channel == "EMAIL"} == {"NOT_SENT_NO_SMTP"}
 
 
@@ -74,6 +77,33 @@ async def test_a_private_address_saved_without_permission_is_refused_at_delivery
     (chat,) = [r for r in await outbox_of(services, tenant.company_id) if r.channel == "CHAT"]
     assert chat.status == "FAILED" and chat.attempts == 1
     assert chat.last_error is not None and "non-public address (127.0.0.1)" in chat.last_error
+
+
+async def test_a_name_re_pointed_between_the_check_and_the_connection_is_refused(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name is public when delivery checks it and the loopback receiver a moment later, when
+    the client would resolve it again. The connection goes only to the address checked, so it is refused."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers)
+
+    monkeypatch.setattr(url_safety, "resolve_host", rebinding)
+    tenant = await make_tenant(services)
+    await add_line(tenant, "03-300", "L", "1200.00")
+    async with running_integrator() as receiver:
+        url = f"https://chat.example.com:{receiver.port}/hook"
+        await notifications.set_chat_webhook(services, tenant.company_id, url, allow_private_network=False, at=now())
+        await lock_and_send(tenant)
+        assert await notifier_for(tenant, None).deliver_due() == 2
+    assert receiver.received == []
+    (chat,) = [r for r in await outbox_of(services, tenant.company_id) if r.channel == "CHAT"]
+    assert chat.status == "FAILED" and chat.attempts == 1
+    assert chat.last_error == (
+        "the chat webhook URL is refused: the host 'chat.example.com' is a loopback, private, link-local or "
+        "otherwise non-public address (127.0.0.1); use --allow-private-network if the server should call it anyway"
+    )
 
 
 async def test_a_chat_message_without_a_chat_channel_any_more_is_recorded_not_sent(services: Services) -> None:

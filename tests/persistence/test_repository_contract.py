@@ -61,6 +61,7 @@ from tests.support import fresh_database, in_ci
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
+MAX_ATTEMPTS = 5
 
 
 # --- the three implementations --------------------------------------------------------------------------
@@ -893,7 +894,7 @@ async def accepted(backend: Backend, w: World, sequence: int = 1, at: datetime =
 
 async def claim(backend: Backend, now: datetime, company_id: str | None = None) -> Any:
     async with backend.uow() as uow:
-        job = await uow.jobs.claim(now, LEASE, company_id)
+        job = await uow.jobs.claim(now, LEASE, MAX_ATTEMPTS, company_id)
         await uow.commit()
     return job
 
@@ -915,11 +916,33 @@ async def test_a_job_is_claimed_when_due_with_a_lease(backend: Backend) -> None:
     assert (again.id, again.attempts) == (job.id, 2)
 
 
+async def test_reclaims_after_crashes_never_count_attempts_past_the_maximum(backend: Backend) -> None:
+    """Every claim counts an attempt, a claim after the worker died too; once the attempts are used up, a
+    claim after another crash leases the job without counting one (exhausted), so attempts stay at the max."""
+    w = await make_world(backend)
+    await accepted(backend, w)
+    now, attempts, ids = T0, [], set()
+    for _ in range(3):  # the worker dies each time: the lease runs out and the job is claimed again
+        async with backend.uow() as uow:
+            job = await uow.jobs.claim(now, LEASE, 2)
+            await uow.commit()
+        assert job is not None
+        attempts.append((job.attempts, job.exhausted))
+        ids.add(job.id)
+        now += LEASE + timedelta(seconds=1)
+    assert attempts == [(1, False), (2, False), (2, True)]
+    (job_id,) = ids
+    async with backend.uow() as uow:
+        stored = await uow.jobs.get(job_id)
+    assert stored is not None and (stored.status, stored.attempts) == (RUNNING, 2)
+    assert stored.lease_until == now - timedelta(seconds=1)  # leased to the claim that will fail it
+
+
 async def test_a_claim_that_is_not_committed_leaves_the_job_due(backend: Backend) -> None:
     w = await make_world(backend)
     await accepted(backend, w)
     async with backend.uow() as uow:
-        assert await uow.jobs.claim(T0, LEASE) is not None
+        assert await uow.jobs.claim(T0, LEASE, MAX_ATTEMPTS) is not None
     job = await claim(backend, T0)
     assert job is not None and job.attempts == 1
 

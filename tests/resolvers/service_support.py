@@ -73,6 +73,9 @@ class StubConnector:
     violations: Callable[[ExportBatch], list[FormatViolation]] = lambda batch: []
     validated: list[ExportBatch] = field(default_factory=list)
 
+    async def check_settings(self) -> None:
+        return None
+
     async def sync_job(self, job: JobSpec) -> str:
         self.synced.append(job)
         if self.sync_hangs:
