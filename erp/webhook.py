@@ -24,6 +24,7 @@ import orjson
 from domain.export import Capabilities
 from domain.money import format_decimal, to_amount
 from erp.base import (
+    POSTING_TOTALS_HELP,
     REQUIRE_POSTING_TOTALS,
     ConnectorConfigError,
     ConnectorError,
@@ -203,6 +204,14 @@ class WebhookConnector:
     name = "webhook"
     display_name = "Integrator webhook"
     detects_posting = False  # the integrator calls back with "posted" instead
+    options = {
+        "url": "the integrator's endpoint, http(s):// (required)",
+        "secret": f"the shared HMAC secret, at least {MIN_SECRET_LENGTH} characters (required)",
+        "timeout_seconds": f"how long one delivery may take (default {DEFAULT_TIMEOUT_SECONDS:g})",
+        "supports_sub_jobs": "true/false: the integrator's ERP takes sub jobs (default true)",
+        "requires_posting": "true/false: the integrator's ERP posts exported entries later (default true)",
+        REQUIRE_POSTING_TOTALS: POSTING_TOTALS_HELP + " (default false)",
+    }
 
     def __init__(self, options: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> None:
         settings = dict(options or {})

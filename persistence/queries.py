@@ -21,12 +21,14 @@ from persistence.records import (
     ErpRequestRecord,
     EventRecord,
     ExportEntryRecord,
+    ExportJobRecord,
     LineItemRecord,
     ModificationRecord,
     ProjectRecord,
     Record,
     RequestEntryRecord,
     RequestLineRecord,
+    UserGrantRecord,
     UserRecord,
 )
 from persistence.tables import (
@@ -37,6 +39,7 @@ from persistence.tables import (
     erp_requests,
     events,
     export_entries,
+    export_jobs,
     line_items,
     modifications,
     project_permissions,
@@ -351,6 +354,63 @@ async def request_queue(
 
 async def company_list(conn: AsyncConnection, table: Table, record: type[R], company_id: str) -> list[R]:
     return await records(conn, select(table).where(table.c.company_id == company_id).order_by(table.c.code), record)
+
+
+# --- the operator's lists (the admin CLI) -----------------------------------------------------------------
+
+
+async def all_companies(conn: AsyncConnection) -> list[CompanyRecord]:
+    return await records(conn, select(companies).order_by(companies.c.created_at, companies.c.id), CompanyRecord)
+
+
+async def users_of(conn: AsyncConnection, company_id: str | None) -> list[UserRecord]:
+    """The users of one company (None: of every company), by company and then oldest first."""
+    stmt = select(users).order_by(users.c.company_id, users.c.created_at, users.c.id)
+    if company_id is not None:
+        stmt = stmt.where(users.c.company_id == company_id)
+    return await records(conn, stmt, UserRecord)
+
+
+async def grants_of_user(conn: AsyncConnection, user_id: str) -> list[UserGrantRecord]:
+    stmt = (
+        select(
+            project_permissions.c.project_id,
+            projects.c.number.label("project_number"),
+            projects.c.name.label("project_name"),
+            project_permissions.c.budget_permission,
+            project_permissions.c.grants,
+        )
+        .join(projects, projects.c.id == project_permissions.c.project_id)
+        .where(project_permissions.c.user_id == user_id)
+        .order_by(projects.c.number, projects.c.id)
+    )
+    return await records(conn, stmt, UserGrantRecord)
+
+
+async def latest_requests(
+    conn: AsyncConnection, statuses: Sequence[str] | None, company_id: str | None, limit: int
+) -> list[ErpRequestRecord]:
+    """Up to `limit` requests, newest sent first, in one of `statuses` (None: any) of one company (None: all)."""
+    r = erp_requests.c
+    stmt = select(erp_requests).order_by(r.sent_at.desc(), r.id.desc()).limit(limit)
+    if statuses is not None:
+        stmt = stmt.where(r.status.in_(list(statuses)))
+    if company_id is not None:
+        stmt = stmt.where(r.company_id == company_id)
+    return await records(conn, stmt, ErpRequestRecord)
+
+
+async def latest_export_jobs(
+    conn: AsyncConnection, statuses: Sequence[str] | None, company_id: str | None, limit: int
+) -> list[ExportJobRecord]:
+    """Up to `limit` export jobs, newest first, in one of `statuses` (None: any) of one company (None: all)."""
+    j = export_jobs.c
+    stmt = select(export_jobs).order_by(j.created_at.desc(), j.id.desc()).limit(limit)
+    if statuses is not None:
+        stmt = stmt.where(j.status.in_(list(statuses)))
+    if company_id is not None:
+        stmt = stmt.where(j.company_id == company_id)
+    return await records(conn, stmt, ExportJobRecord)
 
 
 # --- the event log ---------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ TYPES = ("L", "M", "S", "LABR", "@L")
 
 async def connect(tenant: Tenant, name: str, options: dict[str, Any]) -> None:
     async with tenant.services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.connection, tenant.company_id, name, options)
+        await admin.set_company_connector(uow, tenant.company_id, name, options)
         await uow.commit()
 
 
@@ -336,7 +336,7 @@ async def test_the_entries_of_an_exported_request_are_the_ledgers(services: Serv
     )
 
     async with services.db.unit_of_work() as uow:
-        await admin.post_embedded_entries(uow.connection, request_id)
+        await admin.post_embedded_entries(uow, request_id)
         await uow.commit()
     await worker(tenant).run_once()
     synced = (await tenant.ok("admin", ENTRIES, r=request_id))["erpRequest"]
