@@ -515,12 +515,37 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    as_json, line = _json_anywhere(list(sys.argv[1:] if argv is None else argv))
+# What a command may be refused with: one line (or one JSON object), exit code 2, nothing changed.
+REFUSALS = (SettingsError, admin.AdminError, UnknownConnectorError, UnstorableValueError, DomainError)
+
+
+def _refuse(as_json: bool, exc: Exception) -> int:
+    code = getattr(exc, "code", None)
+    return _fail(as_json, {"error": str(exc), **({"code": code} if code else {})}, f"budgetbridge: {exc}")
+
+
+async def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a parsed command (not serve or worker), print its answer or its refusal; the exit code."""
     try:
-        args = _parser().parse_args(line)
+        payload, text = await _run(args, settings)
+    except REFUSALS as exc:
+        return _refuse(args.json, exc)
+    _emit(args.json, payload, text)
+    return 0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line parsed (--json anywhere on it); UsageError when argparse refuses it."""
+    return _parser().parse_args(_json_anywhere(argv)[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    line = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse(line)
     except UsageError as exc:
         usage = " ".join(exc.usage.split())  # argparse wraps it for a terminal
+        as_json = _json_anywhere(line)[0]
         return _fail(as_json, {"error": str(exc), "usage": usage}, f"{exc.usage}\nbudgetbridge: {exc}")
     try:
         settings = Settings.from_env()
@@ -530,12 +555,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             _worker(settings, args.company)
             return 0
-        payload, text = asyncio.run(_run(args, settings))
-    except (SettingsError, admin.AdminError, UnknownConnectorError, UnstorableValueError, DomainError) as exc:
-        code = getattr(exc, "code", None)
-        return _fail(args.json, {"error": str(exc), **({"code": code} if code else {})}, f"budgetbridge: {exc}")
-    _emit(args.json, payload, text)
-    return 0
+    except REFUSALS as exc:
+        return _refuse(args.json, exc)
+    return asyncio.run(run_command(args, settings))
 
 
 if __name__ == "__main__":
