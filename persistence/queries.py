@@ -21,7 +21,6 @@ from persistence.records import (
     ErpRequestRecord,
     EventRecord,
     ExportEntryRecord,
-    ExportJobRecord,
     LineItemRecord,
     ModificationRecord,
     ProjectRecord,
@@ -39,7 +38,6 @@ from persistence.tables import (
     erp_requests,
     events,
     export_entries,
-    export_jobs,
     line_items,
     modifications,
     project_permissions,
@@ -387,30 +385,23 @@ async def grants_of_user(conn: AsyncConnection, user_id: str) -> list[UserGrantR
     return await records(conn, stmt, UserGrantRecord)
 
 
-async def latest_requests(
-    conn: AsyncConnection, statuses: Sequence[str] | None, company_id: str | None, limit: int
-) -> list[ErpRequestRecord]:
-    """Up to `limit` requests, newest sent first, in one of `statuses` (None: any) of one company (None: all)."""
-    r = erp_requests.c
-    stmt = select(erp_requests).order_by(r.sent_at.desc(), r.id.desc()).limit(limit)
+async def latest(
+    conn: AsyncConnection,
+    table: Table,
+    record: type[R],
+    newest: str,
+    statuses: Sequence[str] | None,
+    company_id: str | None,
+    limit: int,
+) -> list[R]:
+    """Up to `limit` rows of `table` (ERP requests, export jobs), newest first by the column `newest`, whose
+    `status` is one of `statuses` (None: any), of one company (None: all)."""
+    stmt = select(table).order_by(table.c[newest].desc(), table.c.id.desc()).limit(limit)
     if statuses is not None:
-        stmt = stmt.where(r.status.in_(list(statuses)))
+        stmt = stmt.where(table.c.status.in_(list(statuses)))
     if company_id is not None:
-        stmt = stmt.where(r.company_id == company_id)
-    return await records(conn, stmt, ErpRequestRecord)
-
-
-async def latest_export_jobs(
-    conn: AsyncConnection, statuses: Sequence[str] | None, company_id: str | None, limit: int
-) -> list[ExportJobRecord]:
-    """Up to `limit` export jobs, newest first, in one of `statuses` (None: any) of one company (None: all)."""
-    j = export_jobs.c
-    stmt = select(export_jobs).order_by(j.created_at.desc(), j.id.desc()).limit(limit)
-    if statuses is not None:
-        stmt = stmt.where(j.status.in_(list(statuses)))
-    if company_id is not None:
-        stmt = stmt.where(j.company_id == company_id)
-    return await records(conn, stmt, ExportJobRecord)
+        stmt = stmt.where(table.c.company_id == company_id)
+    return await records(conn, stmt, record)
 
 
 # --- the event log ---------------------------------------------------------------------------------------

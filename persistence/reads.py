@@ -41,7 +41,17 @@ from persistence.records import (
     UserGrantRecord,
     UserRecord,
 )
-from persistence.tables import budgets, companies, cost_codes, cost_types, erp_requests, modifications, projects, users
+from persistence.tables import (
+    budgets,
+    companies,
+    cost_codes,
+    cost_types,
+    erp_requests,
+    export_jobs,
+    modifications,
+    projects,
+    users,
+)
 
 R = TypeVar("R", bound=Record)
 T = TypeVar("T")
@@ -274,13 +284,17 @@ class ReadStore:
         self, statuses: Sequence[str] | None, company_id: str | None, limit: int
     ) -> list[ErpRequestRecord]:
         """Up to `limit` requests, newest sent first, in one of `statuses` (None: any)."""
-        return await self._run(lambda conn: queries.latest_requests(conn, statuses, company_id, limit))
+        return await self._run(
+            lambda conn: queries.latest(conn, erp_requests, ErpRequestRecord, "sent_at", statuses, company_id, limit)
+        )
 
     async def latest_export_jobs(
         self, statuses: Sequence[str] | None, company_id: str | None, limit: int
     ) -> list[ExportJobRecord]:
         """Up to `limit` jobs of the export queue, newest first, in one of `statuses` (None: any)."""
-        return await self._run(lambda conn: queries.latest_export_jobs(conn, statuses, company_id, limit))
+        return await self._run(
+            lambda conn: queries.latest(conn, export_jobs, ExportJobRecord, "created_at", statuses, company_id, limit)
+        )
 
     # --- the event log --------------------------------------------------------------------------------
 
