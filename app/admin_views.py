@@ -108,9 +108,12 @@ async def user_show(reads: ReadStore, user_id: str) -> View:
         f"accounting approver: {'yes' if user.is_accounting_approver else 'no'}",
         f"ERP Integrations: {user.erp_permission}",
         f"can decide exports: {decides}",
-        "projects:" if grants else "projects: none granted"
-        + (" (a company admin sees every project)" if user.is_company_admin else ""),
     ]
+    if grants:
+        lines.append("projects:")
+    else:
+        sees_all = " (a company admin sees every project)" if user.is_company_admin else ""
+        lines.append("projects: none granted" + sees_all)
     lines += [
         f"  {g.project_number:<12} {g.budget_permission:<9} {', '.join(sorted(g.grants or [])) or '-':<30} "
         f"{g.project_name} ({g.project_id})"

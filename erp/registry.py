@@ -52,11 +52,12 @@ def check_option_names(name: str, options: Mapping[str, Any]) -> None:
     """Refuse (ConnectorConfigError) an option the connector does not read: a mistyped name would otherwise be
     saved and silently ignored, leaving the default the admin meant to change."""
     known = connector_options(name)
-    for key in sorted(set(options) - set(known)):
-        close = difflib.get_close_matches(key, known, n=1)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConnectorConfigError(
-            f"the {name} connector has no option {key!r}{hint} (its options: {', '.join(known)})"
+            f"the {name} connector has no option {unknown[0]!r}{hint} (its options: {', '.join(known)})"
         )
 
 
