@@ -1,32 +1,74 @@
-"""Administrative operations behind the CLI (companies, users, grants): outside GraphQL because they
-create the very users and permissions GraphQL authenticates."""
+"""Administrative operations behind the CLI (companies, users, grants, projects, retries): outside GraphQL
+because they create the very users and permissions GraphQL authenticates. They write through the unit of
+work's repositories; where GraphQL has the same operation (a project, a retry) they run its resolver code."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import auth
+from app.settings import Settings
 from domain import access
-from domain.permissions import Grant, PermissionLevel
+from domain.errors import DomainError, DomainErrors
+from domain.permissions import Actor, Grant, PermissionLevel, ProjectAccess, decide_refusal
+from erp import embedded
 from erp.base import ConnectorConfigError
-from erp.embedded import EmbeddedConnector
-from erp.registry import UnknownConnectorError, validate_options
+from erp.registry import ConnectorRegistry, UnknownConnectorError, validate_options
+from persistence.database import Database, SqlUnitOfWork
 from persistence.ids import new_id
-from persistence.tables import companies, erp_job_cost_entries, erp_requests, project_permissions, projects, users
-from resolvers.context import utc_now
+from persistence.migrate import migrate
+from persistence.records import CompanyRecord, UserRecord
+from persistence.tables import users
+from persistence.unit_of_work import AbstractUnitOfWork
+from resolvers import company_setup, erp_requests
+from resolvers.context import Context, Services, utc_now
+from resolvers.service import refusals, run_unit
+
+# The CLI flag of each input field the shared resolver code names in its refusals.
+FLAGS = {"name": "--name", "number": "--number", "erpJobId": "--erp-job-id", "erpRequestId": "--request"}
 
 
 class AdminError(ValueError):
-    pass
+    """A refusal, shown as one line; `code` is the API's error code when the refusal is the API's own."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-async def create_company(conn: AsyncConnection, name: str, currency: str, connector: str | None) -> str:
+def refused(errors: list[DomainError]) -> AdminError:
+    """The resolvers' refusals as one CLI line: `--flag: message`, the first one's code."""
+    parts = []
+    for error in errors:
+        flag = FLAGS.get(error.field[-1], "") if error.field else ""
+        parts.append(f"{flag}: {error.message}" if flag else error.message)
+    return AdminError("; ".join(parts), errors[0].code.value)
+
+
+@asynccontextmanager
+async def admin_services(settings: Settings) -> AsyncIterator[Services]:
+    """The services a command runs the service layer with (an SQLite database is migrated first)."""
+    db = Database(settings.database_url)
+    try:
+        if db.is_sqlite:
+            await migrate(db)
+        services = Services(db=db, connectors=ConnectorRegistry(db))
+        try:
+            yield services
+        finally:
+            await services.connectors.aclose()
+    finally:
+        await db.dispose()
+
+
+async def create_company(uow: AbstractUnitOfWork, name: str, currency: str, connector: str | None) -> str:
     name = name.strip()
     currency = currency.strip().upper()
     if not name:
@@ -34,13 +76,14 @@ async def create_company(conn: AsyncConnection, name: str, currency: str, connec
     if len(currency) != 3 or not currency.isalpha():
         raise AdminError("--currency must be a three-letter ISO 4217 code such as USD")
     company_id = new_id("Company")
-    await conn.execute(
-        insert(companies).values(
+    await uow.companies.add(
+        CompanyRecord(
             id=company_id,
             name=name,
             currency=currency,
             erp_connector=connector,
             erp_settings={},
+            event_sequence=0,
             created_at=datetime.now(UTC),
         )
     )
@@ -48,25 +91,24 @@ async def create_company(conn: AsyncConnection, name: str, currency: str, connec
 
 
 async def set_company_connector(
-    conn: AsyncConnection, company_id: str, connector: str | None, options: dict[str, Any] | None = None
+    uow: AbstractUnitOfWork, company_id: str, connector: str | None, options: dict[str, Any] | None = None
 ) -> None:
     """Connect a company to an ERP (or disconnect it with None). The options are checked by building the
-    connector once, so a bad drop folder or URL is refused here rather than at the first export."""
+    connector once, so an unknown option, a bad drop folder or URL is refused here rather than at the first
+    export."""
     options = dict(options or {})
     if connector is not None:
         try:
             await validate_options(connector, options)
         except (ConnectorConfigError, UnknownConnectorError) as exc:
             raise AdminError(str(exc)) from None
-    result = await conn.execute(
-        update(companies).where(companies.c.id == company_id).values(erp_connector=connector, erp_settings=options)
-    )
-    if result.rowcount != 1:
+    if await uow.companies.get(company_id) is None:
         raise AdminError(f"no company {company_id}")
+    await uow.companies.set_erp(company_id, connector, options)
 
 
 async def create_user(
-    conn: AsyncConnection,
+    uow: AbstractUnitOfWork,
     company_id: str,
     email: str,
     name: str,
@@ -75,17 +117,16 @@ async def create_user(
     approver: bool = False,
     erp_permission: PermissionLevel = PermissionLevel.NONE,
 ) -> str:
-    if (await conn.execute(select(companies.c.id).where(companies.c.id == company_id))).first() is None:
+    if await uow.companies.get(company_id) is None:
         raise AdminError(f"no company {company_id}")
     email = email.strip().lower()
     if "@" not in email:
         raise AdminError("--email must be an email address")
-    taken = await conn.execute(select(users.c.id).where(users.c.company_id == company_id, users.c.email == email))
-    if taken.first() is not None:
+    if await uow.users.email_taken(company_id, email):
         raise AdminError(f"{email} already exists in this company")
     user_id = new_id("User")
-    await conn.execute(
-        insert(users).values(
+    await uow.users.add(
+        UserRecord(
             id=user_id,
             company_id=company_id,
             email=email,
@@ -99,25 +140,31 @@ async def create_user(
     return user_id
 
 
+def approver_warning(approver: bool, erp_permission: PermissionLevel) -> str | None:
+    """Why an accounting approver made with these rights could not decide exports (the domain's own rule),
+    or None."""
+    if not approver:
+        return None
+    refusal = decide_refusal(Actor("", "", is_accounting_approver=True, erp_permission=erp_permission))
+    if refusal is None:
+        return None
+    return (
+        f"this approver cannot decide exports until given ERP Integrations STANDARD or ADMIN "
+        f"(--erp-permission); with {erp_permission.name} every decision is refused with FORBIDDEN"
+    )
+
+
 async def grant(
-    conn: AsyncConnection, user_id: str, project_id: str, level: PermissionLevel, grants: list[Grant]
+    uow: AbstractUnitOfWork, user_id: str, project_id: str, level: PermissionLevel, grants: list[Grant]
 ) -> None:
-    user = (await conn.execute(select(users.c.company_id).where(users.c.id == user_id))).first()
-    project = (await conn.execute(select(projects.c.company_id).where(projects.c.id == project_id))).first()
+    """Set the user's Budget tool permission on the project, replacing the one they had."""
+    user = await uow.users.get(user_id)
     if user is None:
         raise AdminError(f"no user {user_id}")
-    if project is None or project.company_id != user.company_id:
+    if await uow.projects.get(user.company_id, project_id) is None:
         raise AdminError(f"no project {project_id} in the user's company")
-    await conn.execute(
-        project_permissions.delete().where(
-            project_permissions.c.user_id == user_id, project_permissions.c.project_id == project_id
-        )
-    )
-    await conn.execute(
-        insert(project_permissions).values(
-            user_id=user_id, project_id=project_id, budget_permission=level.name, grants=sorted(g.value for g in grants)
-        )
-    )
+    await uow.access.revoke(user_id, project_id)
+    await uow.access.grant(user_id, project_id, ProjectAccess(level, frozenset(grants)))
 
 
 async def _user_access(conn: AsyncConnection, user_id: str) -> Any:
@@ -175,28 +222,45 @@ async def issue_user_token(
     return auth.issue_token(secret, user_id, user.company_id, expires_in, now=now)
 
 
-async def post_embedded_entries(conn: AsyncConnection, request_id: str) -> int:
+async def post_embedded_entries(uow: SqlUnitOfWork, request_id: str) -> int:
     """Post a request's entries in the embedded ledger, as an accountant posts in Job Cost. The worker's
-    posting detection then moves the request to SYNCED."""
-    request = (
-        await conn.execute(
-            select(erp_requests.c.export_id, erp_requests.c.status, companies.c.erp_connector)
-            .join(companies, companies.c.id == erp_requests.c.company_id)
-            .where(erp_requests.c.id == request_id)
-        )
-    ).first()
-    if request is None:
+    posting detection then moves the request to SYNCED. (The ledger lives in the same database, so this
+    takes the SQL unit of work.)"""
+    request = await uow.requests.get(None, request_id)
+    company = await uow.companies.get(request.company_id) if request is not None else None
+    if request is None or company is None:
         raise AdminError(f"no ERP request {request_id}")
-    if request.erp_connector != "embedded":
+    if company.erp_connector != "embedded":
         raise AdminError("only the embedded ERP keeps a ledger to post in; post in your ERP instead")
-    result = await conn.execute(
-        update(erp_job_cost_entries)
-        .where(
-            erp_job_cost_entries.c.batch == EmbeddedConnector.reference(request.export_id),
-            erp_job_cost_entries.c.posted.is_(False),
-        )
-        .values(posted=True, posted_at=datetime.now(UTC))
-    )
-    if result.rowcount == 0 and request.status != "AWAITING_POSTING":
+    posted = await embedded.post_batch(uow.connection, request.export_id)
+    if posted == 0 and request.status != "AWAITING_POSTING":
         raise AdminError(f"the request is {request.status}: nothing exported to post")
-    return int(result.rowcount)
+    return posted
+
+
+async def create_project(
+    services: Services, company_id: str, number: str, name: str, erp_job_id: str | None
+) -> str:
+    """A project with its budget, refused as createProject refuses (no one is granted it: company admins
+    see every project; `user grant` gives the others access)."""
+
+    async def body(uow: AbstractUnitOfWork) -> str:
+        if await uow.companies.get(company_id) is None:
+            raise AdminError(f"no company {company_id}")
+        return await company_setup.add_project(uow, company_id, name, number, erp_job_id, at=services.clock())
+
+    try:
+        return await run_unit(services, body)
+    except (DomainError, DomainErrors) as exc:
+        raise refused(refusals(exc)) from None
+
+
+async def retry_export(services: Services, request_id: str, user_id: str) -> None:
+    """retryExport as the user: the same checks (their permission, the request's status), the same event
+    naming them, and the export queued again for the worker."""
+    viewer = await auth.load_viewer(services.reads, user_id)
+    if viewer is None:
+        raise AdminError(f"no user {user_id}")
+    outcome = await erp_requests.retry_export(Context(services=services, viewer_or_none=viewer), request_id, None)
+    if outcome.errors:
+        raise refused(outcome.errors)

@@ -223,16 +223,6 @@ class Authenticator:
         return dataclasses.replace(viewer_of(user, company, record), credential_expires_at=record.expires_at)
 
 
-async def still_valid(reads: ReadStore, viewer: Viewer, now: datetime | None = None) -> bool:
-    """Is the credential behind this viewer still good? False once its token expired (any kind), the user is
-    removed or the API token revoked. For long-lived connections: a WebSocket re-reads it periodically and
-    closes when it no longer holds."""
-    now = now or datetime.now(UTC)
-    if viewer.credential_expires_at is not None and now >= viewer.credential_expires_at:
-        return False
-    return await load_viewer(reads, viewer.actor.user_id, now) is not None
-
-
 async def viewer_for(conn: AsyncConnection, user_id: str) -> Viewer | None:
     """`load_viewer` on a connection the caller holds (set-up code inside a unit of work)."""
     found = await queries.user_with_company(conn, user_id)

@@ -110,19 +110,18 @@ async def seed(services: Services, jwt_secret: str, token_ttl: timedelta = auth.
 
 async def _create(services: Services) -> str:
     async with services.db.unit_of_work() as uow:
-        conn = uow.connection
-        company_id = await admin.create_company(conn, "Summit Ridge Builders (demo)", "USD", "embedded")
-        pm = await admin.create_user(conn, company_id, "pm@demo.budgetbridge.dev", "Pat Morgan", company_admin=True)
+        company_id = await admin.create_company(uow, "Summit Ridge Builders (demo)", "USD", "embedded")
+        pm = await admin.create_user(uow, company_id, "pm@demo.budgetbridge.dev", "Pat Morgan", company_admin=True)
         approver = await admin.create_user(
-            conn,
+            uow,
             company_id,
             "approver@demo.budgetbridge.dev",
             "Alex Rivera",
             approver=True,
             erp_permission=PermissionLevel.ADMIN,
         )
-        viewer = await admin.create_user(conn, company_id, "viewer@demo.budgetbridge.dev", "Robin Lee")
-        await conn.execute(insert(server_settings).values(key=DEMO_KEY, value=company_id))
+        viewer = await admin.create_user(uow, company_id, "viewer@demo.budgetbridge.dev", "Robin Lee")
+        await uow.connection.execute(insert(server_settings).values(key=DEMO_KEY, value=company_id))
         await uow.commit()
     async with services.db.read() as conn:
         pm_viewer = await auth.viewer_for(conn, pm)
@@ -159,7 +158,7 @@ async def _create(services: Services) -> str:
     ok(await budget_lines.import_line_items(ctx, budget_id, items, None))
     ok(await company_setup.sync_project_to_erp(ctx, project_id))
     async with services.db.unit_of_work() as uow:
-        await admin.grant(uow.connection, viewer, project_id, PermissionLevel.READ_ONLY, [])
-        await admin.grant(uow.connection, approver, project_id, PermissionLevel.READ_ONLY, [])
+        await admin.grant(uow, viewer, project_id, PermissionLevel.READ_ONLY, [])
+        await admin.grant(uow, approver, project_id, PermissionLevel.READ_ONLY, [])
         await uow.commit()
     return company_id

@@ -8,19 +8,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from app.admin import AdminError
+from app.admin import AdminError, admin_services
 from app.settings import Settings
 from domain.errors import NotFoundError
-from erp.registry import ConnectorRegistry
 from erp.url_safety import UnsafeUrlError, check_url
-from persistence.database import Database
-from persistence.migrate import migrate
 from resolvers import notifications
-from resolvers.context import Services
 
 
 def add_company_commands(company: Any) -> None:
@@ -51,21 +45,6 @@ def add_commands(sub: Any) -> None:
     outbox.add_argument("--limit", type=int, default=20)
 
 
-@asynccontextmanager
-async def _services(settings: Settings) -> AsyncIterator[Services]:
-    db = Database(settings.database_url)
-    try:
-        if db.is_sqlite:
-            await migrate(db)
-        services = Services(db=db, connectors=ConnectorRegistry(db))
-        try:
-            yield services
-        finally:
-            await services.connectors.aclose()
-    finally:
-        await db.dispose()
-
-
 async def run(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str] | None:
     """The command's JSON payload and text, or None when it is not one of these commands."""
     if args.command == "company" and args.action == "set-chat":
@@ -84,7 +63,7 @@ async def _set_chat(args: argparse.Namespace, settings: Settings) -> tuple[dict[
             url = await check_url(args.url, allow_private_network=args.allow_private_network)
         except UnsafeUrlError as exc:
             raise AdminError(f"--url: {exc}") from None
-    async with _services(settings) as services:
+    async with admin_services(settings) as services:
         try:
             await notifications.set_chat_webhook(
                 services, args.company, url, allow_private_network=args.allow_private_network, at=services.clock()
@@ -100,7 +79,7 @@ async def _set_chat(args: argparse.Namespace, settings: Settings) -> tuple[dict[
 async def _digest(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
     from app.notifier import build_notifier
 
-    async with _services(settings) as services:
+    async with admin_services(settings) as services:
         notifier = build_notifier(settings, services, company_id=args.company)
         written = await notifier.digest_now()
         handled = await notifier.deliver_due()
@@ -113,7 +92,7 @@ async def _digest(args: argparse.Namespace, settings: Settings) -> tuple[dict[st
 async def _outbox(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
     if args.limit < 1:
         raise AdminError("--limit must be at least 1")
-    async with _services(settings) as services:
+    async with admin_services(settings) as services:
         rows = (await notifications.outbox(services, args.company))[-args.limit :]
     items = [
         {

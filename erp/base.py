@@ -19,7 +19,7 @@ repeated here: `sendBlockers` already lists them from the connector's capabiliti
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -220,9 +220,15 @@ class Connector(Protocol):
         ...
 
 
+# Every connector class also declares `options: ConnectorOptions`, each option it reads from
+# `companies.erp_settings` with what it sets (`budgetbridge company set-erp --help` shows them): a name it does
+# not declare is refused when the options are saved (erp.registry.check_option_names).
+ConnectorOptions = Mapping[str, str]
+
 REQUIRE_POSTING_TOTALS = "require_posting_totals"
 # Stored by `company set-erp --allow-private-network`: the webhook may use http and non-public addresses.
 ALLOW_PRIVATE_NETWORK = "allow_private_network"
+POSTING_TOTALS_HELP = "true/false: a confirmation of posting must carry the posting journal's entry count and total"
 TRUE_WORDS = frozenset({"true", "yes", "1"})
 FALSE_WORDS = frozenset({"false", "no", "0"})
 

@@ -10,9 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.export import Capabilities
-from erp.base import REQUIRE_POSTING_TOTALS, ExportBatch, ExportReceipt, FormatViolation, JobSpec, flag_option
+from erp.base import (
+    POSTING_TOTALS_HELP,
+    REQUIRE_POSTING_TOTALS,
+    ExportBatch,
+    ExportReceipt,
+    FormatViolation,
+    JobSpec,
+    flag_option,
+)
 from persistence.database import Database
 from persistence.ids import new_id
 from persistence.tables import erp_job_cost_codes, erp_job_cost_entries, erp_jobs
@@ -22,6 +31,7 @@ class EmbeddedConnector:
     name = "embedded"
     display_name = "Embedded ERP ledger"
     detects_posting = True
+    options = {REQUIRE_POSTING_TOTALS: POSTING_TOTALS_HELP + " (default false: the ledger shows the posting)"}
     capabilities = Capabilities(
         exports_budget=True,
         exports_modifications=True,
@@ -137,11 +147,19 @@ class EmbeddedConnector:
 
     async def mark_posted(self, export_id: str) -> None:
         async with self._db.unit_of_work() as uow:
-            await uow.connection.execute(
-                update(erp_job_cost_entries)
-                .where(
-                    erp_job_cost_entries.c.batch == self.reference(export_id), erp_job_cost_entries.c.posted.is_(False)
-                )
-                .values(posted=True, posted_at=datetime.now(UTC))
-            )
+            await post_batch(uow.connection, export_id)
             await uow.commit()
+
+
+async def post_batch(conn: AsyncConnection, export_id: str) -> int:
+    """Post the export's entries in the ledger, as an accountant posts in Job Cost (`mark_posted`, and
+    `budgetbridge erp post` in the caller's transaction). Returns how many were not posted yet."""
+    result = await conn.execute(
+        update(erp_job_cost_entries)
+        .where(
+            erp_job_cost_entries.c.batch == EmbeddedConnector.reference(export_id),
+            erp_job_cost_entries.c.posted.is_(False),
+        )
+        .values(posted=True, posted_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from erp.base import (
+    POSTING_TOTALS_HELP,
     REQUIRE_POSTING_TOTALS,
     ConnectorConfigError,
     ConnectorError,
@@ -440,6 +441,10 @@ def _fsync_directory(directory: Path) -> None:
 def file_stem(batch: ExportBatch) -> str:
     """`<job>_<export id>`: unique per request and stable across retries (the exactly-once key)."""
     return f"{safe_name(batch.job_number, limit=30)}_{safe_name(batch.export_id, limit=60, fallback='export')}"
+
+
+DROP_FOLDER_HELP = "the folder the import files are written to (required)"
+FILE_POSTING_TOTALS_HELP = POSTING_TOTALS_HELP + " (default true: nothing else ties a dropped file to its posting)"
 
 
 def posting_totals_option(settings: dict[str, Any]) -> bool:

@@ -3,14 +3,15 @@ name, `companies.erp_settings` its options; `budgetbridge company set-erp` write
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from erp.base import REQUIRE_POSTING_TOTALS, Connector, ConnectorConfigError, flag_option
+from erp.base import REQUIRE_POSTING_TOTALS, Connector, ConnectorConfigError, ConnectorOptions, flag_option
 from persistence.database import Database
 
 log = logging.getLogger("budgetbridge.erp")
@@ -41,17 +42,33 @@ def posting_detectors() -> list[str]:
     return [name for name in CONNECTORS if getattr(connector_class(name), "detects_posting", False)]
 
 
+def connector_options(name: str) -> ConnectorOptions:
+    """The options the connector declares: name -> what it sets."""
+    options: ConnectorOptions = getattr(connector_class(name), "options")  # noqa: B009  # a class attribute
+    return options
+
+
+def check_option_names(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse (ConnectorConfigError) an option the connector does not read: a mistyped name would otherwise be
+    saved and silently ignored, leaving the default the admin meant to change."""
+    known = connector_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConnectorConfigError(
+            f"the {name} connector has no option {unknown[0]!r}{hint} (its options: {', '.join(known)})"
+        )
+
+
 async def validate_options(name: str, options: dict[str, Any]) -> None:
-    """Raise ConnectorConfigError (or UnknownConnectorError) if a connector cannot be built from these options.
-    The embedded ledger takes only `require_posting_totals`; the others check their options' form in their
-    constructors and, with I/O, in `check_settings` (the URL's addresses, the drop folder's probe)."""
+    """Raise ConnectorConfigError (or UnknownConnectorError) if a connector cannot be built from these options:
+    an option it does not declare, or one its constructor refuses. The embedded ledger takes only
+    `require_posting_totals`; the others check their options' form in their constructors and, with I/O, in
+    `check_settings` (the URL's addresses, the drop folder's probe)."""
     cls = connector_class(name)
-    if name == "embedded":
-        unknown = sorted(set(options) - {REQUIRE_POSTING_TOTALS})
-        if unknown:
-            raise ConnectorConfigError(
-                f"the embedded connector takes no option {unknown[0]!r} (only {REQUIRE_POSTING_TOTALS})"
-            )
+    check_option_names(name, options)
+    if name == "embedded":  # its constructor needs the database; its one option is a flag
         flag_option(options, REQUIRE_POSTING_TOTALS, False)
         return
     connector = cls(options)

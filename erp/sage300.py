@@ -113,9 +113,11 @@ from decimal import Decimal
 from typing import Any
 
 from domain.export import Capabilities
-from erp.base import ExportBatch, ExportItem, FormatViolation, unique_violations
+from erp.base import REQUIRE_POSTING_TOTALS, ExportBatch, ExportItem, FormatViolation, unique_violations
 from erp.base import ViolationField as F
 from erp.files import (
+    DROP_FOLDER_HELP,
+    FILE_POSTING_TOTALS_HELP,
     DropFile,
     DropFolder,
     DropFolderConnector,
@@ -156,6 +158,11 @@ class Sage300FileConnector(DropFolderConnector):
     name = "sage300-file"
     display_name = "Sage 300 CRE (estimate import file)"
     target = TARGET
+    options = {
+        "drop_folder": DROP_FOLDER_HELP,
+        "encoding": "the files' text encoding, such as utf-8 (default) or cp1252",
+        REQUIRE_POSTING_TOTALS: FILE_POSTING_TOTALS_HELP,
+    }
     capabilities = Capabilities(
         exports_budget=True,
         exports_modifications=True,

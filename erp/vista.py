@@ -120,6 +120,7 @@ from typing import Any
 
 from domain.export import Capabilities
 from erp.base import (
+    REQUIRE_POSTING_TOTALS,
     ConnectorConfigError,
     ConnectorError,
     ExportBatch,
@@ -130,6 +131,8 @@ from erp.base import (
 )
 from erp.base import ViolationField as F
 from erp.files import (
+    DROP_FOLDER_HELP,
+    FILE_POSTING_TOTALS_HELP,
     DropFile,
     DropFolder,
     DropFolderConnector,
@@ -173,6 +176,12 @@ class VistaCsvConnector(DropFolderConnector):
     name = "vista-csv"
     display_name = "Viewpoint Vista (JC import files)"
     target = TARGET
+    options = {
+        "drop_folder": DROP_FOLDER_HELP,
+        "company_number": "the Vista JC company number (default 1)",
+        "cost_type_map": "cost type code -> Vista cost type number, such as L:1,M:2,S:3,SUB:4",
+        REQUIRE_POSTING_TOTALS: FILE_POSTING_TOTALS_HELP,
+    }
     capabilities = Capabilities(
         exports_budget=True,
         exports_modifications=True,

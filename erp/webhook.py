@@ -37,6 +37,7 @@ from domain.money import format_decimal, to_amount
 from domain.text import storable
 from erp.base import (
     ALLOW_PRIVATE_NETWORK,
+    POSTING_TOTALS_HELP,
     REQUIRE_POSTING_TOTALS,
     ConnectorConfigError,
     ConnectorError,
@@ -249,6 +250,15 @@ class WebhookConnector:
     name = "webhook"
     display_name = "Integrator webhook"
     detects_posting = False  # the integrator calls back with "posted" instead
+    options = {
+        "url": "the integrator's endpoint, https:// on a public address (required)",
+        "secret": f"the shared HMAC secret, at least {MIN_SECRET_LENGTH} characters (required)",
+        "timeout_seconds": f"how long one delivery may take (default {DEFAULT_TIMEOUT_SECONDS:g})",
+        "supports_sub_jobs": "true/false: the integrator's ERP takes sub jobs (default true)",
+        "requires_posting": "true/false: the integrator's ERP posts exported entries later (default true)",
+        REQUIRE_POSTING_TOTALS: POSTING_TOTALS_HELP + " (default false)",
+        ALLOW_PRIVATE_NETWORK: "true/false: accept http:// and non-public addresses (set by --allow-private-network)",
+    }
 
     def __init__(
         self,

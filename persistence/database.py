@@ -29,6 +29,7 @@ from persistence.repositories import (
     SqlLineItems,
     SqlModifications,
     SqlProjects,
+    SqlUsers,
 )
 from persistence.types import UnstorableValueError, refuse_unstorable_parameters
 from persistence.unit_of_work import AbstractUnitOfWork, TransactionConflictError
@@ -132,6 +133,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                 self._db._write_lock.release()
             raise
         self.companies = SqlCompanies(conn)
+        self.users = SqlUsers(conn)
         self.access = SqlAccess(conn)
         self.projects = SqlProjects(conn)
         self.cost_codes = SqlCostCodes(conn)

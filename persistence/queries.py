@@ -27,6 +27,7 @@ from persistence.records import (
     Record,
     RequestEntryRecord,
     RequestLineRecord,
+    UserGrantRecord,
     UserRecord,
 )
 from persistence.tables import (
@@ -351,6 +352,56 @@ async def request_queue(
 
 async def company_list(conn: AsyncConnection, table: Table, record: type[R], company_id: str) -> list[R]:
     return await records(conn, select(table).where(table.c.company_id == company_id).order_by(table.c.code), record)
+
+
+# --- the operator's lists (the admin CLI) -----------------------------------------------------------------
+
+
+async def all_companies(conn: AsyncConnection) -> list[CompanyRecord]:
+    return await records(conn, select(companies).order_by(companies.c.created_at, companies.c.id), CompanyRecord)
+
+
+async def users_of(conn: AsyncConnection, company_id: str | None) -> list[UserRecord]:
+    """The users of one company (None: of every company), by company and then oldest first."""
+    stmt = select(users).order_by(users.c.company_id, users.c.created_at, users.c.id)
+    if company_id is not None:
+        stmt = stmt.where(users.c.company_id == company_id)
+    return await records(conn, stmt, UserRecord)
+
+
+async def grants_of_user(conn: AsyncConnection, user_id: str) -> list[UserGrantRecord]:
+    stmt = (
+        select(
+            project_permissions.c.project_id,
+            projects.c.number.label("project_number"),
+            projects.c.name.label("project_name"),
+            project_permissions.c.budget_permission,
+            project_permissions.c.grants,
+        )
+        .join(projects, projects.c.id == project_permissions.c.project_id)
+        .where(project_permissions.c.user_id == user_id)
+        .order_by(projects.c.number, projects.c.id)
+    )
+    return await records(conn, stmt, UserGrantRecord)
+
+
+async def latest(
+    conn: AsyncConnection,
+    table: Table,
+    record: type[R],
+    newest: str,
+    statuses: Sequence[str] | None,
+    company_id: str | None,
+    limit: int,
+) -> list[R]:
+    """Up to `limit` rows of `table` (ERP requests, export jobs), newest first by the column `newest`, whose
+    `status` is one of `statuses` (None: any), of one company (None: all)."""
+    stmt = select(table).order_by(table.c[newest].desc(), table.c.id.desc()).limit(limit)
+    if statuses is not None:
+        stmt = stmt.where(table.c.status.in_(list(statuses)))
+    if company_id is not None:
+        stmt = stmt.where(table.c.company_id == company_id)
+    return await records(conn, stmt, record)
 
 
 # --- the event log ---------------------------------------------------------------------------------------

@@ -32,15 +32,27 @@ from persistence.records import (
     ErpRequestRecord,
     EventRecord,
     ExportEntryRecord,
+    ExportJobRecord,
     LineItemRecord,
     ModificationRecord,
     ProjectRecord,
     Record,
     RequestEntryRecord,
     RequestLineRecord,
+    UserGrantRecord,
     UserRecord,
 )
-from persistence.tables import budgets, companies, cost_codes, cost_types, erp_requests, modifications, projects, users
+from persistence.tables import (
+    budgets,
+    companies,
+    cost_codes,
+    cost_types,
+    erp_requests,
+    export_jobs,
+    modifications,
+    projects,
+    users,
+)
 
 R = TypeVar("R", bound=Record)
 T = TypeVar("T")
@@ -260,6 +272,36 @@ class ReadStore:
         (sort value, id), and how many match."""
         return await self._run(
             lambda conn: queries.request_queue(conn, company_id, where=where, order=order, after=after, limit=limit)
+        )
+
+    # --- the operator's lists (the admin CLI; across companies unless one is named) ---------------------
+
+    async def all_companies(self) -> list[CompanyRecord]:
+        """Every company, oldest first."""
+        return await self._run(queries.all_companies)
+
+    async def users_of(self, company_id: str | None) -> list[UserRecord]:
+        """The users of one company (None: of every company), by company and then oldest first."""
+        return await self._run(lambda conn: queries.users_of(conn, company_id))
+
+    async def grants_of_user(self, user_id: str) -> list[UserGrantRecord]:
+        """The user's Budget tool permissions, by project number."""
+        return await self._run(lambda conn: queries.grants_of_user(conn, user_id))
+
+    async def latest_requests(
+        self, statuses: Sequence[str] | None, company_id: str | None, limit: int
+    ) -> list[ErpRequestRecord]:
+        """Up to `limit` requests, newest sent first, in one of `statuses` (None: any)."""
+        return await self._run(
+            lambda conn: queries.latest(conn, erp_requests, ErpRequestRecord, "sent_at", statuses, company_id, limit)
+        )
+
+    async def latest_export_jobs(
+        self, statuses: Sequence[str] | None, company_id: str | None, limit: int
+    ) -> list[ExportJobRecord]:
+        """Up to `limit` jobs of the export queue, newest first, in one of `statuses` (None: any)."""
+        return await self._run(
+            lambda conn: queries.latest(conn, export_jobs, ExportJobRecord, "created_at", statuses, company_id, limit)
         )
 
     # --- the event log --------------------------------------------------------------------------------

@@ -70,6 +70,17 @@ class ProjectAccessRecord(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class UserGrantRecord(Record):
+    """A user's Budget tool permission on one project, with the project's number and name (`user show`)."""
+
+    project_id: str
+    project_number: str
+    project_name: str
+    budget_permission: str
+    grants: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectRecord(Record):
     id: str
     company_id: str

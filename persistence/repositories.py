@@ -31,6 +31,7 @@ from persistence.records import (
     ProjectRecord,
     RequestLineRecord,
     StoredResultRecord,
+    UserRecord,
 )
 from persistence.tables import (
     budgets,
@@ -46,6 +47,7 @@ from persistence.tables import (
     project_permissions,
     projects,
     request_lines,
+    users,
 )
 from persistence.types import UnstorableValueError
 from persistence.unit_of_work import (
@@ -65,6 +67,7 @@ from persistence.unit_of_work import (
     NewExportEntry,
     NewLineItem,
     ProjectRepository,
+    UserRepository,
 )
 
 
@@ -95,6 +98,29 @@ class SqlCompanies(_Sql, CompanyRepository):
         row = (await self._conn.execute(select(companies).where(companies.c.id == company_id))).first()
         return CompanyRecord.of(row) if row is not None else None
 
+    async def add(self, company: CompanyRecord) -> None:
+        await self._write(insert(companies).values(**asdict(company)))
+
+    async def set_erp(self, company_id: str, connector: str | None, options: Mapping[str, Any]) -> None:
+        await self._write(
+            update(companies)
+            .where(companies.c.id == company_id)
+            .values(erp_connector=connector, erp_settings=dict(options))
+        )
+
+
+class SqlUsers(_Sql, UserRepository):
+    async def get(self, user_id: str) -> UserRecord | None:
+        found = await queries.by_ids(self._conn, users, UserRecord, [user_id], None)
+        return found[0] if found else None
+
+    async def email_taken(self, company_id: str, email: str) -> bool:
+        stmt = select(users.c.id).where(users.c.company_id == company_id, users.c.email == email).limit(1)
+        return (await self._conn.execute(stmt)).first() is not None
+
+    async def add(self, user: UserRecord) -> None:
+        await self._write(insert(users).values(**asdict(user)))
+
 
 class SqlAccess(_Sql, AccessRepository):
     async def of(self, user_id: str, project_id: str) -> ProjectAccess:
@@ -108,6 +134,13 @@ class SqlAccess(_Sql, AccessRepository):
                 project_id=project_id,
                 budget_permission=access.budget_permission.name,
                 grants=sorted(g.value for g in access.grants),
+            )
+        )
+
+    async def revoke(self, user_id: str, project_id: str) -> None:
+        await self._write(
+            delete(project_permissions).where(
+                project_permissions.c.user_id == user_id, project_permissions.c.project_id == project_id
             )
         )
 

@@ -44,6 +44,7 @@ from persistence.records import (
     ProjectRecord,
     RequestLineRecord,
     StoredResultRecord,
+    UserRecord,
 )
 
 AfterCommit = Callable[[], Awaitable[None] | None]
@@ -167,6 +168,27 @@ class CompanyRepository(abc.ABC):
     @abc.abstractmethod
     async def get(self, company_id: str) -> CompanyRecord | None: ...
 
+    @abc.abstractmethod
+    async def add(self, company: CompanyRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def set_erp(self, company_id: str, connector: str | None, options: Mapping[str, Any]) -> None:
+        """The company's ERP connector (None: not connected) and its options, replacing the ones it had."""
+
+
+class UserRepository(abc.ABC):
+    """The people who sign in (created by the admin CLI and the demo, read by every request)."""
+
+    @abc.abstractmethod
+    async def get(self, user_id: str) -> UserRecord | None:
+        """Across companies: the admin's and the system's lookup, never a viewer's."""
+
+    @abc.abstractmethod
+    async def email_taken(self, company_id: str, email: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def add(self, user: UserRecord) -> None: ...
+
 
 class AccessRepository(abc.ABC):
     """Users' Budget tool permissions per project."""
@@ -175,7 +197,12 @@ class AccessRepository(abc.ABC):
     async def of(self, user_id: str, project_id: str) -> ProjectAccess: ...
 
     @abc.abstractmethod
-    async def grant(self, user_id: str, project_id: str, access: ProjectAccess) -> None: ...
+    async def grant(self, user_id: str, project_id: str, access: ProjectAccess) -> None:
+        """One grant per user and project: a second is a ConcurrentChangeError (revoke the first)."""
+
+    @abc.abstractmethod
+    async def revoke(self, user_id: str, project_id: str) -> None:
+        """Remove the user's grant on the project, if any."""
 
 
 class ProjectRepository(abc.ABC):
@@ -513,6 +540,7 @@ class NotificationContext(abc.ABC):
 
 class AbstractUnitOfWork(abc.ABC):
     companies: CompanyRepository
+    users: UserRepository
     access: AccessRepository
     projects: ProjectRepository
     cost_codes: CostCodeRepository

@@ -4,6 +4,7 @@ syncing a project to the ERP as a job."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Literal
 
 from domain import budget as wf
@@ -34,39 +35,46 @@ async def create_project(ctx: Context, name: str, number: str) -> Outcome:
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
         wf.require_none([permissions.company_admin_refusal(actor, "creating a project")])
-        clean_name = check.required_text(name, ["input", "name"], max_len=200)
-        clean_number = check.required_text(number, ["input", "number"], max_len=60)
-        if await uow.projects.number_taken(actor.company_id, clean_number):
-            raise invalid(f"project number {clean_number} is already used", ["input", "number"])
-        project_id = new_id("Project")
-        await uow.projects.add(
-            ProjectRecord(
-                id=project_id,
-                company_id=actor.company_id,
-                name=clean_name,
-                number=clean_number,
-                erp_job_id=None,
-                created_at=ctx.services.clock(),
-            )
-        )
-        await uow.budgets.add(
-            BudgetRecord(
-                id=new_id("Budget"),
-                company_id=actor.company_id,
-                project_id=project_id,
-                locked=False,
-                locked_at=None,
-                locked_by_id=None,
-                version=1,
-                export_status=ExportStatus.NOT_SENT.value,
-                last_request_id=None,
-                request_count=0,
-            )
-        )
+        project_id = await add_project(uow, actor.company_id, name, number, None, at=ctx.services.clock())
         await uow.access.grant(actor.user_id, project_id, ProjectAccess(PermissionLevel.ADMIN))
         return Changed(project_id=project_id)
 
     return await run_mutation(ctx, "createProject", body)
+
+
+async def add_project(
+    uow: AbstractUnitOfWork, company_id: str, name: str, number: str, erp_job_id: str | None, *, at: datetime
+) -> str:
+    """A project with its (empty) budget; `erp_job_id` links it to a job that already exists in the ERP.
+    createProject (which grants its creator Admin on it) and `budgetbridge project create` both add projects
+    here, so they refuse the same input. Fields are named as the API names them (["input", "name"], ...)."""
+    clean_name = check.required_text(name, ["input", "name"], max_len=200)
+    clean_number = check.required_text(number, ["input", "number"], max_len=60)
+    clean_job = check.text(erp_job_id, ["input", "erpJobId"], max_len=100)
+    if await uow.projects.number_taken(company_id, clean_number):
+        raise invalid(f"project number {clean_number} is already used", ["input", "number"])
+    project_id = new_id("Project")
+    await uow.projects.add(
+        ProjectRecord(
+            id=project_id, company_id=company_id, name=clean_name, number=clean_number, erp_job_id=clean_job,
+            created_at=at,
+        )
+    )
+    await uow.budgets.add(
+        BudgetRecord(
+            id=new_id("Budget"),
+            company_id=company_id,
+            project_id=project_id,
+            locked=False,
+            locked_at=None,
+            locked_by_id=None,
+            version=1,
+            export_status=ExportStatus.NOT_SENT.value,
+            last_request_id=None,
+            request_count=0,
+        )
+    )
+    return project_id
 
 
 # Per kind: the label's input name, the lengths of the code and the label (as stored), the id prefix.

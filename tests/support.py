@@ -118,11 +118,11 @@ async def make_tenant(
 ) -> Tenant:
     db = services.db
     async with db.unit_of_work() as uow:
-        company_id = await admin.create_company(uow.connection, "Test Builders", "USD", connector)
+        company_id = await admin.create_company(uow, "Test Builders", "USD", connector)
         tenant = Tenant(services=services, company_id=company_id)
         for role, spec in ROLES.items():
             tenant.users[role] = await admin.create_user(
-                uow.connection,
+                uow,
                 company_id,
                 f"{role}@example.com",
                 role.title(),
@@ -157,7 +157,7 @@ async def make_tenant(
         for role, spec in ROLES.items():
             if role != "admin":
                 await admin.grant(
-                    uow.connection,
+                    uow,
                     tenant.users[role],
                     tenant.project_id,
                     spec.get("budget", PermissionLevel.NONE),

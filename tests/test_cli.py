@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from app import cli
 from tests.support import JWT_SECRET
 
 
@@ -126,3 +128,93 @@ def test_access_commands_refuse_in_one_line(tmp_path: Path) -> None:
     revoked = run(tmp_path, "token", "revoke", "--user", str(user["id"]))
     assert revoked.returncode == 0
     assert revoked.stdout.startswith(f"tokens of {user['id']} issued before ") and "no longer work" in revoked.stdout
+
+
+# --- usage errors, serve's address, migrate's progress ------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["--json", "user", "create", "--company"],
+    ["user", "create", "--company", "co_x", "--json"],  # --json after the command counts too
+    ["erp", "requests", "--status", "LOST", "--json"],
+    ["--json", "nonsense"],
+])
+def test_usage_errors_are_one_json_object_with_json(tmp_path: Path, args: list[str]) -> None:
+    result = run(tmp_path, *args)
+    assert result.returncode == 2 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    answer = json.loads(lines[0])
+    assert set(answer) == {"error", "usage"} and answer["usage"].startswith("usage: budgetbridge")
+    assert not (tmp_path / "cli.db").exists()  # refused before anything was opened
+
+
+def test_usage_errors_without_json_are_argparse_text(tmp_path: Path) -> None:
+    result = run(tmp_path, "user", "show")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: budgetbridge user show")
+    assert result.stderr.endswith("budgetbridge: the following arguments are required: --user\n")
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--port", "99999"], "argument --port: 99999 is not a port number (1-65535)"),
+    (["--port", "0"], "argument --port: 0 is not a port number (1-65535)"),
+    (["--port", "http"], "argument --port: 'http' is not a port number (1-65535)"),
+    (["--host", "bad host"], "argument --host: 'bad host' is not an IP address or host name"),
+    (["--host=-lead.example"], "is not an IP address or host name"),
+    (["--host", "a..b"], "is not an IP address or host name"),
+])
+def test_serve_refuses_a_bad_port_or_host_before_starting(tmp_path: Path, args: list[str], needle: str) -> None:
+    result = run(tmp_path, "--json", "serve", *args)
+    assert result.returncode == 2 and needle in json.loads(result.stdout)["error"]
+    assert not (tmp_path / "cli.db").exists()
+
+
+@pytest.mark.parametrize(("host", "bound"), [
+    ("0.0.0.0", "0.0.0.0"), ("::", "::"), ("[::1]", "::1"), ("localhost", "localhost"),
+    ("api.internal.example", "api.internal.example"),
+])
+def test_serve_takes_ip_addresses_and_host_names(host: str, bound: str) -> None:
+    parsed = cli.parse(["serve", "--host", host, "--port", "65535"])
+    assert (parsed.host, parsed.port) == (bound, 65535)
+
+
+def run_on_a_terminal(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """`budgetbridge` with its stdout on a pseudo-terminal, as an operator runs it."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BUDGETBRIDGE_")}
+    base["BUDGETBRIDGE_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    controller, terminal = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=base, cwd=tmp_path,
+                          stdout=terminal, stderr=subprocess.PIPE) as process:
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(controller)
+        _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    return process.returncode, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_migrate_shows_each_revision_on_a_terminal(tmp_path: Path) -> None:
+    revisions = sorted(p.stem for p in (Path(__file__).parent.parent / "persistence/migrations/versions").glob("0*.py"))
+    _, shown = run_on_a_terminal(tmp_path, "migrate")
+    lines = shown.splitlines()
+    assert lines[-1] == "database schema is up to date"
+    total = len(revisions)
+    assert [line.split(" ")[:2] for line in lines[:-1]] == [
+        [f"[{n}/{total}]", name.split("_")[0]] for n, name in enumerate(revisions, start=1)]
+    assert lines[0] == f"[1/{total}] 0001 initial schema"
+    _, again = run_on_a_terminal(tmp_path, "migrate")  # nothing left to apply
+    assert again == "database schema is up to date\n"
+
+
+def test_migrate_in_a_script_prints_only_its_result(tmp_path: Path) -> None:
+    piped = run(tmp_path, "migrate")
+    assert piped.returncode == 0 and piped.stdout == "database schema is up to date\n"

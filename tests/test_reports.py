@@ -31,7 +31,7 @@ async def export_and_post(tenant: Tenant, request_id: str, *, post: bool) -> Non
     await worker.run_once()
     if post:
         async with tenant.services.db.unit_of_work() as uow:
-            await admin.post_embedded_entries(uow.connection, request_id)
+            await admin.post_embedded_entries(uow, request_id)
             await uow.commit()
         await worker.run_once()
 

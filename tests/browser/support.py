@@ -102,12 +102,12 @@ class Company:
 
 async def make_company(services: Services, *, connector: str | None = "embedded") -> Company:
     async with services.db.unit_of_work() as uow:
-        company_id = await admin.create_company(uow.connection, "Summit Ridge Builders", "USD", connector)
+        company_id = await admin.create_company(uow, "Summit Ridge Builders", "USD", connector)
         tenant = Tenant(services=services, company_id=company_id)
         for role, (name, email, company_admin, approver, erp, _) in PEOPLE.items():
             local, _, domain = email.partition("@")
             tenant.users[role] = await admin.create_user(
-                uow.connection,
+                uow,
                 company_id,
                 f"{local}+{company_id[-8:]}@{domain}",  # emails are unique across the shared test database
                 name,
@@ -157,7 +157,7 @@ async def make_company(services: Services, *, connector: str | None = "embedded"
             if role == "pm":
                 continue  # company admin: every project
             for project_id in company.projects.values():
-                await admin.grant(uow.connection, tenant.users[role], project_id, budget_permission, [])
+                await admin.grant(uow, tenant.users[role], project_id, budget_permission, [])
         await uow.commit()
     tenant.project_id, tenant.budget_id = company.projects["riverside"], company.budgets["riverside"]
     return company

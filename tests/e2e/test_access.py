@@ -31,8 +31,8 @@ TTL = timedelta(seconds=MAX)
 async def _colleague(tenant: Tenant, email: str) -> str:
     """A company admin of the tenant with Admin on its project: allowed to lock its budget."""
     async with tenant.services.db.unit_of_work() as uow:
-        user_id = await admin.create_user(uow.connection, tenant.company_id, email, email, company_admin=True)
-        await admin.grant(uow.connection, user_id, tenant.project_id, PermissionLevel.ADMIN, [])
+        user_id = await admin.create_user(uow, tenant.company_id, email, email, company_admin=True)
+        await admin.grant(uow, user_id, tenant.project_id, PermissionLevel.ADMIN, [])
         await uow.commit()
     return user_id
 

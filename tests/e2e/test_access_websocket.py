@@ -64,7 +64,7 @@ TAKE_AWAY: dict[str, Callable[[Database, str], Awaitable[None]]] = {
 async def _colleague(tenant: Tenant, email: str) -> tuple[str, str]:
     """A company admin of the tenant (sees every project) and a token for them."""
     async with tenant.services.db.unit_of_work() as uow:
-        user_id = await admin.create_user(uow.connection, tenant.company_id, email, email, company_admin=True)
+        user_id = await admin.create_user(uow, tenant.company_id, email, email, company_admin=True)
         await uow.commit()
     return user_id, auth.issue_token(JWT_SECRET, user_id, tenant.company_id)
 

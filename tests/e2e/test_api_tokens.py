@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from app import admin, api_tokens, auth
@@ -79,7 +80,7 @@ async def new_token(db: Database, tenant: Tenant, scope: str, name: str = "hh2 s
 
 async def grant_project(db: Database, tenant: Tenant, user_id: str) -> None:
     async with db.unit_of_work() as uow:
-        await admin.grant(uow.connection, user_id, tenant.project_id, PermissionLevel.ADMIN, [])
+        await admin.grant(uow, user_id, tenant.project_id, PermissionLevel.ADMIN, [])
         await uow.commit()
 
 
@@ -214,8 +215,7 @@ async def test_a_revoked_token_fails_at_once_and_changes_nothing(
     token, token_id, principal = await new_token(db, tenant, "workflow")
     await grant_project(db, tenant, principal)
     await ok(client, token, "{ viewer { id } }")
-    viewer = await running_app.runtime.auth.authenticate(token)
-    assert await auth.still_valid(running_app.runtime.services.reads, viewer)
+    assert (await running_app.runtime.auth.authenticate(token)).actor.user_id == principal
 
     await revoke(db, token_id)
     before = await snapshot(db, tenant.company_id)
@@ -225,8 +225,9 @@ async def test_a_revoked_token_fails_at_once_and_changes_nothing(
         assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"]
         assert "revoked" in body["errors"][0]["message"]
     assert await snapshot(db, tenant.company_id) == before
-    # The check a WebSocket's periodic re-read calls, and an HS256 token naming the principal.
-    assert not await auth.still_valid(running_app.runtime.services.reads, viewer)
+    # What a live WebSocket's periodic re-read runs (app.graphql_view), and an HS256 token naming the principal.
+    with pytest.raises(auth.AuthenticationError):
+        await running_app.runtime.auth.authenticate(token)
     runtime: Runtime = running_app.runtime
     named = auth.issue_token(runtime.jwt_secret, principal, tenant.company_id)
     assert (await gql(client, named, "{ viewer { id } }"))["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -362,16 +363,22 @@ async def test_a_read_token_follows_subscriptions_and_a_revoked_one_cannot_conne
 async def test_a_live_connection_learns_when_its_credential_ends(
     tenant: Tenant, db: Database, running_app: RunningApp
 ) -> None:
-    """`auth.still_valid`, the check a WebSocket's periodic re-read calls: false after the token's expiry."""
+    """A WebSocket's periodic re-read authenticates its token again (app.graphql_view): past the token's
+    expiry that fails, whatever the kind of token."""
     runtime = running_app.runtime
-    reads = runtime.services.reads
-    token, _, _ = await new_token(db, tenant, "read", expires_in=timedelta(hours=1))
-    viewer = await runtime.auth.authenticate(token)
-    assert viewer.credential_expires_at is not None
-    assert await auth.still_valid(reads, viewer, now())
-    assert not await auth.still_valid(reads, viewer, viewer.credential_expires_at)
 
-    person = await runtime.auth.authenticate(
-        auth.issue_token(runtime.jwt_secret, tenant.users["admin"], tenant.company_id, timedelta(minutes=5)))
-    assert await auth.still_valid(reads, person, now())
-    assert not await auth.still_valid(reads, person, now() + timedelta(minutes=6))
+    def at(instant: datetime) -> auth.Authenticator:
+        return auth.Authenticator(
+            runtime.jwt_secret, runtime.services.reads, runtime.settings.max_token_seconds, clock=lambda: instant
+        )
+
+    token, _, _ = await new_token(db, tenant, "read", expires_in=timedelta(hours=1))
+    viewer = await at(now()).authenticate(token)
+    assert viewer.credential_expires_at is not None
+    with pytest.raises(auth.AuthenticationError, match="expired"):
+        await at(viewer.credential_expires_at).authenticate(token)
+
+    person = auth.issue_token(runtime.jwt_secret, tenant.users["admin"], tenant.company_id, timedelta(minutes=5))
+    assert (await at(now()).authenticate(person)).actor.user_id == tenant.users["admin"]
+    with pytest.raises(auth.AuthenticationError):
+        await at(now() + timedelta(minutes=6)).authenticate(person)

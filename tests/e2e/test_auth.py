@@ -86,7 +86,7 @@ async def test_token_of_a_deleted_user_stops_working_at_once(
     client: httpx.AsyncClient, tenant: Tenant, db: Database
 ) -> None:
     async with db.unit_of_work() as uow:
-        user_id = await admin.create_user(uow.connection, tenant.company_id, "leaver@example.com", "Leaver")
+        user_id = await admin.create_user(uow, tenant.company_id, "leaver@example.com", "Leaver")
         await uow.commit()
     token = auth.issue_token(JWT_SECRET, user_id, tenant.company_id)
     assert (await gql(client, token, VIEWER)) == {"data": {"viewer": {"id": user_id}}}

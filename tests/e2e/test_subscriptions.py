@@ -229,7 +229,7 @@ async def project_visible_to(tenant: Tenant, role: str) -> tuple[str, str]:
     project_id: str = data["createProject"]["project"]["id"]
     budget_id: str = data["createProject"]["project"]["budget"]["id"]
     async with tenant.services.db.unit_of_work() as uow:
-        await admin.grant(uow.connection, tenant.users[role], project_id, PermissionLevel.READ_ONLY, [])
+        await admin.grant(uow, tenant.users[role], project_id, PermissionLevel.READ_ONLY, [])
         await uow.commit()
     await tenant.ok("admin", SETUP, b=budget_id, p=project_id, i={"budgetId": budget_id, "item": {
         "costCodeId": tenant.cost_codes["03-300"], "costTypeId": tenant.cost_types["L"], "originalAmount": "1.00",

@@ -60,7 +60,7 @@ async def test_the_whole_story_runs_against_each_connector(name: str, services: 
     async with connected(name, tmp_path) as (options, integrator):
         tenant = await make_tenant(services, connector=None)
         async with services.db.unit_of_work() as uow:
-            await admin.set_company_connector(uow.connection, tenant.company_id, name, options)
+            await admin.set_company_connector(uow, tenant.company_id, name, options)
             await uow.commit()
         sub_job = "BLDG-A" if name in ("embedded", "webhook") else None  # the file formats take no sub jobs
         concrete = await add_line(tenant, "03-300", "L", "125000.00", sub_job=sub_job, quantity="1500",

@@ -86,7 +86,7 @@ async def test_a_webhook_url_that_reaches_into_our_network_is_refused_and_nothin
 
     async with services.db.unit_of_work() as uow:
         with pytest.raises(admin.AdminError) as refused:
-            await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
+            await admin.set_company_connector(uow, tenant.company_id, "webhook",
                                               {"url": url, "secret": SECRET})
         await uow.commit()
 
@@ -116,7 +116,7 @@ async def test_a_webhook_url_that_is_not_https_is_refused_and_nothing_is_saved(
 
     async with services.db.unit_of_work() as uow:
         with pytest.raises(admin.AdminError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
-            await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
+            await admin.set_company_connector(uow, tenant.company_id, "webhook",
                                               {"url": url, "secret": SECRET})
         await uow.commit()
 
@@ -127,7 +127,7 @@ async def test_allow_private_network_is_saved_with_the_connection(services: Serv
     tenant = await make_tenant(services, connector=None)
     options = {"url": "http://127.0.0.1:8080/bb", "secret": SECRET, "allow_private_network": True}
     async with services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.connection, tenant.company_id, "webhook", options)
+        await admin.set_company_connector(uow, tenant.company_id, "webhook", options)
         await uow.commit()
     assert await connection_of(services, tenant.company_id) == ("webhook", options)
 
@@ -362,7 +362,7 @@ async def test_an_erp_job_id_that_does_not_fit_is_refused(integrator: Integrator
 async def save_drop_folder(services: Services, company_id: str, name: str, folder: str) -> None:
     options = {"drop_folder": folder, **({"cost_type_map": "L:1"} if name == "vista-csv" else {})}
     async with services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.connection, company_id, name, options)
+        await admin.set_company_connector(uow, company_id, name, options)
         await uow.commit()
 
 

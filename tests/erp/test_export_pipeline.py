@@ -68,7 +68,7 @@ async def test_embedded_posting_is_detected_without_anyone_confirming(services: 
     worker = worker_for(services, tenant)
     await worker.run_once()
     async with services.db.unit_of_work() as uow:
-        assert await admin.post_embedded_entries(uow.connection, request_id) == 2
+        assert await admin.post_embedded_entries(uow, request_id) == 2
         await uow.commit()
     await worker.run_once()
     synced = await request(tenant, request_id)

@@ -25,7 +25,7 @@ CAPABILITIES = "{ erpConnection { connector capabilities { requiresPostingTotals
 async def connected(services: Services, name: str, options: dict[str, Any]) -> Tenant:
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.connection, tenant.company_id, name, options)
+        await admin.set_company_connector(uow, tenant.company_id, name, options)
         await uow.commit()
     return tenant
 
@@ -144,7 +144,7 @@ async def test_a_bad_require_posting_totals_option_is_refused_when_saved(service
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
         with pytest.raises(admin.AdminError, match="require_posting_totals"):
-            await admin.set_company_connector(uow.connection, tenant.company_id, "embedded",
+            await admin.set_company_connector(uow, tenant.company_id, "embedded",
                                               {"require_posting_totals": "maybe"})
         with pytest.raises(admin.AdminError, match="no option 'drop_folder'"):
-            await admin.set_company_connector(uow.connection, tenant.company_id, "embedded", {"drop_folder": "/tmp"})
+            await admin.set_company_connector(uow, tenant.company_id, "embedded", {"drop_folder": "/tmp"})

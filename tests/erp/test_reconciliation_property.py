@@ -139,7 +139,7 @@ class Run:
         request_id, status = await self.latest()
         if request_id and status == "AWAITING_POSTING":
             async with self.tenant.services.db.unit_of_work() as uow:
-                await admin.post_embedded_entries(uow.connection, request_id)
+                await admin.post_embedded_entries(uow, request_id)
                 await uow.commit()
             await self.worker.run_once()
 

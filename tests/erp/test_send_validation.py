@@ -40,7 +40,7 @@ async def connect(tenant: Tenant, name: str, options: dict[str, Any]) -> None:
     if "drop_folder" in options:  # as an administrator does: the folder exists before it is configured
         Path(options["drop_folder"]).mkdir(exist_ok=True)
     async with tenant.services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.connection, tenant.company_id, name, options)
+        await admin.set_company_connector(uow, tenant.company_id, name, options)
         await uow.commit()
 
 
@@ -338,7 +338,7 @@ async def test_the_entries_of_an_exported_request_are_the_ledgers(services: Serv
     )
 
     async with services.db.unit_of_work() as uow:
-        await admin.post_embedded_entries(uow.connection, request_id)
+        await admin.post_embedded_entries(uow, request_id)
         await uow.commit()
     await worker(tenant).run_once()
     synced = (await tenant.ok("admin", ENTRIES, r=request_id))["erpRequest"]

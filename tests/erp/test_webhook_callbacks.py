@@ -162,7 +162,7 @@ async def http(callback_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 async def webhook_tenant(services: Services, integrator: Integrator, secret: str = SECRET) -> Tenant:
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
+        await admin.set_company_connector(uow, tenant.company_id, "webhook",
                                           {**integrator.options, "secret": secret})
         await uow.commit()
     return tenant
@@ -442,7 +442,7 @@ async def test_a_failure_callback_fails_the_export_with_the_integrators_messages
 async def totals_tenant(services: Services, integrator: Integrator, **options: str) -> Tenant:
     tenant = await make_tenant(services, connector=None)
     async with services.db.unit_of_work() as uow:
-        await admin.set_company_connector(uow.connection, tenant.company_id, "webhook",
+        await admin.set_company_connector(uow, tenant.company_id, "webhook",
                                           {**integrator.options, "secret": SECRET, **options})
         await uow.commit()
     return tenant

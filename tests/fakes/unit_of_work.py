@@ -92,6 +92,7 @@ from persistence.unit_of_work import (
     OutboxStatus,
     ProjectRepository,
     UnitOfWorkFactory,
+    UserRepository,
 )
 
 T = TypeVar("T")
@@ -413,6 +414,28 @@ class FakeCompanies(_Repo, CompanyRepository):
         found = self._state("companies.get").companies.get(company_id)
         return replace(found, erp_settings=_json(found.erp_settings)) if found else None
 
+    async def add(self, company: CompanyRecord) -> None:
+        stored = replace(_stored(company), erp_settings=_json(company.erp_settings))
+        self._state("companies.add").insert("companies", [(company.id, stored)])
+
+    async def set_erp(self, company_id: str, connector: str | None, options: Mapping[str, Any]) -> None:
+        s = self._state("companies.set_erp")
+        if company_id in s.companies:
+            changed = replace(s.companies[company_id], erp_connector=connector, erp_settings=_json(dict(options)))
+            s.update("companies", company_id, changed)
+
+
+class FakeUsers(_Repo, UserRepository):
+    async def get(self, user_id: str) -> UserRecord | None:
+        return self._state("users.get").users.get(user_id)
+
+    async def email_taken(self, company_id: str, email: str) -> bool:
+        s = self._state("users.email_taken")
+        return any(u.company_id == company_id and u.email == email for u in s.users.values())
+
+    async def add(self, user: UserRecord) -> None:
+        self._state("users.add").insert("users", [(user.id, _stored(user))])
+
 
 class FakeAccess(_Repo, AccessRepository):
     async def of(self, user_id: str, project_id: str) -> ProjectAccess:
@@ -429,6 +452,11 @@ class FakeAccess(_Repo, AccessRepository):
             grants=sorted(g.value for g in access.grants),
         )
         self._state("access.grant").insert("access", [((user_id, project_id), record)])
+
+    async def revoke(self, user_id: str, project_id: str) -> None:
+        s = self._state("access.revoke")
+        if (user_id, project_id) in s.access:
+            s.delete("access", (user_id, project_id))
 
 
 class FakeProjects(_Repo, ProjectRepository):
@@ -980,6 +1008,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._working: FakeState | None = None
         self._holds_lock = False
         self.companies = FakeCompanies(self)
+        self.users = FakeUsers(self)
         self.access = FakeAccess(self)
         self.projects = FakeProjects(self)
         self.cost_codes = FakeCostCodes(self)

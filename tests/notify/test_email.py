@@ -111,7 +111,7 @@ async def test_each_event_reaches_exactly_the_right_people_with_content_and_link
         assert (await request(tenant, second))["status"] == "AWAITING_POSTING"
         assert await notifier.deliver_due() == 0
         async with services.db.unit_of_work() as uow:
-            await admin.post_embedded_entries(uow.connection, second)
+            await admin.post_embedded_entries(uow, second)
             await uow.commit()
         await worker.detect_posting()
         assert await notifier.deliver_due() == 1

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from app import admin, auth, oidc
+from app import admin, oidc
 from app.main import Runtime
 from persistence.database import Database
 from persistence.tables import sso_links, users
@@ -165,11 +165,9 @@ async def test_an_expired_token_is_refused_past_the_clock_skew(
     start = utc_now()
     verifier.clock = lambda: start.fromtimestamp(expires + 30, start.tzinfo)  # within the 60 s skew
     assert "errors" not in await gql(client, tokens["access_token"], "{ viewer { id } }")
-    # A live connection signed in with it ends too (the check its periodic re-read calls).
-    viewer = await running_app.runtime.auth.authenticate(tokens["access_token"])
-    reads = running_app.runtime.services.reads
-    assert await auth.still_valid(reads, viewer, start.fromtimestamp(expires + 30, start.tzinfo))
-    assert not await auth.still_valid(reads, viewer, start.fromtimestamp(expires + 61, start.tzinfo))
+    # A live connection signed in with it authenticates it again at each re-read (app.graphql_view): the same
+    # check, so it ends too once the token is past the skew.
+    assert (await running_app.runtime.auth.authenticate(tokens["access_token"])).actor.company_id == tenant.company_id
     verifier.clock = lambda: start.fromtimestamp(expires + 61, start.tzinfo)
     before = await snapshot(db, tenant.company_id)
     body = await gql(client, tokens["access_token"], LOCK, i={"budgetId": tenant.budget_id})
@@ -229,7 +227,7 @@ async def test_the_dashboard_learns_the_issuer_and_client_by_company_or_email(
     await trust(db, tenant, provider)
     domain = f"{tenant.company_id[-8:]}.builders.test"  # a domain only this company's people have
     async with db.unit_of_work() as uow:
-        await admin.create_user(uow.connection, tenant.company_id, f"pm@{domain}", "Pat")
+        await admin.create_user(uow, tenant.company_id, f"pm@{domain}", "Pat")
         await uow.commit()
     by_company = await client.get("/auth/config", params={"company": tenant.company_id})
     assert (by_company.status_code, by_company.json()) == (200, expected)

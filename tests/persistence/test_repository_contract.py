@@ -393,6 +393,67 @@ async def test_access_of_and_grant(backend: Backend) -> None:
             await uow.commit()
 
 
+
+async def test_companies_add_and_set_erp(backend: Backend) -> None:
+    company = CompanyRecord(new_id("Company"), "Added Builders", "CAD", None, {}, 0, T0)
+    async with backend.uow() as uow:
+        await uow.companies.add(company)
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.companies.get(company.id) == company
+        await uow.companies.set_erp(company.id, "webhook", {"url": "https://erp.example", "timeout_seconds": "5"})
+        await uow.commit()
+    async with backend.uow() as uow:
+        stored = await uow.companies.get(company.id)
+        assert stored == replace(
+            company, erp_connector="webhook", erp_settings={"url": "https://erp.example", "timeout_seconds": "5"}
+        )
+        await uow.companies.set_erp(company.id, None, {})  # disconnected: the options go too
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.companies.get(company.id) == company
+    with pytest.raises(ConcurrentChangeError):
+        async with backend.uow() as uow:  # the id is taken
+            await uow.companies.add(replace(company, name="Again"))
+            await uow.commit()
+
+
+async def test_users_get_add_and_one_email_per_company(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    user = UserRecord(new_id("User"), a.company.id, "new@example.com", "New", True, True, "STANDARD", T0)
+    async with backend.uow() as uow:
+        assert not await uow.users.email_taken(a.company.id, "new@example.com")
+        await uow.users.add(user)
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.users.get(user.id) == user
+        assert await uow.users.get(b.user.id) == b.user  # the admin's lookup spans companies
+        assert await uow.users.get(new_id("User")) is None
+        assert await uow.users.email_taken(a.company.id, "new@example.com")
+        assert not await uow.users.email_taken(b.company.id, "new@example.com")
+    with pytest.raises(ConcurrentChangeError):
+        async with backend.uow() as uow:
+            await uow.users.add(replace(user, id=new_id("User")))
+            await uow.commit()
+
+
+async def test_access_revoke_removes_the_grant(backend: Backend) -> None:
+    w = await make_world(backend)
+    async with backend.uow() as uow:
+        await uow.access.revoke(w.user.id, w.project.id)  # nothing to revoke: no error
+        await uow.access.grant(w.user.id, w.project.id, ProjectAccess(PermissionLevel.ADMIN))
+        await uow.commit()
+    async with backend.uow() as uow:
+        await uow.access.revoke(w.user.id, w.project.id)
+        await uow.access.grant(w.user.id, w.project.id, ProjectAccess(PermissionLevel.READ_ONLY))
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.access.of(w.user.id, w.project.id) == ProjectAccess(PermissionLevel.READ_ONLY)
+        await uow.access.revoke(w.user.id, w.project.id)
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.access.of(w.user.id, w.project.id) == NO_ACCESS
+
 # --- projects and the cost lists ------------------------------------------------------------------------
 
 

@@ -99,7 +99,7 @@ async def fresh_case(world: World, amounts: tuple[str, str] = ("100.00", "250.00
         for role, spec in ROLES.items():
             if role != "admin":
                 await admin.grant(
-                    uow.connection,
+                    uow,
                     tenant.users[role],
                     project_id,
                     spec.get("budget", PermissionLevel.NONE),
