@@ -80,15 +80,21 @@ def read_token(secret: str, token: str, max_seconds: int, now: datetime | None =
     """The claims of a correctly signed, unexpired token of ours that lives no longer than `max_seconds`;
     None for anything else."""
     try:
+        # Expiry is checked below against our clock (the one the server runs on, injectable), not PyJWT's.
         claims = jwt.decode(
-            token, secret, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "iat", "sub"]}
+            token,
+            secret,
+            algorithms=["HS256"],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub"], "verify_exp": False},
         )
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
         return None
     subject, issued_at, expires_at = claims.get("sub"), _seconds(claims.get("iat")), _seconds(claims.get("exp"))
     if not isinstance(subject, str) or issued_at is None or expires_at is None:
         return None
-    if access.lives_too_long(issued_at, expires_at, access.whole_seconds(now or utc_now()), max_seconds):
+    current = access.whole_seconds(now or utc_now())
+    if expires_at <= current or access.lives_too_long(issued_at, expires_at, current, max_seconds):
         return None
     return TokenClaims(user_id=subject, issued_at=issued_at, expires_at=expires_at)
 
