@@ -178,3 +178,30 @@ async def test_a_user_who_keeps_access_is_read_afresh_at_each_reread(services: S
         while not seen or seen[-1]["type"] != "pong":
             seen.append(await receive(ws, skip_control=False))
     assert [m["type"] for m in seen if m["type"] != "ping"] == ["pong"]
+
+
+async def test_a_revoked_api_token_s_open_subscription_is_closed_with_4403(
+    services: Services, server: LiveServer
+) -> None:
+    """Issue 14: revoking an API token ends its live subscriptions too (the re-read authenticates it again)."""
+    from app import api_tokens
+    from domain.permissions import TokenScope
+
+    tenant = await ready_tenant(services)
+    async with services.db.unit_of_work() as uow:
+        token, record = await api_tokens.create(
+            uow.connection, tenant.company_id, "dashboard feed", TokenScope.READ.value, utc_now(), None
+        )
+        await uow.commit()
+    after = await latest_sequence(services, tenant.company_id)
+    assert server.wakeups is not None
+    async with raw_socket(server.ws_url) as ws:
+        await initialise(ws, token)
+        await subscribe(ws, "1", SUBSCRIPTION, {"after": after})
+        await _started(server, len(server.wakeups.subscriptions))
+        async with services.db.unit_of_work() as uow:
+            await api_tokens.revoke(uow.connection, record.id, utc_now())
+            await uow.commit()
+        code, messages = await until_closed(ws, timeout=10)
+    assert code == 4403
+    assert [m for m in messages if m.get("type") not in CONTROL] == []
