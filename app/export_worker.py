@@ -17,7 +17,6 @@ injected, so tests can move time and kill a worker process at the worst moment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from datetime import datetime, timedelta
 
 from app import metrics, tracing
 from app.settings import Settings
-from app.tasks import cancel_and_wait
+from app.tasks import PollingLoop
 from erp.base import ConnectorError
 from erp.registry import posting_detectors
 from persistence.export_reads import ExportReads, SqlExportReads
@@ -41,7 +40,7 @@ def _nothing() -> None:
     return None
 
 
-class ExportWorker:
+class ExportWorker(PollingLoop):
     def __init__(
         self,
         services: Services,
@@ -56,9 +55,9 @@ class ExportWorker:
         reads: ExportReads | None = None,
         detectors: Sequence[str] | None = None,
     ) -> None:
+        super().__init__(poll_seconds, "export-worker", "the export worker", log)
         self._services = services
         self.company_id = company_id  # None: every company
-        self._poll = poll_seconds
         self._timeout = timeout_seconds
         self.policy = policy or RetryPolicy()
         self._callback_wait = timedelta(seconds=callback_wait_seconds)
@@ -66,33 +65,6 @@ class ExportWorker:
         self._after_export = after_export
         self._reads = reads or SqlExportReads(services.db)
         self._detectors = list(posting_detectors() if detectors is None else detectors)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def kick(self) -> None:
-        self._wake.set()
-
-    @property
-    def alive(self) -> bool | None:
-        """None: not started in this process (`start`); else whether its loop still runs (readiness)."""
-        return None if self._task is None else not self._task.done()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="export-worker")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task, 10, "the export worker")
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # an outage must not kill the worker; the next pass tries again
-                log.exception("export pass failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
-                    await self._wake.wait()
-            self._wake.clear()
 
     async def run_once(self) -> int:
         """Run every job that is due now, then check posting and overdue callbacks. Returns how many jobs ran."""

@@ -16,8 +16,6 @@ move time and kill a worker process at the worst moment.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from app.chat import ChatPoster
 from app.mailer import Abandoned, DeliveryError, SmtpConfig, SmtpMailer
 from app.notify_messages import chat_text, email_message, message_id_for
 from app.settings import Settings
-from app.tasks import cancel_and_wait
+from app.tasks import PollingLoop
 from domain.notifications import Channel, Content, NotificationKind, digest_day
 from persistence.notification_records import NotificationRecord
 from persistence.unit_of_work import OutboxStatus
@@ -75,7 +73,7 @@ class NotifyConfig:
         )
 
 
-class Notifier:
+class Notifier(PollingLoop):
     def __init__(
         self,
         services: Services,
@@ -89,44 +87,17 @@ class Notifier:
         clock: Callable[[], datetime] | None = None,
         after_send: Callable[[], None] = _nothing,
     ) -> None:
+        super().__init__(poll_seconds, "notifier", "the notifier", log)
         self._services = services
         self.config = config or NotifyConfig()
         self.mailer = mailer  # None: no SMTP server configured
         self.chat = chat or ChatPoster()
-        self._poll = poll_seconds
         self._schedule_every = schedule_seconds
         self.company_id = company_id  # None: every company
         self._clock = clock or services.clock
         self._after_send = after_send
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._next_schedule: datetime | None = None  # None: run the schedules at the next pass
         self._digests_written_for: date | None = None
-
-    def kick(self) -> None:
-        self._wake.set()
-
-    @property
-    def alive(self) -> bool | None:
-        """None: not started in this process (`start`); else whether its loop still runs (readiness)."""
-        return None if self._task is None else not self._task.done()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run_forever(), name="notifier")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task, 10, "the notifier")
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # an outage must not kill the notifier; the next pass tries again
-                log.exception("notification pass failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
-                    await self._wake.wait()
-            self._wake.clear()
 
     async def run_once(self) -> int:
         """Run the schedules when due, then deliver every due notification. Returns how many were handled."""
