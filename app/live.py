@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import uuid
 from collections import defaultdict
@@ -57,14 +58,19 @@ def _broadcast_for(url: str) -> Broadcast:
 class Waiter:
     """One subscription's doorbell: set by hints for its company, cleared when it re-reads."""
 
-    def __init__(self) -> None:
+    def __init__(self, collector: CollectorGuard | None = None) -> None:
         self._event = asyncio.Event()
+        self._collector = collector
 
     def ring(self) -> None:
+        if self._collector is not None and not self._event.is_set():
+            self._collector.delivering(self)
         self._event.set()
 
     async def wait(self, timeout: float) -> bool:
         """True when rung, False on timeout; either way the caller re-reads the log."""
+        if self._collector is not None:
+            self._collector.delivered(self)  # back to waiting: whatever it was woken for has been sent
         try:
             async with asyncio.timeout(timeout):
                 await self._event.wait()
@@ -73,6 +79,93 @@ class Waiter:
             return False
         finally:
             self._event.clear()
+
+
+class CollectorGuard:
+    """Keeps the garbage collector off the delivery path.
+
+    Delivering one event to thousands of subscribers allocates a lot, which triggers collections; a full one
+    walks every tracked object of the process (hundreds of thousands with many subscriptions open), and they
+    took most of the delivery window. So when subscribers are woken, everything alive is frozen (gc.freeze,
+    constant time: later collections never walk it again) and collection is paused until every woken
+    subscriber is back to waiting (it has sent what it was woken for), or `max_pause_seconds` at most.
+
+    Frozen objects are never collected, so cyclic garbage made before a freeze (closed subscriptions,
+    finished requests) would stay for good. Once deliveries have been quiet for `settle_seconds` and the
+    frozen set has grown by `growth` since the last compaction, it is unfrozen, collected once and frozen
+    again: one full collection, off the delivery path, only when it has something to reclaim.
+    """
+
+    def __init__(self, *, max_pause_seconds: float = 2.0, settle_seconds: float = 10.0, growth: float = 1.25) -> None:
+        self._max_pause = max_pause_seconds
+        self._settle = settle_seconds
+        self._growth = growth
+        self._baseline = gc.get_freeze_count()
+        self._woken: set[Waiter] = set()
+        self._paused = False
+        self._resume: asyncio.TimerHandle | None = None
+        self._compaction: asyncio.TimerHandle | None = None
+        self._froze = False
+        self.compactions = 0
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def delivering(self, waiter: Waiter) -> None:
+        """`waiter` is being woken for an event."""
+        if not self._woken:
+            self._pause()
+        self._woken.add(waiter)
+
+    def delivered(self, waiter: Waiter) -> None:
+        """`waiter` is waiting again (or for the first time), or gone."""
+        self._woken.discard(waiter)
+        if not self._woken and self._paused:
+            self._unpause()
+
+    def _pause(self) -> None:
+        loop = asyncio.get_running_loop()
+        gc.freeze()
+        self._froze = True
+        if not self._paused and gc.isenabled():
+            gc.disable()
+            self._paused = True
+            self._resume = loop.call_later(self._max_pause, self._unpause)
+        if self._compaction is not None:
+            self._compaction.cancel()
+        self._compaction = loop.call_later(self._settle, self._compact)
+
+    def _unpause(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        self._woken.clear()  # a subscriber still busy after max_pause_seconds no longer holds collection off
+        if self._paused:
+            self._paused = False
+            gc.freeze()  # what the delivery left alive is not walked by the next young collection either
+            gc.enable()
+
+    def _compact(self) -> None:
+        self._compaction = None
+        if gc.get_freeze_count() < self._baseline * self._growth:
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._baseline = gc.get_freeze_count()
+        self.compactions += 1
+
+    def stop(self) -> None:
+        """Collection back on, and nothing left frozen by deliveries (in a test session, many apps start
+        and stop in one process: their frozen garbage would otherwise stay)."""
+        self._unpause()
+        if self._compaction is not None:
+            self._compaction.cancel()
+            self._compaction = None
+        if self._froze:
+            self._froze = False
+            gc.unfreeze()
 
 
 class LiveHub:
@@ -98,17 +191,19 @@ class LiveHub:
         # connection, which refuses concurrent statements ("another operation is in progress").
         self._publish_lock = asyncio.Lock()
         self.connected = asyncio.Event()
+        self.collector = CollectorGuard()
 
     # --- local side ------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def listen(self, company_id: str) -> AsyncIterator[Waiter]:
-        waiter = Waiter()
+        waiter = Waiter(self.collector)
         self._waiters[company_id].add(waiter)
         try:
             with tracking(SUBSCRIPTIONS_OPEN):  # each live subscription listens once
                 yield waiter
         finally:
+            self.collector.delivered(waiter)
             self._waiters[company_id].discard(waiter)
             if not self._waiters[company_id]:
                 del self._waiters[company_id]
@@ -149,6 +244,7 @@ class LiveHub:
         self._task = asyncio.create_task(self._run(), name="live-hub")
 
     async def stop(self) -> None:
+        self.collector.stop()
         await cancel_and_wait(self._task, 5, "the broadcast connection")
         for task in list(self._pending):
             task.cancel()

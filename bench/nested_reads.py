@@ -1,21 +1,25 @@
-"""Nested reads: what a deep, wide query costs in BudgetBridge, against the floor of GraphQL execution.
+"""Nested reads: BudgetBridge against a raw floor that answers the same JSON, on PostgreSQL, in one interleaved
+run.
 
-    python bench/nested_reads.py [--lines 2000] [--repeat 5] [--projects 1] [--first 500] [--database-url URL]
+    python bench/nested_reads.py --database-url postgresql://postgres@127.0.0.1:5432/bb_perf \\
+        [--samples 200] [--windows 4] [--seconds 3] [--small]
 
-Builds a fresh migrated database (a temporary SQLite file unless --database-url is given; a PostgreSQL
-database given there is WIPED, as tests.support.fresh_database drops its public schema), a tenant and
---projects budgets of --lines line items each (imported through the importBudgetLineItems mutation), then
-times, after one warm-up run each:
+The database given is WIPED (tests.support.fresh_database drops its public schema); the default URL is
+BUDGETBRIDGE_BENCH_DATABASE_URL. Two cases, each its own company, imported through importBudgetLineItems:
 
-  * the nested query through the real schema (`schema.execute`), counting SQL statements;
-  * the same request end to end through the ASGI app (httpx.ASGITransport + asgi_lifespan);
-  * the same query shape over the same objects held in memory, executed by graphql-core with its sync
-    default resolvers (the cost floor: no database, no async loaders, no strawberry), and by a strawberry
-    schema with sync fields over dataclasses (what strawberry itself adds on top of that floor);
-  * serialising the response with orjson against stdlib json.
+  * one budget of 500 lines, all asked for (`lineItems(first: 500)`);
+  * 20 projects x 100 lines, all asked for.
 
-Figures are printed, never asserted: wall times depend on the machine. The statement count is the number to
-watch: it must not grow with the number of lines or projects (tests/bench guards that).
+The query is QUERY below (line id, amounts, sub job, description, erpSynced, cost code and type). The floor
+(bench/floor.py: Starlette + asyncpg + orjson, JWT check, company-scoped SQL) must answer the same bytes:
+that is asserted before anything is timed. Then, servers in their own processes (bench/servers.py):
+
+  * c=1: `--samples` requests to each by turns: p50 and p99, and their ratios;
+  * c=16: `--windows` windows of `--seconds` by turns: requests per second, and floor / BudgetBridge;
+  * per request: SQL statements and round trips to PostgreSQL of each side (counted in process).
+
+The load average is printed before and after: the machine may be shared. Figures are printed, never
+asserted. --small runs tiny cases (the smoke test).
 """
 
 # ruff: noqa: E402  (the project root has to be importable before tests.support can be imported)
@@ -24,17 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import json
-import math
-import statistics
+import os
 import sys
-import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +39,25 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/nested_reads.py` puts bench/ on the path, not the project root
     sys.path.insert(0, str(ROOT))
 
-import graphql
 import httpx
-import orjson
-import strawberry
-from asgi_lifespan import LifespanManager
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
-from app.main import create_app
-from app.settings import Settings
-from domain.money import format_decimal, parse_decimal
+from bench.measure import BENCH_DATABASE_ENV, Tally, load_average
+from bench.servers import (
+    CONCURRENCY,
+    Call,
+    count_one,
+    counted_servers,
+    interleaved_latencies,
+    interleaved_throughput,
+    timed_servers,
+)
 from persistence.database import Database
-from resolvers.context import Context
-from schema.build import schema
-from schema.scalars import DecimalScalar
 from tests.support import JWT_SECRET, Tenant, fresh_database, make_services, make_tenant
 
 IMPORT_CHUNK = 500
 ROLE = "admin"  # a company admin sees every project of the company
 
-QUERY_TEMPLATE = """{ projects { edges { node { budget { lineItems(first: %d) { edges { node {
+QUERY = """query($first: Int) { projects { edges { node { budget { lineItems(first: $first) { edges { node {
   id originalAmount revisedAmount subJob description erpSynced costCode { code } costType { code }
 } } } } } } } }"""
 
@@ -75,86 +70,49 @@ CREATE_PROJECT = """mutation($i: CreateProjectInput!) {
 }"""
 
 
-# --------------------------------------------------------------------------------------------------------
-# Measuring
+@dataclass(frozen=True)
+class Case:
+    name: str
+    projects: int
+    lines: int
+
+
+CASES = (Case("one budget, 500 lines", 1, 500), Case("20 projects x 100 lines", 20, 100))
+SMALL_CASES = (Case("one budget, 12 lines", 1, 12), Case("3 projects x 4 lines", 3, 4))
 
 
 @dataclass
-class Timing:
-    label: str
-    samples: list[float]  # seconds
+class CaseReport:
+    case: Case
+    nodes: int
+    bytes: int
+    p50: float
+    p99: float
+    floor_p50: float
+    floor_p99: float
+    throughput: float
+    floor_throughput: float
+    ours: Tally
+    floor: Tally
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def p90(self) -> float:
-        """Nearest-rank 90th percentile (with few samples this is the slowest or second slowest run)."""
-        ordered = sorted(self.samples)
-        return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-    def line(self, extra: str = "") -> str:
-        return (f"{self.label:<40} median {self.median * 1000:9.2f} ms   p90 {self.p90 * 1000:9.2f} ms"
-                f"   (n={len(self.samples)}){extra}")
-
-
-class StatementCounter:
-    """Counts the statements an engine sends (SQLAlchemy's before_cursor_execute)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.count = 0
-        self.statements: list[str] = []
-        event.listen(engine, "before_cursor_execute", self._seen)
-
-    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.count += 1
-        self.statements.append(statement)
-
-    def reset(self) -> None:
-        self.count = 0
-        self.statements = []
-
-    def close(self) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
+    def lines(self) -> list[str]:
+        name = self.case.name
+        return [
+            f"{name}: {self.nodes} lines, {self.bytes} bytes, identical to the floor's answer",
+            f"{name}: c=1 budgetbridge p50 {self.p50 * 1000:8.2f} ms  p99 {self.p99 * 1000:8.2f} ms;"
+            f"  raw floor p50 {self.floor_p50 * 1000:8.2f} ms  p99 {self.floor_p99 * 1000:8.2f} ms",
+            f"{name}: c={CONCURRENCY} budgetbridge {self.throughput:8.1f} req/s;  raw floor "
+            f"{self.floor_throughput:8.1f} req/s",
+            f"{name}: per request: budgetbridge {self.ours.statements} sql statements, {self.ours.round_trips} round"
+            f" trips;  raw floor {self.floor.driver_statements} sql statements, {self.floor.round_trips} round trips",
+            f"{name}: ratio p50: {self.p50 / self.floor_p50:.2f}  ratio p99: {self.p99 / self.floor_p99:.2f}  "
+            f"ratio throughput (floor / budgetbridge): {self.floor_throughput / self.throughput:.2f}",
+        ]
 
 
-async def time_async(
-    label: str, run: Callable[[Any], Awaitable[Any]], repeat: int, prepare: Callable[[], Awaitable[Any]] | None = None
-) -> Timing:
-    """Times `run(await prepare())` (prepare is not timed); one warm-up run first, for first-use costs
-    (statement compilation caches, pool connections, lazy imports)."""
-
-    async def argument() -> Any:
-        value = await prepare() if prepare is not None else None
-        gc.collect()  # every sample starts from the same collector state, not mid-way to a full collection
-        return value
-
-    await run(await argument())
-    samples = []
-    for _ in range(repeat):
-        arg = await argument()
-        start = time.perf_counter()
-        await run(arg)
-        samples.append(time.perf_counter() - start)
-    return Timing(label, samples)
-
-
-def time_sync(label: str, run: Callable[[], Any], repeat: int, inner: int = 1) -> Timing:
-    run()
-    samples = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(inner):
-            run()
-        samples.append((time.perf_counter() - start) / inner)
-    return Timing(label, samples)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Data
+@dataclass
+class Report:
+    cases: list[CaseReport]
 
 
 def line_item(i: int, codes: Sequence[str], types: Sequence[str]) -> dict[str, Any]:
@@ -162,344 +120,101 @@ def line_item(i: int, codes: Sequence[str], types: Sequence[str]) -> dict[str, A
     return {
         "costCodeId": codes[i % len(codes)],
         "costTypeId": types[(i // len(codes)) % len(types)],
-        "subJob": f"SJ-{i}",
-        "description": f"Bench line {i}",
+        # The first lines have no sub job (null in the answer): their code and type alone keep them unique.
+        "subJob": f"SJ-{i}" if i >= len(codes) * len(types) else "",
+        "description": f"Bench line {i}" if i % 7 else None,
         "originalAmount": f"{(i * 7919) % 1_000_000}.{i % 100:02d}",
     }
 
 
-async def seed(tenant: Tenant, projects: int, lines: int) -> list[str]:
-    """--projects budgets (the tenant's own first) of --lines line items each; returns the budget ids."""
+async def seed(db: Database, case: Case) -> Tenant:
+    """A company with the case's projects (the tenant's own first), each budget with the case's lines."""
+    tenant = await make_tenant(make_services(db))
     budget_ids = [tenant.budget_id]
-    for p in range(1, projects):
+    for p in range(1, case.projects):
         data = await tenant.ok(ROLE, CREATE_PROJECT, i={"name": f"Bench project {p}", "number": f"B-{p}"})
         budget_ids.append(data["createProject"]["project"]["budget"]["id"])
     codes, types = list(tenant.cost_codes.values()), list(tenant.cost_types.values())
     for budget_id in budget_ids:
-        for start in range(0, lines, IMPORT_CHUNK):
-            items = [line_item(i, codes, types) for i in range(start, min(lines, start + IMPORT_CHUNK))]
-            data = await tenant.ok(ROLE, IMPORT_MUTATION, i={"budgetId": budget_id, "items": items})
-            assert data["importBudgetLineItems"]["budget"]["lineItemCount"] == min(lines, start + IMPORT_CHUNK)
-    return budget_ids
+        for start in range(0, case.lines, IMPORT_CHUNK):
+            items = [line_item(i, codes, types) for i in range(start, min(case.lines, start + IMPORT_CHUNK))]
+            await tenant.ok(ROLE, IMPORT_MUTATION, i={"budgetId": budget_id, "items": items})
+    return tenant
 
 
-# --------------------------------------------------------------------------------------------------------
-# The in-memory baselines: the same response built from plain objects by sync default resolvers
+def calls(tenant: Tenant, case: Case, ours_url: str, floor_url: str) -> tuple[Call, Call]:
+    headers = {"Authorization": f"Bearer {tenant.token(ROLE)}"}
+    graphql = {"query": QUERY, "variables": {"first": case.lines}}
+    raw = {"first": case.lines}
+
+    async def ours(client: httpx.AsyncClient, _worker: int = 0) -> bytes:
+        response = await client.post(f"{ours_url}/graphql", json=graphql, headers=headers)
+        response.raise_for_status()
+        return response.content
+
+    async def floor(client: httpx.AsyncClient, _worker: int = 0) -> bytes:
+        response = await client.post(f"{floor_url}/nested", json=raw, headers=headers)
+        response.raise_for_status()
+        return response.content
+
+    return ours, floor
 
 
-BASELINE_SDL = """
-scalar Decimal
-type Query { projects: ProjectConnection! }
-type ProjectConnection { edges: [ProjectEdge!]! }
-type ProjectEdge { node: Project! }
-type Project { budget: Budget! }
-type Budget { lineItems(first: Int): BudgetLineItemConnection! }
-type BudgetLineItemConnection { edges: [BudgetLineItemEdge!]! }
-type BudgetLineItemEdge { node: BudgetLineItem! }
-type BudgetLineItem {
-  id: ID!
-  originalAmount: Decimal!
-  revisedAmount: Decimal!
-  subJob: String
-  description: String
-  erpSynced: Boolean!
-  costCode: CostCode!
-  costType: CostType!
-}
-type CostCode { code: String! }
-type CostType { code: String! }
-"""
-
-
-class Obj:
-    """A plain attribute bag: graphql-core's default resolver reads the camelCase field names with getattr."""
-
-    def __init__(self, **attributes: Any) -> None:
-        self.__dict__.update(attributes)
-
-
-def graphql_core_baseline(response: dict[str, Any]) -> tuple[graphql.GraphQLSchema, Obj]:
-    """A graphql-core schema for the query's types and a root value holding the response's objects."""
-    built = graphql.build_schema(BASELINE_SDL)
-    decimal_type = built.type_map["Decimal"]
-    assert isinstance(decimal_type, graphql.GraphQLScalarType)
-    # The app's wire form. graphql-core 3.3 calls coerce_output_value (serialize is its legacy name).
-    decimal_type.serialize = format_decimal  # type: ignore[method-assign]
-    if hasattr(decimal_type, "coerce_output_value"):
-        decimal_type.coerce_output_value = format_decimal
-    codes: dict[str, Obj] = {}
-    types: dict[str, Obj] = {}
-    project_edges = []
-    for project_edge in response["projects"]["edges"]:
-        line_edges = []
-        for line_edge in project_edge["node"]["budget"]["lineItems"]["edges"]:
-            n = line_edge["node"]
-            code = codes.setdefault(n["costCode"]["code"], Obj(code=n["costCode"]["code"]))
-            kind = types.setdefault(n["costType"]["code"], Obj(code=n["costType"]["code"]))
-            line = Obj(id=n["id"], originalAmount=parse_decimal(n["originalAmount"]),
-                       revisedAmount=parse_decimal(n["revisedAmount"]), subJob=n["subJob"],
-                       description=n["description"], erpSynced=n["erpSynced"], costCode=code, costType=kind)
-            line_edges.append(Obj(node=line))
-        budget = Obj(lineItems=Obj(edges=line_edges))  # `first` is ignored: the list is already the page
-        project_edges.append(Obj(node=Obj(budget=budget)))
-    return built, Obj(projects=Obj(edges=project_edges))
-
-
-@strawberry.type
-class SCode:
-    code: str
-
-
-@strawberry.type
-class SLine:
-    id: strawberry.ID
-    original_amount: Decimal
-    revised_amount: Decimal
-    sub_job: str | None
-    description: str | None
-    erp_synced: bool
-    cost_code: SCode
-    cost_type: SCode
-
-
-@strawberry.type
-class SLineEdge:
-    node: SLine
-
-
-@strawberry.type
-class SLineConnection:
-    edges: list[SLineEdge]
-
-
-@strawberry.type
-class SBudget:
-    lines: strawberry.Private[list[SLineEdge]]
-
-    @strawberry.field
-    def line_items(self, first: int | None = 100) -> SLineConnection:
-        return SLineConnection(edges=self.lines)
-
-
-@strawberry.type
-class SProject:
-    budget: SBudget
-
-
-@strawberry.type
-class SProjectEdge:
-    node: SProject
-
-
-@strawberry.type
-class SProjectConnection:
-    edges: list[SProjectEdge]
-
-
-@strawberry.type
-class SQuery:
-    @strawberry.field
-    def projects(self, info: strawberry.Info) -> SProjectConnection:
-        return info.root_value  # type: ignore[no-any-return]
-
-
-def strawberry_baseline(response: dict[str, Any]) -> tuple[strawberry.Schema, SProjectConnection]:
-    """A strawberry schema with sync fields over dataclasses, holding the response's objects."""
-    built = strawberry.Schema(query=SQuery, scalar_overrides={Decimal: DecimalScalar})
-    codes: dict[str, SCode] = {}
-    project_edges = []
-    for project_edge in response["projects"]["edges"]:
-        lines = []
-        for line_edge in project_edge["node"]["budget"]["lineItems"]["edges"]:
-            n = line_edge["node"]
-            lines.append(SLineEdge(node=SLine(
-                id=strawberry.ID(n["id"]), original_amount=parse_decimal(n["originalAmount"]),
-                revised_amount=parse_decimal(n["revisedAmount"]), sub_job=n["subJob"], description=n["description"],
-                erp_synced=n["erpSynced"],
-                cost_code=codes.setdefault("c" + n["costCode"]["code"], SCode(code=n["costCode"]["code"])),
-                cost_type=codes.setdefault("t" + n["costType"]["code"], SCode(code=n["costType"]["code"])),
-            )))
-        project_edges.append(SProjectEdge(node=SProject(budget=SBudget(lines=lines))))
-    return built, SProjectConnection(edges=project_edges)
-
-
-# --------------------------------------------------------------------------------------------------------
-# The run
-
-
-@dataclass
-class Report:
-    nodes: int
-    statements: int
-    statements_asgi: int
-    ratio: float
-    lines: list[str]
-
-
-@contextmanager
-def counting(engine: Engine) -> Iterator[StatementCounter]:
-    counter = StatementCounter(engine)
+async def run(args: argparse.Namespace, out: Callable[[str], None]) -> Report:
+    cases = SMALL_CASES if args.small else CASES
+    db = await fresh_database(args.database_url)
     try:
-        yield counter
-    finally:
-        counter.close()
-
-
-def node_count(data: dict[str, Any]) -> int:
-    return sum(len(e["node"]["budget"]["lineItems"]["edges"]) for e in data["projects"]["edges"])
-
-
-async def bench(url: str, *, lines: int, repeat: int, projects: int, first: int, asgi: bool,
-                out: Callable[[str], None]) -> Report:
-    query = QUERY_TEMPLATE % first
-    report: list[str] = []
-
-    def say(text: str) -> None:
-        report.append(text)
-        out(text)
-
-    setup_start = time.perf_counter()
-    db = await fresh_database(url)
-    try:
-        tenant = await make_tenant(make_services(db))
-        with counting(db.engine.sync_engine) as counter:
-            await seed(tenant, projects, lines)
-            import_statements = counter.count
-        say(f"setup: {projects} project(s) x {lines} line items imported in {time.perf_counter() - setup_start:.2f} s"
-            f" ({import_statements} sql statements for the imports, {db.url.split(':', 1)[0]})")
-
-        # 1. The real schema, in process. The context (viewer lookup, fresh loaders) is built untimed, as
-        # Tenant.execute builds it; what is timed and counted is schema.execute alone.
-        async def run_schema(context: Context) -> Any:
-            result = await schema.execute(query, context_value=context)
-            assert result.errors is None, result.errors
-            return result
-
-        data: dict[str, Any] = (await run_schema(await tenant.context(ROLE))).data
-        assert data == (await tenant.execute(ROLE, query)).data
-        nodes = node_count(data)
-        assert nodes == projects * min(lines, first), nodes
-        with counting(db.engine.sync_engine) as counter:
-            per_run: list[int] = []
-
-            async def fresh_context() -> Context:
-                context = await tenant.context(ROLE)
-                counter.reset()
-                return context
-
-            async def counted(context: Context) -> Any:
-                result = await run_schema(context)
-                per_run.append(counter.count)
-                return result
-
-            in_process = await time_async("budgetbridge schema.execute", counted, repeat, fresh_context)
-        statements = max(per_run)
-        say(in_process.line(f"   {nodes} line items, {statements} sql statements"))
-
-        # 2. End to end through the ASGI app.
-        statements_asgi = -1
-        if asgi:
-            statements_asgi = await bench_asgi(db.url, tenant, query, data, repeat, say)
-
-        # 3. The in-memory floor, same objects, same response.
-        core_schema, core_root = graphql_core_baseline(data)
-
-        def run_core() -> Any:
-            result = graphql.graphql_sync(core_schema, query, root_value=core_root)
-            assert result.errors is None, result.errors
-            return result
-
-        assert run_core().data == data, "the graphql-core baseline does not answer what the app answers"
-        baseline = time_sync("in-memory baseline (graphql-core, sync)", run_core, repeat)
-        say(baseline.line(f"   {nodes} line items"))
-
-        straw_schema, straw_root = strawberry_baseline(data)
-
-        def run_straw() -> Any:
-            result = straw_schema.execute_sync(query, root_value=straw_root)
-            assert result.errors is None, result.errors
-            return result
-
-        assert run_straw().data == data, "the strawberry baseline does not answer what the app answers"
-        straw = time_sync("in-memory strawberry (sync fields)", run_straw, repeat)
-        say(straw.line(f"   {nodes} line items"))
-
-        # 4. Serialising the response.
-        payload = {"data": data}
-        inner = max(1, 20_000 // max(nodes, 1))
-        assert json.loads(orjson.dumps(payload)) == json.loads(json.dumps(payload))
-        fast = time_sync("serialise response with orjson", lambda: orjson.dumps(payload), repeat, inner)
-        slow = time_sync("serialise response with stdlib json", lambda: json.dumps(payload).encode(), repeat, inner)
-        say(fast.line(f"   {len(orjson.dumps(payload))} bytes"))
-        say(slow.line())
-
-        ratio = in_process.median / baseline.median
-        say(f"strawberry sync / graphql-core baseline: {straw.median / baseline.median:.2f}")
-        say(f"serialisation ratio (stdlib json / orjson): {slow.median / fast.median:.2f}")
-        say(f"ratio (budgetbridge / in-memory baseline): {ratio:.2f}")
-        say(f"sql statements per query: {statements}")
-        return Report(nodes=nodes, statements=statements, statements_asgi=statements_asgi, ratio=ratio,
-                      lines=report)
+        tenants = [await seed(db, case) for case in cases]
     finally:
         await db.dispose()
+    out(f"setup: {', '.join(c.name for c in cases)}; {load_average()}")
 
+    counts: list[tuple[Tally, Tally]] = []
+    async with counted_servers(args.database_url, JWT_SECRET) as (ours_client, floor_client, ours_tally, floor_tally):
+        for tenant, case in zip(tenants, cases, strict=True):
+            ours, _ = calls(tenant, case, "", "")
+            _, floor = calls(tenant, case, "", "")
+            counts.append((await count_one(ours_client, ours, ours_tally),
+                           await count_one(floor_client, floor, floor_tally)))
 
-async def bench_asgi(url: str, tenant: Tenant, query: str, expected: dict[str, Any], repeat: int,
-                     say: Callable[[str], None]) -> int:
-    """POST /graphql through the whole app: auth, context, strawberry's view, orjson encoding."""
-    app = create_app(Settings(database_url=url, jwt_secret=JWT_SECRET), run_worker=False)
-    headers = {"Authorization": f"Bearer {tenant.token(ROLE)}"}
-    async with LifespanManager(app) as manager:
-        runtime_db: Database = app.state.runtime.db
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-
-            async def post() -> Any:
-                response = await client.post("/graphql", json={"query": query}, headers=headers)
-                response.raise_for_status()
-                body = response.json()
-                assert "errors" not in body, body["errors"]
-                return body
-
-            assert (await post())["data"] == expected, "the ASGI app answers differently from schema.execute"
-            with counting(runtime_db.engine.sync_engine) as counter:
-                per_run: list[int] = []
-
-                async def counted(_: None) -> Any:
-                    counter.reset()
-                    body = await post()
-                    per_run.append(counter.count)
-                    return body
-
-                timing = await time_async("budgetbridge ASGI POST /graphql (httpx)", counted, repeat)
-    statements = max(per_run)
-    say(timing.line(f"   {statements} sql statements incl. the viewer lookup"))
-    return statements
+    reports = []
+    async with timed_servers(args.database_url, JWT_SECRET) as (client, ours_url, floor_url):
+        for (tenant, case), (ours_count, floor_count) in zip(zip(tenants, cases, strict=True), counts, strict=True):
+            ours, floor = calls(tenant, case, ours_url, floor_url)
+            answer, floor_answer = await ours(client, 0), await floor(client, 0)
+            assert answer == floor_answer, f"{case.name}: the floor answers other bytes than BudgetBridge"
+            nodes = answer.count(b'"erpSynced"')
+            assert nodes == case.projects * case.lines, (case, nodes)
+            latency, floor_latency = await interleaved_latencies(client, ours, floor, args.samples)
+            throughput, floor_throughput = await interleaved_throughput(client, ours, floor, args.windows,
+                                                                        args.seconds)
+            report = CaseReport(case, nodes, len(answer), latency.p50, latency.p99, floor_latency.p50,
+                                floor_latency.p99, throughput, floor_throughput, ours_count, floor_count)
+            reports.append(report)
+            for line in report.lines():
+                out(line)
+            out(load_average())
+    return Report(reports)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--lines", type=int, default=2000, help="line items per budget (default 2000)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement, after a warm-up")
-    parser.add_argument("--projects", type=int, default=1, help="projects (each with one budget), default 1")
-    parser.add_argument("--first", type=int, default=500, help="lineItems(first:) of the query, default 500")
-    parser.add_argument("--database-url", default=None,
-                        help="default: a temporary SQLite file. A PostgreSQL database given here is WIPED.")
-    parser.add_argument("--no-asgi", action="store_true", help="skip the end-to-end ASGI measurement")
+    parser.add_argument("--database-url", default=os.environ.get(BENCH_DATABASE_ENV),
+                        help=f"PostgreSQL (WIPED); default ${BENCH_DATABASE_ENV}")
+    parser.add_argument("--samples", type=int, default=200, help="c=1 requests to each side (default 200)")
+    parser.add_argument("--windows", type=int, default=4, help="c=16 windows per side (default 4)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of a c=16 window (default 3)")
+    parser.add_argument("--small", action="store_true", help="tiny cases (the smoke test)")
     args = parser.parse_args(argv)
-    if args.lines < 1 or args.repeat < 1 or args.projects < 1 or not 1 <= args.first <= 1000:
-        parser.error("--lines, --repeat and --projects must be >= 1; --first between 1 and 1000")
+    if not args.database_url:
+        parser.error(f"--database-url or ${BENCH_DATABASE_ENV} is required (a PostgreSQL database the bench may wipe)")
+    if args.samples < 1 or args.windows < 1 or args.seconds <= 0:
+        parser.error("--samples and --windows must be >= 1, --seconds > 0")
     return args
 
 
 async def amain(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> Report:
-    args = parse_args(argv)
-    options = dict(lines=args.lines, repeat=args.repeat, projects=args.projects, first=args.first,
-                   asgi=not args.no_asgi, out=out)
-    if args.database_url:
-        return await bench(args.database_url, **options)
-    with tempfile.TemporaryDirectory(prefix="budgetbridge-bench-") as directory:
-        return await bench(f"sqlite+aiosqlite:///{directory}/bench.db", **options)
+    return await run(parse_args(argv), out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from domain.errors import ConcurrentChangeError
@@ -81,6 +82,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# A pooled connection idle this long is pinged before use: after a database restart or a dropped connection
+# (which happen while nothing runs) the request gets a fresh one instead of an error. A connection in
+# steady use is not pinged: a failure there surfaces as SERVICE_UNAVAILABLE once, and SQLAlchemy then drops
+# the pool's connections and the next request reconnects.
+IDLE_PING_SECONDS = 2.0
+_USED_AT = "budgetbridge_used_at"
+
+
+def _mark_used(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_USED_AT] = time.monotonic()
+
+
+def _idle_pinger(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_USED_AT, 0.0) < IDLE_PING_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another, up to three times.
+            raise DisconnectionError(f"an idle pooled connection is dead: {exc}") from exc
+
+    return ping_if_idle
+
+
 class Database:
     """Owns the engine. SQLite allows one writer at a time, so writes in this process queue on a lock
     instead of failing with 'database is locked' when two transactions upgrade to writing together."""
@@ -92,7 +118,12 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(self.url, echo=echo)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # No ping on every checkout (a round trip per request on the hot path): only a connection that sat
+            # idle for IDLE_PING_SECONDS is pinged first (see _idle_pinger).
+            self.engine = create_async_engine(self.url, echo=echo, pool_size=10, max_overflow=20)
+            event.listen(self.engine.sync_engine, "connect", _mark_used)
+            event.listen(self.engine.sync_engine, "checkin", _mark_used)
+            event.listen(self.engine.sync_engine, "checkout", _idle_pinger(self.engine.dialect))
         # The same refusal on both engines for text neither should store (NUL, lone surrogates): a safety net
         # below the input checks, which name the field at fault.
         event.listen(self.engine.sync_engine, "before_cursor_execute", refuse_unstorable_parameters)

@@ -115,6 +115,12 @@ async def access_of(conn: AsyncConnection, user_id: str, project_ids: Sequence[s
     return {r.project_id: access_value(r.budget_permission, r.grants) for r in await conn.execute(stmt)}
 
 
+async def all_access_of(conn: AsyncConnection, user_id: str) -> dict[str, ProjectAccess]:
+    """project id -> the user's access, for every project they hold a row for (others: NO_ACCESS)."""
+    stmt = select(project_permissions).where(project_permissions.c.user_id == user_id)
+    return {r.project_id: access_value(r.budget_permission, r.grants) for r in await conn.execute(stmt)}
+
+
 async def visible_project_ids(conn: AsyncConnection, user_id: str) -> set[str]:
     """Projects the user has any Budget tool permission on."""
     stmt = select(project_permissions.c.project_id).where(

@@ -142,6 +142,10 @@ class ReadStore:
         """project id -> the user's access; projects without a grant are absent (NO_ACCESS)."""
         return await self._run(lambda conn: queries.access_of(conn, user_id, project_ids))
 
+    async def all_access(self, user_id: str) -> dict[str, ProjectAccess]:
+        """Every project the user holds a permission row for -> their access (absent: NO_ACCESS)."""
+        return await self._run(lambda conn: queries.all_access_of(conn, user_id))
+
     async def visible_project_ids(self, user_id: str) -> set[str]:
         return await self._run(lambda conn: queries.visible_project_ids(conn, user_id))
 

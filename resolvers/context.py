@@ -18,6 +18,7 @@ from persistence.database import Database
 from persistence.reads import ReadStore
 from persistence.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
 from resolvers.loaders import Loaders
+from resolvers.shared_execution import LiveScope, SharedExecutions
 
 MAX_NODES = 50_000
 
@@ -80,6 +81,9 @@ class Services:
     # Whether an exception means a dependency is down (the app plugs in the database's errors): such
     # failures answer SERVICE_UNAVAILABLE instead of "Unexpected error.".
     is_outage: Callable[[BaseException], bool] = never_an_outage
+    # One execution per event for identical live subscriptions (resolvers.shared_execution); None: each
+    # subscription executes every event itself.
+    shared_executions: SharedExecutions | None = field(default_factory=SharedExecutions)
     # Trusted documents: their text -> the document parsed and validated at start (graphql.DocumentNode).
     trusted_documents: Mapping[str, Any] = field(default_factory=dict)
 
@@ -133,12 +137,15 @@ class Context:
     # A long-lived connection's check that its token still opens the account (app.graphql_view sets it):
     # True, with the viewer read afresh, or False once access was taken back, after closing the connection.
     recheck_access: Callable[[], Awaitable[bool]] | None = None
+    # Set by a live subscription before it yields an event: what the answer depends on (shared execution).
+    live_scope: LiveScope | None = None
 
     def __post_init__(self) -> None:
         self.reset_loaders()
 
     def reset_loaders(self) -> None:
-        """A commit makes cached records stale; later fields of the same request read afresh."""
+        """A commit makes cached records stale; later fields of the same request read afresh. Cheap: the
+        loaders themselves are built on first use."""
         actor = self.viewer_or_none.actor if self.viewer_or_none is not None else None
         self.loaders = Loaders(
             self.services.reads, actor.company_id if actor else None, actor.user_id if actor else None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from functools import cached_property
+from typing import Any, Protocol, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -35,6 +36,7 @@ from resolvers.budget_state import ExportState, export_state
 from resolvers.views import LineItemView, ModificationView, line_item_views, modification_views
 
 V = TypeVar("V")
+L = TypeVar("L", bound=DataLoader[Any, Any])
 
 LinePageKey = tuple[str, Position | None, int]  # (budget id, after (position, line id), limit)
 
@@ -60,31 +62,102 @@ def _grouped(keys: Sequence[str], found: Sequence[V], key_of: Callable[[V], str]
 
 
 class Loaders:
+    """Each loader is built on first use: a live subscription gets fresh loaders for every event, and most
+    events are answered from a shared execution (resolvers.shared_execution) that uses none of them.
+    Records known in advance are `seed`ed, and handed to their loader when (if ever) it is built."""
+
     def __init__(self, reads: ReadStore, company_id: str | None, user_id: str | None) -> None:
         self._reads = reads
         self._company = company_id
         self._user = user_id
-        self.company: DataLoader[str, CompanyRecord | None] = self._by_id(lambda ids, _company: reads.companies(ids))
-        self.user: DataLoader[str, UserRecord | None] = self._by_id(reads.users)
-        self.project: DataLoader[str, ProjectRecord | None] = self._by_id(reads.projects)
-        self.budget: DataLoader[str, BudgetRecord | None] = self._by_id(reads.budgets)
-        self.cost_code: DataLoader[str, CostCodeRecord | None] = self._by_id(reads.cost_codes)
-        self.cost_type: DataLoader[str, CostTypeRecord | None] = self._by_id(reads.cost_types)
-        self.erp_request: DataLoader[str, ErpRequestRecord | None] = self._by_id(reads.requests)
-        self.access: DataLoader[str, ProjectAccess] = DataLoader(self._load_access)
-        self.budget_by_project: DataLoader[str, BudgetRecord | None] = DataLoader(self._load_budget_by_project)
-        self.budget_totals: DataLoader[str, BudgetTotalsRecord | None] = DataLoader(self._load_totals)
-        self.line_page: DataLoader[LinePageKey, list[LineItemView]] = DataLoader(self._load_line_pages)
-        self.line_item: DataLoader[str, LineItemView | None] = DataLoader(self._load_line_items)
-        self.modifications: DataLoader[str, list[ModificationView]] = DataLoader(self._load_modifications)
-        self.modification: DataLoader[str, ModificationView | None] = DataLoader(self._load_modification)
-        self.requests_of_budget: DataLoader[str, list[ErpRequestRecord]] = DataLoader(self._load_requests_of_budgets)
-        self.request_lines: DataLoader[str, list[RequestLineRecord]] = DataLoader(self._load_request_lines)
-        self.request_entries: DataLoader[str, list[RequestEntryRecord]] = DataLoader(self._load_request_entries)
+        self._seeds: dict[str, dict[Any, Any]] = {}
+
+    def seed(self, loader: str, key: Any, value: Any) -> None:
+        """Prime `loader` with a record read elsewhere, now if it exists, else when it is built."""
+        built = self.__dict__.get(loader)
+        if isinstance(built, DataLoader):
+            built.prime(key, value)
+        else:
+            self._seeds.setdefault(loader, {})[key] = value
+
+    def _seeded(self, name: str, loader: L) -> L:
+        seeds = self._seeds.pop(name, None)
+        if seeds:
+            loader.prime_many(seeds)
+        return loader
+
+    @cached_property
+    def company(self) -> DataLoader[str, CompanyRecord | None]:
+        return self._seeded("company", self._by_id(lambda ids, _company: self._reads.companies(ids)))
+
+    @cached_property
+    def user(self) -> DataLoader[str, UserRecord | None]:
+        return self._seeded("user", self._by_id(self._reads.users))
+
+    @cached_property
+    def project(self) -> DataLoader[str, ProjectRecord | None]:
+        return self._seeded("project", self._by_id(self._reads.projects))
+
+    @cached_property
+    def budget(self) -> DataLoader[str, BudgetRecord | None]:
+        return self._seeded("budget", self._by_id(self._reads.budgets))
+
+    @cached_property
+    def cost_code(self) -> DataLoader[str, CostCodeRecord | None]:
+        return self._seeded("cost_code", self._by_id(self._reads.cost_codes))
+
+    @cached_property
+    def cost_type(self) -> DataLoader[str, CostTypeRecord | None]:
+        return self._seeded("cost_type", self._by_id(self._reads.cost_types))
+
+    @cached_property
+    def erp_request(self) -> DataLoader[str, ErpRequestRecord | None]:
+        return self._seeded("erp_request", self._by_id(self._reads.requests))
+
+    @cached_property
+    def access(self) -> DataLoader[str, ProjectAccess]:
+        return self._seeded("access", DataLoader(self._load_access))
+
+    @cached_property
+    def budget_by_project(self) -> DataLoader[str, BudgetRecord | None]:
+        return self._seeded("budget_by_project", DataLoader(self._load_budget_by_project))
+
+    @cached_property
+    def budget_totals(self) -> DataLoader[str, BudgetTotalsRecord | None]:
+        return self._seeded("budget_totals", DataLoader(self._load_totals))
+
+    @cached_property
+    def line_page(self) -> DataLoader[LinePageKey, list[LineItemView]]:
+        return self._seeded("line_page", DataLoader(self._load_line_pages))
+
+    @cached_property
+    def line_item(self) -> DataLoader[str, LineItemView | None]:
+        return self._seeded("line_item", DataLoader(self._load_line_items))
+
+    @cached_property
+    def modifications(self) -> DataLoader[str, list[ModificationView]]:
+        return self._seeded("modifications", DataLoader(self._load_modifications))
+
+    @cached_property
+    def modification(self) -> DataLoader[str, ModificationView | None]:
+        return self._seeded("modification", DataLoader(self._load_modification))
+
+    @cached_property
+    def requests_of_budget(self) -> DataLoader[str, list[ErpRequestRecord]]:
+        return self._seeded("requests_of_budget", DataLoader(self._load_requests_of_budgets))
+
+    @cached_property
+    def request_lines(self) -> DataLoader[str, list[RequestLineRecord]]:
+        return self._seeded("request_lines", DataLoader(self._load_request_lines))
+
+    @cached_property
+    def request_entries(self) -> DataLoader[str, list[RequestEntryRecord]]:
+        return self._seeded("request_entries", DataLoader(self._load_request_entries))
+
+    @cached_property
+    def export_state(self) -> DataLoader[BudgetRecord, ExportState]:
         # Keyed by the budget record the caller already holds (cached by its id): no re-read of the budget.
-        self.export_state: DataLoader[BudgetRecord, ExportState] = DataLoader(
-            self._load_export_states, cache_key_fn=lambda budget: budget.id
-        )
+        return self._seeded("export_state", DataLoader(self._load_export_states, cache_key_fn=lambda budget: budget.id))
 
     def _by_id(self, read: Callable[[Sequence[str], str], Awaitable[Sequence[Id]]]) -> DataLoader[str, Id | None]:
         async def load(ids: Sequence[str]) -> list[Id | None]:

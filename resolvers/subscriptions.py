@@ -7,20 +7,22 @@ de-duplicated by sequence; sequences are gapless per company, so "everything aft
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from graphql import GraphQLError
 
 from domain import permissions
+from domain.permissions import Actor, ProjectAccess
 from persistence.reads import EventRelations
 from persistence.records import EventRecord
 from resolvers import input_validation as check
 from resolvers.context import Context
 from resolvers.event_tail import EventTails
+from resolvers.shared_execution import LiveScope
 
 PAGE = 500
 
@@ -67,12 +69,32 @@ def is_status_change(event: EventRecord) -> bool:
     return event.previous_status is not None and event.previous_status != event.status
 
 
-async def _visible_projects(ctx: Context) -> set[str] | None:
-    """None means every project of the company (admins, approvers, ERP users)."""
+@dataclass
+class _Rights:
+    """The viewer (read afresh) and their access to each project, as of their last re-read (once per
+    re-read interval)."""
+
+    actor: Actor
+    access: dict[str, ProjectAccess]
+    read_at: float
+
+    def of(self, project_id: str) -> ProjectAccess:
+        return self.access.get(project_id, permissions.NO_ACCESS)
+
+    def scope(self, event: EventRecord) -> LiveScope:
+        """Everything the answer to `event` depends on besides the document (resolvers.shared_execution)."""
+        actor = self.actor
+        key = (actor.company_id, event.sequence, actor.is_company_admin, actor.is_accounting_approver,
+               actor.erp_permission, self.of(event.project_id))
+        return LiveScope(event, key, actor.user_id)
+
+
+async def _reread(ctx: Context) -> _Rights:
+    """A viewer whose access was taken back ends the stream (the connection is closed already)."""
+    if not await ctx.still_allowed():
+        raise AccessTakenBackError()
     actor = ctx.actor
-    if permissions.can_view_project(actor, permissions.NO_ACCESS):
-        return None
-    return await ctx.services.reads.visible_project_ids(actor.user_id)
+    return _Rights(actor, await ctx.services.reads.all_access(actor.user_id), time.monotonic())
 
 
 async def export_status_changed(
@@ -91,16 +113,8 @@ async def export_status_changed(
     async with wakeups.listen(actor.company_id) as waiter:
         last = start if start is not None else await ctx.services.reads.latest_sequence(actor.company_id)
         caught_up = False
-        visible: set[str] | None = None
-        visible_at = -math.inf
+        rights = await _reread(ctx)
         while True:
-            # Access and permissions are re-read once per interval, not per event: a disabled, deleted or
-            # revoked viewer's connection is closed, and a revoked grant stops the stream, within reread_seconds.
-            if time.monotonic() - visible_at >= reread_seconds:
-                visible_at = time.monotonic()
-                if not await ctx.still_allowed():
-                    raise AccessTakenBackError()
-                visible = await _visible_projects(ctx)
             events, related = await _next_events(ctx, tails, last, caught_up=caught_up, max_lag=max_lag)
             for event in events:
                 last = event.sequence
@@ -108,16 +122,23 @@ async def export_status_changed(
                     continue
                 if project_id is not None and event.project_id != project_id:
                     continue
-                if visible is not None and event.project_id not in visible:
+                if not permissions.can_view_project(rights.actor, rights.of(event.project_id)):
                     continue
                 ctx.reset_loaders()  # nested fields of a long-lived stream must not read stale cache
-                _prime(ctx, related, event)
+                _seed(ctx, related, event, rights)
+                ctx.live_scope = rights.scope(event)
                 yield event
             if len(events) == PAGE:
                 continue
             caught_up = True
             # Until the next re-read is due (not a whole interval after a wake-up), so it is never late.
-            await waiter.wait(max(0.0, visible_at + reread_seconds - time.monotonic()))
+            rung = await waiter.wait(max(0.0, rights.read_at + reread_seconds - time.monotonic()))
+            # Access and permissions are re-read once per interval, not per event: a disabled, deleted or
+            # revoked viewer's connection is closed, and a revoked grant stops the stream, within reread_seconds.
+            # On the timer, so that a burst of events after a quiet spell does not start with reads for every
+            # subscriber; when woken, only if the re-read is due.
+            if not rung or time.monotonic() - rights.read_at >= reread_seconds:
+                rights = await _reread(ctx)
 
 
 async def _next_events(
@@ -140,14 +161,16 @@ async def _next_events(
     return events, EventRelations()
 
 
-def _prime(ctx: Context, related: EventRelations, event: EventRecord) -> None:
-    """Hand the event's related records (read once for all subscribers) to this subscriber's loaders."""
+def _seed(ctx: Context, related: EventRelations, event: EventRecord, rights: _Rights) -> None:
+    """Hand the event's related records (read once for all subscribers) and the viewer's recorded access to
+    this subscriber's loaders, for when (if ever) it executes the event itself."""
     loaders = ctx.loaders
+    loaders.seed("access", event.project_id, rights.of(event.project_id))
     if event.actor_id is not None and (user := related.users.get(event.actor_id)) is not None:
-        loaders.user.prime(event.actor_id, user)
+        loaders.seed("user", event.actor_id, user)
     if (project := related.projects.get(event.project_id)) is not None:
-        loaders.project.prime(event.project_id, project)
+        loaders.seed("project", event.project_id, project)
     if (budget := related.budgets.get(event.budget_id)) is not None:
-        loaders.budget.prime(event.budget_id, budget)
+        loaders.seed("budget", event.budget_id, budget)
     if event.erp_request_id is not None and (request := related.requests.get(event.erp_request_id)) is not None:
-        loaders.erp_request.prime(event.erp_request_id, request)
+        loaders.seed("erp_request", event.erp_request_id, request)

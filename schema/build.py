@@ -20,6 +20,7 @@ from resolvers.context import (
     never_an_outage,
 )
 from resolvers.pagination import QueryLimitError
+from resolvers.shared_execution import SharingExecutor
 from resolvers.subscriptions import SubscriberTooSlowError, SubscriptionInputError
 from schema.budgets import Budget, BudgetLineItem, BudgetModification
 from schema.cost import CostAnalysis
@@ -158,6 +159,7 @@ def build_schema(subscription: type | None = None) -> strawberry.Schema:
             CostType,
         ],
         config=StrawberryConfig(scalar_map=SCALAR_OVERRIDES),
+        execution_context_class=SharingExecutor,  # live subscriptions share identical executions
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             DocumentGuard,

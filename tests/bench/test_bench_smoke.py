@@ -1,7 +1,8 @@
-"""The nested-reads bench runs, prints its figures, and its statement count is flat (the N+1 guard).
+"""The HTTP benches run tiny, end to end (both servers in their own processes), and print their figures.
 
-No timing is asserted: wall times depend on the machine. Only the shape of the output and the number of
-SQL statements, which must not grow with the number of line items or of budgets in the response."""
+No timing is asserted: wall times depend on the machine. What is asserted: the floor answers BudgetBridge's
+bytes (nested_reads checks it before timing, and would stop), every line of figures is printed, and the
+statement counts are flat: a read's statements do not grow with the lines or the budgets in the answer."""
 
 from __future__ import annotations
 
@@ -9,35 +10,35 @@ import re
 
 import pytest
 
-from bench import nested_reads
+from bench import mutations, nested_reads
 
-RATIO = re.compile(r"^ratio \(budgetbridge / in-memory baseline\): (\d+\.\d\d)$", re.MULTILINE)
-STATEMENTS = re.compile(r"^sql statements per query: (\d+)$", re.MULTILINE)
-
-
-async def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, nested_reads.Report]:
-    report = await nested_reads.amain(["--repeat", "1", *args])
-    return capsys.readouterr().out, report
+RATIO = re.compile(r"^(.+): ratio p50: \d+\.\d\d  ratio p99: \d+\.\d\d  ratio throughput \(floor / budgetbridge\): "
+                   r"\d+\.\d\d$", re.MULTILINE)
+TIMING = ["--samples", "4", "--windows", "2", "--seconds", "0.3"]
 
 
-async def test_bench_prints_its_figures_and_statements_do_not_grow_with_lines_or_budgets(
-    capsys: pytest.CaptureFixture[str],
+async def test_nested_reads_bench_answers_the_floors_bytes_and_prints_its_figures(
+    capsys: pytest.CaptureFixture[str], bench_database_url: str
 ) -> None:
-    small, small_report = await run(capsys, "--lines", "20")
-    assert RATIO.search(small), small
-    found = STATEMENTS.search(small)
-    assert found, small
-    assert "serialisation ratio (stdlib json / orjson):" in small
-    assert small_report.nodes == 20
-    assert int(found.group(1)) == small_report.statements > 0
+    report = await nested_reads.amain(["--database-url", bench_database_url, "--small", *TIMING])
+    out = capsys.readouterr().out
+    assert RATIO.findall(out) == [case.name for case in nested_reads.SMALL_CASES], out
+    assert out.count("identical to the floor's answer") == 2 and "load average" in out, out
+    one, wide = report.cases
+    assert (one.nodes, wide.nodes) == (12, 12)
+    # The same statements for one budget of 12 lines and for 3 budgets of 4: no query per budget or line.
+    assert one.ours.statements == wide.ours.statements > 0, out
+    assert one.ours.round_trips >= one.ours.statements and one.floor.driver_statements > 0, out
 
-    large, large_report = await run(capsys, "--lines", "60", "--no-asgi")
-    assert large_report.nodes == 60
-    assert large_report.statements == small_report.statements, (small, large)
 
-    wide, wide_report = await run(capsys, "--lines", "20", "--projects", "3", "--no-asgi")
-    assert wide_report.nodes == 60
-    assert wide_report.statements == small_report.statements, (small, wide)
-
-    # End to end: the same statements plus the request's viewer lookup, whatever the size.
-    assert small_report.statements_asgi == small_report.statements + 1, small
+async def test_mutations_bench_runs_both_works_on_both_sides_and_prints_its_figures(
+    capsys: pytest.CaptureFixture[str], bench_database_url: str
+) -> None:
+    report = await mutations.amain(["--database-url", bench_database_url, "--small"])
+    out = capsys.readouterr().out
+    assert RATIO.findall(out) == ["updateBudgetLineItem", "lockBudget / unlockBudget"], out
+    for work in report.works:
+        assert work.throughput > 0 and work.floor_throughput > 0
+        # The floor writes in one transaction: at least its 4 writes (3 for a lock) and BEGIN/COMMIT.
+        assert work.floor.driver_statements >= 3 and work.floor.round_trips >= work.floor.driver_statements + 2
+        assert work.ours.statements > work.floor.driver_statements, out

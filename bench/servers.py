@@ -1,0 +1,190 @@
+"""How the HTTP benches run the two servers and drive them.
+
+Timing: BudgetBridge (`app.main:create_app_from_env`) and the raw floor (`bench.floor:create_floor_app`) each
+run in a uvicorn process of their own, one worker, like production; the clients are httpx in the bench's
+process. The two are measured in turn, interleaved, in the same run: at c=1 one request to each by turns
+(p50/p99), at c=16 windows of a fixed time by turns (throughput, median of the windows).
+
+Counting: statements and round trips are counted in this process, on the same apps served in process
+(ASGI, no socket), after a warm-up request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from app.settings import Settings
+from bench.floor import Floor, floor_app
+from bench.measure import Tally, count_round_trips, counting, percentile
+from tests.live_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CONCURRENCY = 16
+
+Call = Callable[[httpx.AsyncClient, int], Awaitable[Any]]  # (client, worker index): a worker may own its target
+
+
+def app_environment(database_url: str, jwt_secret: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BUDGETBRIDGE_DATABASE_URL": database_url,
+        "BUDGETBRIDGE_JWT_SECRET": jwt_secret,
+        "BUDGETBRIDGE_RUN_EXPORT_WORKER": "false",
+        "BUDGETBRIDGE_RATE_LIMIT_OPERATIONS": "100000000/minute",  # the bench is one user
+        "BUDGETBRIDGE_BROADCAST_URL": "memory://",
+    }
+
+
+def bench_settings(database_url: str, jwt_secret: str) -> Settings:
+    return Settings.from_env(app_environment(database_url, jwt_secret))
+
+
+@contextlib.contextmanager
+def uvicorn_process(factory: str, env: dict[str, str]) -> Iterator[str]:
+    """`uvicorn <factory> --factory` on a free port; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def wait_until_serving(client: httpx.AsyncClient, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client.get(url)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+@dataclass
+class Latency:
+    label: str
+    samples: list[float]
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.samples, 50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.samples, 99)
+
+
+async def interleaved_latencies(client: httpx.AsyncClient, ours: Call, floor: Call, samples: int
+                                ) -> tuple[Latency, Latency]:
+    """c=1: one request to each side by turns (the order alternates), after a warm-up of each."""
+    for call in (ours, floor, ours, floor):
+        await call(client, 0)
+    measured: dict[int, list[float]] = {0: [], 1: []}
+    for i in range(samples):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for side in order:
+            call = ours if side == 0 else floor
+            start = time.perf_counter()
+            await call(client, 0)
+            measured[side].append(time.perf_counter() - start)
+    return Latency("budgetbridge", measured[0]), Latency("raw floor", measured[1])
+
+
+async def throughput_window(client: httpx.AsyncClient, call: Call, seconds: float, concurrency: int) -> float:
+    """Requests per second with `concurrency` clients for `seconds`."""
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker(index: int) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await call(client, index)
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return done / (time.perf_counter() - start)
+
+
+async def interleaved_throughput(client: httpx.AsyncClient, ours: Call, floor: Call, windows: int, seconds: float,
+                                 concurrency: int = CONCURRENCY) -> tuple[float, float]:
+    """Windows by turns, `concurrency` clients each; the median requests per second of each side."""
+    measured: dict[int, list[float]] = {0: [], 1: []}
+    for i in range(windows):
+        for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+            call = ours if side == 0 else floor
+            measured[side].append(await throughput_window(client, call, seconds, concurrency))
+    return statistics.median(measured[0]), statistics.median(measured[1])
+
+
+@contextlib.asynccontextmanager
+async def timed_servers(database_url: str, jwt_secret: str) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
+    """Both servers in their own processes, and a client with room for CONCURRENCY connections to each."""
+    env = app_environment(database_url, jwt_secret)
+    limits = httpx.Limits(max_connections=4 * CONCURRENCY, max_keepalive_connections=4 * CONCURRENCY)
+    with (
+        uvicorn_process("app.main:create_app_from_env", env) as ours,
+        uvicorn_process("bench.floor:create_floor_app", env) as floor,
+    ):
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            await wait_until_serving(client, ours + "/healthz")
+            await wait_until_serving(client, floor + "/nested")
+            yield client, ours, floor
+
+
+@contextlib.asynccontextmanager
+async def counted_servers(database_url: str, jwt_secret: str
+                          ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, Tally, Tally]]:
+    """Both apps in this process (ASGI), each with a tally of its statements and round trips."""
+    floor_tally = Tally()
+
+    async def on_connect(conn: Any) -> None:
+        count_round_trips(conn, floor_tally)
+
+    ours_app = create_app(bench_settings(database_url, jwt_secret), run_worker=False)
+    floor = floor_app(Floor(database_url, jwt_secret, on_connect=on_connect))
+    async with LifespanManager(ours_app) as ours_running, LifespanManager(floor) as floor_running:
+        engine = ours_app.state.runtime.db.engine.sync_engine
+        with counting(engine) as ours_tally:
+            async with (
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=ours_running.app), base_url="http://ours") as a,
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=floor_running.app), base_url="http://floor") as b,
+            ):
+                yield a, b, ours_tally, floor_tally
+
+
+async def count_one(client: httpx.AsyncClient, call: Call, tally: Tally) -> Tally:
+    """The statements and round trips of one request, after a warm-up one (pool, statement caches)."""
+    await call(client, 0)
+    await call(client, 0)
+    tally.reset()
+    await call(client, 0)
+    once = Tally()
+    once.statements, once.driver_statements, once.round_trips = tally.statements, tally.driver_statements, \
+        tally.round_trips
+    return once

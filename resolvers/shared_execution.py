@@ -1,0 +1,190 @@
+"""One GraphQL execution shared by the live subscriptions that would all compute the same answer.
+
+A status change seen by N subscribers used to cost N graphql-core executions of the same selection over the
+same rows. Subscriptions whose answer to an event cannot differ share one: the first to take the event
+executes it, the others await that result (single flight) and send the same data.
+
+When two answers cannot differ (the key): the same event (company and sequence), the same operation text and
+fragments, the same values of the variables used below the root field (the root field's own arguments only
+choose which events are streamed: `after`, `projectId`), and the same visibility scope, which captures every
+viewer-dependent input of the selection: the company, the viewer's company-level flags (admin, approver, ERP
+permission) and their access to the event's project (permission level and grants: viewerCan, viewerPermission).
+Fields whose answer depends on WHO asks (PERSONAL_FIELDS) add the user to the key when selected.
+
+What stays per subscriber: whether the event is sent at all (resolvers.subscriptions checks visibility and
+the project filter before yielding it), and the access it recorded at its last permission read, which the
+executing subscriber's loaders are seeded with so the shared answer is exactly what that scope gives.
+
+A result with errors is never shared: the others execute for themselves, as they would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, FieldNode, print_ast
+from graphql.language import VariableNode, Visitor, visit
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+# Fields whose answer depends on the viewer's identity, not only on their rights: selecting one makes the
+# key per user. A new field of that kind, reachable from a subscription, must be listed here.
+PERSONAL_FIELDS = frozenset({"notificationSettings"})
+
+Key = tuple[Hashable, ...]
+
+
+@dataclass(frozen=True)
+class LiveScope:
+    """Set on the context by a subscription just before it yields `event`: what its answer depends on."""
+
+    event: object  # the record yielded (the executor checks its root value wraps this very object)
+    key: Key  # company, sequence, company-level flags, access to the event's project
+    user_id: str
+
+
+class SharedExecutions:
+    """In-flight and recent shared results, bounded by count (old events are never asked for again)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._results: OrderedDict[Key, asyncio.Future[ExecutionResult]] = OrderedDict()
+        self.executed = 0  # executions run (for tests and the bench)
+        self.shared = 0  # answers taken from another subscriber's execution
+
+    async def run(self, key: Key, execute: Callable[[], Awaitable[ExecutionResult]]) -> ExecutionResult:
+        found = self._results.get(key)
+        if found is not None:
+            if not found.done():
+                await asyncio.wait([found])  # not the future itself: its owner's cancellation is not ours
+            if not found.cancelled() and found.exception() is None and not found.result().errors:
+                self.shared += 1
+                return found.result()
+            return await self._execute(execute)
+        future: asyncio.Future[ExecutionResult] = asyncio.get_running_loop().create_future()
+        self._results[key] = future
+        while len(self._results) > self._capacity:
+            self._results.popitem(last=False)
+        try:
+            result = await self._execute(execute)
+        except BaseException:
+            future.cancel()
+            self._forget(key, future)
+            raise
+        future.set_result(result)
+        if result.errors:
+            self._forget(key, future)
+        return result
+
+    async def _execute(self, execute: Callable[[], Awaitable[ExecutionResult]]) -> ExecutionResult:
+        self.executed += 1
+        return await execute()
+
+    def _forget(self, key: Key, future: asyncio.Future[ExecutionResult]) -> None:
+        if self._results.get(key) is future:
+            del self._results[key]
+
+
+@dataclass(frozen=True)
+class _Document:
+    """What of a subscription's document decides the answer to one event, computed once per subscription."""
+
+    text: str  # the operation and its fragments, printed
+    variables: tuple[str, ...]  # the variables used below the root fields
+    personal: bool
+
+
+class _Usage(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.variables: set[str] = set()
+        self.personal = False
+
+    def enter_variable(self, node: VariableNode, *_args: Any) -> None:
+        self.variables.add(node.name.value)
+
+    def enter_field(self, node: FieldNode, *_args: Any) -> None:
+        if node.name.value in PERSONAL_FIELDS:
+            self.personal = True
+
+
+_DOCUMENTS: OrderedDict[tuple[str, str | None], _Document] = OrderedDict()
+DOCUMENTS_KEPT = 256
+
+
+def _document_of(executor: StrawberryGraphQLCoreExecutionContext) -> _Document:
+    """By the document's text when the parser kept it (it does by default): thousands of subscriptions of
+    the same document walk and print it once, not once each."""
+    operation = executor.operation
+    source = operation.loc.source.body if operation.loc is not None else None
+    if source is None:
+        return _analyse(executor)
+    key = (source, operation.name.value if operation.name is not None else None)
+    found = _DOCUMENTS.get(key)
+    if found is None:
+        found = _DOCUMENTS[key] = _analyse(executor)
+        while len(_DOCUMENTS) > DOCUMENTS_KEPT:
+            _DOCUMENTS.popitem(last=False)
+    return found
+
+
+def _analyse(executor: StrawberryGraphQLCoreExecutionContext) -> _Document:
+    usage = _Usage()
+    for selection in executor.operation.selection_set.selections:
+        if isinstance(selection, FieldNode):  # the root field: its arguments choose events, not answers
+            for directive in selection.directives or ():
+                visit(directive, usage)
+            if selection.selection_set is not None:
+                visit(selection.selection_set, usage)
+        else:
+            visit(selection, usage)
+    fragments = [executor.fragment_definitions[name] for name in sorted(executor.fragment_definitions)]
+    for fragment in fragments:
+        visit(fragment, usage)
+    text = "\n".join(print_ast(node) for node in [executor.operation, *fragments])
+    return _Document(text, tuple(sorted(usage.variables)), usage.personal)
+
+
+def _stable(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+
+
+class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's graphql-core executor, with subscription events answered through SharedExecutions."""
+
+    _document: _Document | None = None
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        if self._document is None and self.operation.selection_set is not None:
+            self._document = _document_of(self)  # on the subscription's executor: every event's copy has it
+        return super().build_per_event_executor(payload)
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        found = self._shared_key()
+        if found is None:
+            return super().execute_operation(serially)
+        executions, key = found
+        inner = super().execute_operation
+
+        async def execute() -> ExecutionResult:
+            result: Any = inner(serially)
+            done: ExecutionResult = await result if self.is_awaitable(result) else result
+            return done
+
+        return executions.run(key, execute)
+
+    def _shared_key(self) -> tuple[SharedExecutions, Key] | None:
+        context, document = self.context_value, self._document
+        scope: LiveScope | None = getattr(context, "live_scope", None)
+        if document is None or scope is None or getattr(self.root_value, "record", None) is not scope.event:
+            return None
+        executions: SharedExecutions | None = getattr(context.services, "shared_executions", None)
+        if executions is None:
+            return None
+        coerced = self.variable_values.coerced
+        variables = tuple((name, _stable(coerced.get(name))) for name in document.variables)
+        return executions, (document.text, variables, scope.key, scope.user_id if document.personal else None)

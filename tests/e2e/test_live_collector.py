@@ -1,0 +1,81 @@
+"""The live hub keeps the garbage collector off while woken subscribers deliver: paused from the wake-up
+until every woken subscriber waits again (or a bound), with everything alive frozen first; and what was
+frozen is compacted once deliveries are quiet. No database: the hub on the in-process broadcast."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from app.live import CollectorGuard, LiveHub
+from tests.waiting import eventually
+
+# The guard's own timers decide when: nothing announces it, so these poll (tests/waiting.py).
+
+
+async def enabled() -> bool:
+    return gc.isenabled()
+
+
+def compacted(collector: CollectorGuard) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return collector.compactions > 0
+
+    return check
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[LiveHub]:
+    running = LiveHub("memory://")
+    yield running
+    await running.stop()
+    assert gc.isenabled()
+
+
+async def test_collection_is_paused_from_the_wake_up_until_every_woken_subscriber_waits_again(hub: LiveHub) -> None:
+    async with hub.listen("co_a") as first, hub.listen("co_a") as second, hub.listen("co_b") as elsewhere:
+        assert gc.isenabled()
+        frozen = gc.get_freeze_count()
+        hub.notify("co_a")
+        assert not gc.isenabled() and hub.collector.paused
+        assert gc.get_freeze_count() >= frozen  # what was alive at the wake-up is frozen
+        assert await first.wait(1)  # woken; its next wait means it delivered
+        await asyncio.wait_for(first.wait(0), 1)
+        assert not gc.isenabled()  # the second is still delivering
+        assert await second.wait(1)
+        await asyncio.wait_for(second.wait(0), 1)
+        assert gc.isenabled() and not hub.collector.paused
+        assert not await elsewhere.wait(0)  # another company's subscriber was never woken
+
+
+async def test_a_subscriber_that_never_waits_again_holds_collection_off_for_a_bounded_time() -> None:
+    collector = CollectorGuard(max_pause_seconds=0.05)
+    hub = LiveHub("memory://")
+    hub.collector = collector
+    try:
+        async with hub.listen("co_a"):
+            hub.notify("co_a")
+            assert not gc.isenabled()
+            await eventually(enabled, timeout=5, what="collection back on after the bound")
+            assert not collector.paused
+    finally:
+        await hub.stop()
+        assert gc.isenabled()
+
+
+async def test_frozen_objects_are_compacted_once_deliveries_are_quiet() -> None:
+    collector = CollectorGuard(settle_seconds=0.01, growth=1.0)
+    hub = LiveHub("memory://")
+    hub.collector = collector
+    try:
+        async with hub.listen("co_a") as waiter:
+            hub.notify("co_a")
+            assert await waiter.wait(1)
+            await asyncio.wait_for(waiter.wait(0), 1)
+        await eventually(compacted(collector), timeout=5, what="one compaction after the quiet spell")
+        assert collector.compactions == 1 and gc.isenabled()
+    finally:
+        await hub.stop()
