@@ -105,7 +105,6 @@ class CollectorGuard:
         self._paused = False
         self._resume: asyncio.TimerHandle | None = None
         self._compaction: asyncio.TimerHandle | None = None
-        self._froze = False
         self.compactions = 0
 
     @property
@@ -127,7 +126,6 @@ class CollectorGuard:
     def _pause(self) -> None:
         loop = asyncio.get_running_loop()
         gc.freeze()
-        self._froze = True
         if not self._paused and gc.isenabled():
             gc.disable()
             self._paused = True
@@ -157,15 +155,10 @@ class CollectorGuard:
         self.compactions += 1
 
     def stop(self) -> None:
-        """Collection back on, and nothing left frozen by deliveries (in a test session, many apps start
-        and stop in one process: their frozen garbage would otherwise stay)."""
         self._unpause()
         if self._compaction is not None:
             self._compaction.cancel()
             self._compaction = None
-        if self._froze:
-            self._froze = False
-            gc.unfreeze()
 
 
 class LiveHub:
