@@ -15,12 +15,15 @@ What stays per subscriber: whether the event is sent at all (resolvers.subscript
 the project filter before yielding it), and the access it recorded at its last permission read, which the
 executing subscriber's loaders are seeded with so the shared answer is exactly what that scope gives.
 
-A result with errors is never shared: the others execute for themselves, as they would have.
+A result with errors is never shared: the others execute for themselves, as they would have. Nor is one
+older than `max_age`: a subscriber replaying an old event later reads the rows as they are then, as it would
+on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -48,16 +51,23 @@ class LiveScope:
 
 
 class SharedExecutions:
-    """In-flight and recent shared results, bounded by count (old events are never asked for again)."""
+    """In-flight and recent shared results, bounded by count and age."""
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = 4096, max_age: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = capacity
+        self._max_age = max_age
+        self._clock = clock
         self._results: OrderedDict[Key, asyncio.Future[ExecutionResult]] = OrderedDict()
+        self._started: dict[Key, float] = {}
         self.executed = 0  # executions run (for tests and the bench)
         self.shared = 0  # answers taken from another subscriber's execution
 
     async def run(self, key: Key, execute: Callable[[], Awaitable[ExecutionResult]]) -> ExecutionResult:
         found = self._results.get(key)
+        if found is not None and self._clock() - self._started[key] > self._max_age:
+            self._forget(key, found)
+            found = None
         if found is not None:
             if not found.done():
                 await asyncio.wait([found])  # not the future itself: its owner's cancellation is not ours
@@ -67,8 +77,10 @@ class SharedExecutions:
             return await self._execute(execute)
         future: asyncio.Future[ExecutionResult] = asyncio.get_running_loop().create_future()
         self._results[key] = future
+        self._started[key] = self._clock()
         while len(self._results) > self._capacity:
-            self._results.popitem(last=False)
+            oldest, _ = self._results.popitem(last=False)
+            del self._started[oldest]
         try:
             result = await self._execute(execute)
         except BaseException:
@@ -87,6 +99,7 @@ class SharedExecutions:
     def _forget(self, key: Key, future: asyncio.Future[ExecutionResult]) -> None:
         if self._results.get(key) is future:
             del self._results[key]
+            del self._started[key]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
+from graphql import ExecutionResult
+
 from app import admin
 from domain.permissions import PermissionLevel
 from resolvers.context import Context, PollOnly, Services
@@ -149,3 +151,20 @@ async def test_a_permission_change_takes_effect_on_the_next_event(services: Serv
     following[0].cancel()
     await asyncio.gather(following[0], return_exceptions=True)
     await readers.aclose()
+
+
+async def test_a_shared_answer_is_reused_only_while_recent() -> None:
+    now = [0.0]
+    executions = SharedExecutions(max_age=1.0, clock=lambda: now[0])
+    answers_given = iter(range(10))
+
+    async def execute() -> ExecutionResult:
+        return ExecutionResult(data={"n": next(answers_given)})
+
+    key = ("co", 1)
+    assert (await executions.run(key, execute)).data == {"n": 0}
+    now[0] = 0.9
+    assert (await executions.run(key, execute)).data == {"n": 0}  # the same event, moments later: shared
+    now[0] = 2.0
+    assert (await executions.run(key, execute)).data == {"n": 1}  # a late replay reads afresh
+    assert (executions.executed, executions.shared) == (2, 1)
