@@ -100,9 +100,9 @@ async def test_different_rights_or_variables_below_the_root_get_their_own_answer
 async def test_a_personal_field_is_answered_for_each_viewer(services: Services) -> None:
     tenant, newest = await with_two_events(services)  # the events' actor is the admin
     async with services.db.unit_of_work() as uow:
-        twin = await admin.create_user(uow.connection, tenant.company_id, "twin@example.com", "Twin",
+        twin = await admin.create_user(uow, tenant.company_id, "twin@example.com", "Twin",
                                        company_admin=True)
-        await admin.grant(uow.connection, twin, tenant.project_id, PermissionLevel.ADMIN, [])
+        await admin.grant(uow, twin, tenant.project_id, PermissionLevel.ADMIN, [])
         await uow.commit()
     shared = replace(services, shared_executions=SharedExecutions())
     own = await answers(await subscriber(shared, tenant, tenant.users["admin"], after=str(newest), first=1), 1)
@@ -127,7 +127,7 @@ async def test_a_permission_change_takes_effect_on_the_next_event(services: Serv
             assert data["exportStatusChanged"]["project"]["viewerPermission"] == "READ_ONLY"
     following = [asyncio.ensure_future(stream.__anext__()) for stream in (readers, approvers)]
     async with services.db.unit_of_work() as uow:
-        await admin.grant(uow.connection, reader, tenant.project_id, PermissionLevel.ADMIN, [])
+        await admin.grant(uow, reader, tenant.project_id, PermissionLevel.ADMIN, [])
         await uow.commit()
     await wakeups.reread_by_timer()  # both have re-read their rights since the grant
     await tenant.ok("admin", SEND, b=tenant.budget_id)
@@ -138,7 +138,7 @@ async def test_a_permission_change_takes_effect_on_the_next_event(services: Serv
 
     following = [asyncio.ensure_future(stream.__anext__()) for stream in (readers, approvers)]
     async with services.db.unit_of_work() as uow:
-        await admin.grant(uow.connection, reader, tenant.project_id, PermissionLevel.NONE, [])
+        await admin.grant(uow, reader, tenant.project_id, PermissionLevel.NONE, [])
         await uow.commit()
     await wakeups.reread_by_timer()
     await tenant.ok("admin", RETRIEVE, b=tenant.budget_id)  # no longer the reader's to see
