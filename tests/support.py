@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import admin, auth
 from app.export_worker import ExportWorker
@@ -39,6 +41,22 @@ def suite_database_url() -> str:
 
 def postgres_url() -> str:
     return os.environ.get("BUDGETBRIDGE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+def postgres_server_url(database: str | None = None) -> URL:
+    """The test PostgreSQL server's URL (asyncpg), on `database` when given."""
+    url = make_url(postgres_url()).set(drivername="postgresql+asyncpg")
+    return url if database is None else url.set(database=database)
+
+
+async def on_maintenance_db(statement: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on the server's maintenance database, outside a transaction."""
+    engine = create_async_engine(postgres_server_url("postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
 
 
 async def fresh_database(url: str) -> Database:

@@ -9,27 +9,11 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.measure import BENCH_DATABASE_ENV
-from tests.support import in_ci, postgres_url
+from tests.support import in_ci, on_maintenance_db, postgres_server_url
 
 BENCH_DB = f"budgetbridge_bench_{os.getpid()}"
-
-
-def _server_url() -> URL:
-    return make_url(postgres_url()).set(drivername="postgresql+asyncpg")
-
-
-async def _on_maintenance_db(statement: str) -> None:
-    admin = create_async_engine(_server_url().set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +23,11 @@ async def bench_database_url() -> AsyncIterator[str]:
         yield given
         return
     try:
-        await _on_maintenance_db(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        await _on_maintenance_db(f'CREATE DATABASE "{BENCH_DB}"')
+        await on_maintenance_db(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        await on_maintenance_db(f'CREATE DATABASE "{BENCH_DB}"')
     except OSError as exc:
         if in_ci():
             pytest.fail(f"PostgreSQL is required in CI and is not reachable: {exc}")
         pytest.skip(f"PostgreSQL not reachable ({exc}); CI runs these")
-    yield _server_url().set(database=BENCH_DB).render_as_string(hide_password=False)
-    await _on_maintenance_db(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+    yield postgres_server_url(BENCH_DB).render_as_string(hide_password=False)
+    await on_maintenance_db(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')

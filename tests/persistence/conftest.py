@@ -9,35 +9,19 @@ import tempfile
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.database import Database
-from tests.support import fresh_database, in_ci, postgres_url
+from tests.support import fresh_database, in_ci, on_maintenance_db, postgres_server_url
 
 # One database per test session, so two suites running at once (a developer and CI) never drop each
 # other's schema; dropped again when the session ends.
 PERSISTENCE_DB = f"budgetbridge_persistence_{os.getpid()}"
 
 
-def _server_url() -> URL:
-    return make_url(postgres_url()).set(drivername="postgresql+asyncpg")
-
-
-async def _on_maintenance_db(statement: str) -> None:
-    admin = create_async_engine(_server_url().set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await admin.dispose()
-
-
 async def _postgres_persistence_url() -> str:
-    await _on_maintenance_db(f'DROP DATABASE IF EXISTS "{PERSISTENCE_DB}" WITH (FORCE)')
-    await _on_maintenance_db(f'CREATE DATABASE "{PERSISTENCE_DB}"')
-    return _server_url().set(database=PERSISTENCE_DB).render_as_string(hide_password=False)
+    await on_maintenance_db(f'DROP DATABASE IF EXISTS "{PERSISTENCE_DB}" WITH (FORCE)')
+    await on_maintenance_db(f'CREATE DATABASE "{PERSISTENCE_DB}"')
+    return postgres_server_url(PERSISTENCE_DB).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +32,7 @@ async def postgres_persistence_url() -> AsyncIterator[str | OSError]:
         url = exc
     yield url
     if isinstance(url, str):
-        await _on_maintenance_db(f'DROP DATABASE IF EXISTS "{PERSISTENCE_DB}" WITH (FORCE)')
+        await on_maintenance_db(f'DROP DATABASE IF EXISTS "{PERSISTENCE_DB}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
