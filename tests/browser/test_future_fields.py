@@ -132,8 +132,11 @@ async def test_the_queue_orders_and_filters_once_the_schema_can(
     assert "filter: {status: $status, projectId: $projectId}" in first["query"]
     assert first["variables"]["orderBy"] == {"field": "SENT_AT", "direction": "DESC"}
 
-    await page.get_by_label("Order").select_option(label="Largest total first")
+    # The rows already number one before the reordered query is sent: wait for the query itself.
+    async with page.expect_request(lambda r: "query Queue(" in (r.post_data or "")) as reordered:
+        await page.get_by_label("Order").select_option(label="Largest total first")
+    sent = json.loads((await reordered.value).post_data or "{}")
+    assert sent["variables"]["orderBy"] == {"field": "TOTAL_ORIGINAL_BUDGET", "direction": "DESC"}
     await expect(page).to_have_url(re.compile(r"\?order=largest$"))
     await expect(page.locator("#queue-panel tbody tr")).to_have_count(1)
-    assert queue_queries[-1]["variables"]["orderBy"] == {"field": "TOTAL_ORIGINAL_BUDGET", "direction": "DESC"}
     tab.assert_clean()
