@@ -121,14 +121,6 @@ async def all_access_of(conn: AsyncConnection, user_id: str) -> dict[str, Projec
     return {r.project_id: access_value(r.budget_permission, r.grants) for r in await conn.execute(stmt)}
 
 
-async def visible_project_ids(conn: AsyncConnection, user_id: str) -> set[str]:
-    """Projects the user has any Budget tool permission on."""
-    stmt = select(project_permissions.c.project_id).where(
-        project_permissions.c.user_id == user_id, project_permissions.c.budget_permission != "NONE"
-    )
-    return set((await conn.execute(stmt)).scalars())
-
-
 def visible_projects(company_id: str, user_id: str, sees_all: bool) -> Select[Any]:
     stmt = select(projects).where(projects.c.company_id == company_id)
     if not sees_all:

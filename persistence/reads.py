@@ -146,9 +146,6 @@ class ReadStore:
         """Every project the user holds a permission row for -> their access (absent: NO_ACCESS)."""
         return await self._run(lambda conn: queries.all_access_of(conn, user_id))
 
-    async def visible_project_ids(self, user_id: str) -> set[str]:
-        return await self._run(lambda conn: queries.visible_project_ids(conn, user_id))
-
     # --- by id ----------------------------------------------------------------------------------------
 
     async def companies(self, ids: Sequence[str]) -> list[CompanyRecord]:

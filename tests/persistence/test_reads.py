@@ -53,8 +53,11 @@ async def test_the_viewer_access_and_visible_projects(engine_db: Database) -> No
     assert "prj_other" not in access  # no grant: the caller reads NO_ACCESS
     assert access.get("prj_other", NO_ACCESS) is NO_ACCESS
 
-    assert await reads.visible_project_ids(tenant.users["reader"]) == {tenant.project_id}
-    assert await reads.visible_project_ids(tenant.users["outsider"]) == set()  # a NONE grant sees nothing
+    reader = await reads.all_access(tenant.users["reader"])  # every project the user holds a row for
+    assert list(reader) == [tenant.project_id]
+    assert reader[tenant.project_id].budget_permission is not PermissionLevel.NONE
+    outsider = await reads.all_access(tenant.users["outsider"])  # a NONE grant: a row that opens nothing
+    assert outsider and all(a.budget_permission is PermissionLevel.NONE for a in outsider.values())
 
 
 async def test_lookups_by_id_are_batched_and_scoped_to_the_company(engine_db: Database) -> None:
