@@ -9,6 +9,7 @@ floor's asyncpg connections, so both sides are counted the same way.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -127,3 +128,18 @@ def counting(engine: Engine) -> Iterator[Tally]:
         yield tally
     finally:
         counter.tally = None
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench's command line with the argument every bench takes: the PostgreSQL database it may wipe."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("--database-url", default=os.environ.get(BENCH_DATABASE_ENV),
+                        help=f"PostgreSQL (WIPED); default ${BENCH_DATABASE_ENV}")
+    return parser
+
+
+def parse_bench_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error(f"--database-url or ${BENCH_DATABASE_ENV} is required (a PostgreSQL database the bench may wipe)")
+    return args

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ if str(ROOT) not in sys.path:  # `python bench/mutations.py` puts bench/ on the 
 
 import httpx
 
-from bench.measure import BENCH_DATABASE_ENV, Tally, load_average
+from bench.measure import Tally, bench_parser, load_average, parse_bench_args
 from bench.servers import Call, count_one, counted_servers, interleaved_latencies, interleaved_throughput, timed_servers
 from persistence.database import Database
 from tests.support import JWT_SECRET, Tenant, fresh_database, make_services, make_tenant
@@ -201,17 +200,13 @@ async def run(args: argparse.Namespace, out: Callable[[str], None]) -> Report:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--database-url", default=os.environ.get(BENCH_DATABASE_ENV),
-                        help=f"PostgreSQL (WIPED); default ${BENCH_DATABASE_ENV}")
+    parser = bench_parser(__doc__)
     parser.add_argument("--samples", type=int, default=200, help="c=1 requests to each side (default 200)")
     parser.add_argument("--windows", type=int, default=4, help="throughput windows per side (default 4)")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of a throughput window (default 3)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for throughput (default 8)")
     parser.add_argument("--small", action="store_true", help="the smoke test's size: few samples, short windows")
-    args = parser.parse_args(argv)
-    if not args.database_url:
-        parser.error(f"--database-url or ${BENCH_DATABASE_ENV} is required (a PostgreSQL database the bench may wipe)")
+    args = parse_bench_args(parser, argv)
     if args.samples < 1 or args.windows < 1 or args.seconds <= 0 or args.clients < 1:
         parser.error("--samples, --windows and --clients must be >= 1, --seconds > 0")
     if args.small:

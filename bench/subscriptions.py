@@ -38,7 +38,6 @@ import gc
 import itertools
 import json
 import math
-import os
 import resource
 import statistics
 import sys
@@ -64,7 +63,7 @@ from websockets.asyncio.client import ClientConnection
 
 from app.main import create_app
 from app.settings import Settings
-from bench.measure import BENCH_DATABASE_ENV, counting, load_average, percentile
+from bench.measure import bench_parser, counting, load_average, parse_bench_args, percentile
 from persistence.database import Database
 from persistence.tables import events
 from tests.live_server import free_port, reap_runtime, serving
@@ -206,18 +205,14 @@ class Report:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--database-url", default=os.environ.get(BENCH_DATABASE_ENV),
-                        help=f"PostgreSQL (WIPED); default ${BENCH_DATABASE_ENV}")
+    parser = bench_parser(__doc__)
     parser.add_argument("--subscribers", type=int, nargs="+", default=[200, 1000, 2000],
                         help="subscriber counts, increasing (default 200 1000 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="status changes per count (default 3)")
     parser.add_argument("--baseline-repeats", type=int, default=5,
                         help="raw broadcasts around each status change (default 5)")
     parser.add_argument("--max", type=int, default=2000, help="refuse more subscribers than this (default 2000)")
-    args = parser.parse_args(argv)
-    if not args.database_url:
-        parser.error(f"--database-url or ${BENCH_DATABASE_ENV} is required (a PostgreSQL database the bench may wipe)")
+    args = parse_bench_args(parser, argv)
     counts = args.subscribers
     if any(b <= a for a, b in itertools.pairwise(counts)) or counts[0] < 1 or counts[-1] > args.max:
         parser.error(f"--subscribers must increase, each between 1 and --max ({args.max})")
