@@ -8,10 +8,36 @@ import pytest
 
 from persistence.database import Database
 from resolvers.context import Services
+from tests import sqlite_locks
 from tests.support import Tenant, fresh_database, make_services, make_tenant, suite_database_url
 from tests.waiting import cancel_until_done, watching
 
 log = logging.getLogger("tests")
+
+
+@pytest.fixture(autouse=True)
+async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Set up before, so torn down after, no_task_outlives_its_test: a leaked task's transaction is gone by
+    then. No test leaves the shared SQLite file write-locked (see tests.sqlite_locks): the test that did fails
+    here, naming the open transaction, and the lock is released so the tests after it are not its victims."""
+    yield
+    if "db" not in request.fixturenames:
+        return
+    database: Database = request.getfixturevalue("db")
+    path = database.engine.url.database
+    if not database.is_sqlite or not path:
+        return
+    if await asyncio.to_thread(sqlite_locks.takes_a_writer, path, 10.0):
+        return
+    holders = sqlite_locks.release_in_process_writers()
+    tasks = sqlite_locks.describe_tasks()
+    released = await asyncio.to_thread(sqlite_locks.takes_a_writer, path, 10.0)
+    pytest.fail(
+        "the test left the SQLite database write-locked"
+        + (" (released)" if released else " (still locked after rolling back this process's transactions)")
+        + "\nopen transactions:\n  " + ("\n  ".join(holders) or "none in this process")
+        + "\ntasks:\n  " + "\n  ".join(tasks)
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,70 @@
+"""Who holds the SQLite suite database's write lock, and letting it go.
+
+The SQLite suite shares one database file. A test that leaves a write transaction open (a connection that was
+neither committed, rolled back nor closed) makes every later write wait the whole busy timeout and fail with
+"database is locked": one leak turns into a hundred failures an hour later, none of them naming the culprit.
+conftest checks after each test that the file takes a writer; when it does not, this module names the open
+transactions in this process (and who refers to them), rolls them back so the rest of the suite runs, and
+the test that leaked fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sqlite3
+from typing import Any
+
+import aiosqlite
+
+
+def takes_a_writer(path: str, wait_seconds: float) -> bool:
+    """Whether a new connection can begin writing within `wait_seconds` (SQLite's own busy wait, in a thread
+    so the event loop keeps running the clean-ups that may still be finishing)."""
+    probe = sqlite3.connect(path, timeout=wait_seconds, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
+def _owners(obj: Any, depth: int = 4) -> list[str]:
+    """A few steps up the chain of objects that refer to `obj`: which unit of work, engine or task kept it."""
+    chain: list[str] = []
+    current = obj
+    for _ in range(depth):
+        referrers = [r for r in gc.get_referrers(current) if not isinstance(r, (list, tuple)) or len(r) < 50]
+        referrers = [r for r in referrers if type(r).__name__ not in ("frame",)]
+        if not referrers:
+            break
+        current = referrers[0]
+        chain.append(type(current).__qualname__ + (f" {current!r}"[:160] if isinstance(current, asyncio.Task) else ""))
+    return chain
+
+
+def release_in_process_writers() -> list[str]:
+    """Roll back every aiosqlite connection of this process that is inside a transaction (through its own
+    thread, as aiosqlite runs everything), and describe each one."""
+    found: list[str] = []
+    for obj in gc.get_objects():
+        if not isinstance(obj, aiosqlite.Connection):
+            continue
+        raw = obj._connection
+        if raw is None or not raw.in_transaction:
+            continue
+        found.append(f"{obj!r} in a transaction, kept by: {' <- '.join(_owners(obj))}")
+        obj._tx.put_nowait((None, raw.rollback))
+    return found
+
+
+def describe_tasks() -> list[str]:
+    lines = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=6)
+        where = " / ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+        lines.append(f"{task.get_name()} {task.get_coro()!r}: {where}")
+    return lines
