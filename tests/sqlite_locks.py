@@ -48,10 +48,18 @@ def _owners(obj: Any, depth: int = 4) -> list[str]:
 
 def release_in_process_writers() -> list[str]:
     """Roll back every aiosqlite connection of this process that is inside a transaction (through its own
-    thread, as aiosqlite runs everything), and describe each one."""
+    thread, as aiosqlite runs everything), and describe each one.
+
+    The live hub's collector guard (app.live.CollectorGuard) freezes what is alive when it delivers, and
+    gc.get_objects() does not list frozen objects: unfrozen first, so a dropped connection frozen with its
+    transaction open is found too."""
+    gc.unfreeze()
     found: list[str] = []
     for obj in gc.get_objects():
-        if not isinstance(obj, aiosqlite.Connection):
+        try:
+            if not isinstance(obj, aiosqlite.Connection):
+                continue
+        except ReferenceError:  # a weak proxy whose object is gone
             continue
         raw = obj._connection
         if raw is None or not raw.in_transaction:
