@@ -1,4 +1,4 @@
-"""GraphQL input types and mutation payloads."""
+"""GraphQL input types (the payloads mutations return are in schema.payloads)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ from typing import Any, Optional
 
 import strawberry
 
-from schema.budgets import Budget, BudgetLineItem, BudgetModification
-from schema.common import UserError, user_errors_field
 from schema.enums import ErpDecision
-from schema.projects import CostCode, CostType, Project
-from schema.requests import ErpRequest
 
 # Text inputs are trimmed; the lengths are in characters, as the columns hold them.
 EXPECTED_VERSION = (
@@ -163,56 +159,3 @@ class ErpRequestActionInput:
         description="confirmJobCostPosting: the signed total of the posted entries. Must equal the request's "
         "entriesTotal; required when the connection sets require_posting_totals.",
     )
-
-
-@strawberry.type(description="The outcome of createProject or syncProjectToERP.")
-class ProjectPayload:
-    project: Optional[Project] = strawberry.field(description="The project created or synced; null when refused.")
-    user_errors: list[UserError] = user_errors_field()
-
-
-@strawberry.type(description="The outcome of createCostCode.")
-class CostCodePayload:
-    cost_code: Optional[CostCode] = strawberry.field(description="The cost code created; null when refused.")
-    user_errors: list[UserError] = user_errors_field()
-
-
-@strawberry.type(description="The outcome of createCostType.")
-class CostTypePayload:
-    cost_type: Optional[CostType] = strawberry.field(description="The cost type created; null when refused.")
-    user_errors: list[UserError] = user_errors_field()
-
-
-@strawberry.type(description="The outcome of a mutation on a budget.")
-class BudgetPayload:
-    budget: Optional[Budget] = strawberry.field(
-        description="The budget after the change (read after the commit); null when refused."
-    )
-    user_errors: list[UserError] = user_errors_field()
-
-
-@strawberry.type(description="The outcome of createBudgetLineItem or updateBudgetLineItem.")
-class BudgetLineItemPayload:
-    line_item: Optional[BudgetLineItem] = strawberry.field(
-        description="The line created or changed; null when refused."
-    )
-    budget: Optional[Budget] = strawberry.field(description="Its budget after the change; null when refused.")
-    user_errors: list[UserError] = user_errors_field()
-
-
-@strawberry.type(description="The outcome of createBudgetModification.")
-class BudgetModificationPayload:
-    modification: Optional[BudgetModification] = strawberry.field(
-        description="The modification created; null when refused."
-    )
-    budget: Optional[Budget] = strawberry.field(description="Its budget after the change; null when refused.")
-    user_errors: list[UserError] = user_errors_field()
-
-
-@strawberry.type(description="The outcome of a mutation on an ERP request.")
-class ErpRequestPayload:
-    erp_request: Optional[ErpRequest] = strawberry.field(
-        description="The request created or moved, after the change; null when refused."
-    )
-    budget: Optional[Budget] = strawberry.field(description="Its budget after the change; null when refused.")
-    user_errors: list[UserError] = user_errors_field()

@@ -1,29 +1,22 @@
 """The Mutation root: input -> service call -> payload. Refusals arrive as DomainErrors and leave as
-userErrors; the payload's objects are read after the commit, through fresh loaders."""
+userErrors; the payload's objects are read after the commit, when selected (schema.payloads)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 
-from domain.errors import DomainError
 from resolvers import budget_lines, company_setup, erp_requests, locking
 from resolvers.context import Context
 from resolvers.input_validation import LineFields
 from resolvers.service import Outcome
 from schema import notifications as notification_settings
-from schema.budgets import Budget, BudgetLineItem, BudgetModification
-from schema.common import Ctx, UserError, described_mutation
+from schema.common import Ctx, described_mutation
 from schema.inputs import (
     EXPECTED_VERSION,
     BudgetActionInput,
     BudgetLineItemFields,
-    BudgetLineItemPayload,
-    BudgetModificationPayload,
-    BudgetPayload,
-    CostCodePayload,
-    CostTypePayload,
     CreateBudgetLineItemInput,
     CreateBudgetModificationInput,
     CreateCostCodeInput,
@@ -31,68 +24,26 @@ from schema.inputs import (
     CreateProjectInput,
     DecideExportInput,
     ErpRequestActionInput,
-    ErpRequestPayload,
     ImportBudgetLineItemsInput,
-    ProjectPayload,
     UpdateBudgetLineItemInput,
 )
-from schema.projects import CostCode, CostType, Project
-from schema.requests import ErpRequest
-
-
-def user_errors(errors: list[DomainError]) -> list[UserError]:
-    return [UserError(code=e.code, message=e.message, field=list(e.field) if e.field else None) for e in errors]
-
-
-class _Loaded:
-    """Loads the objects named in a mutation's result."""
-
-    def __init__(self, ctx: Context, outcome: Outcome) -> None:
-        self.ctx, self.changed, self.errors = ctx, outcome.changed, user_errors(outcome.errors)
-
-    @staticmethod
-    async def _load(object_id: str | None, loader: Any) -> Any:
-        return await loader.load(object_id) if object_id else None
-
-    async def budget(self) -> Budget | None:
-        row = await self._load(self.changed.budget_id, self.ctx.loaders.budget)
-        return Budget.from_record(row, self.ctx.viewer.currency) if row else None
-
-    async def project(self) -> Project | None:
-        row = await self._load(self.changed.project_id, self.ctx.loaders.project)
-        return Project.from_record(row) if row else None
-
-    async def erp_request(self) -> ErpRequest | None:
-        row = await self._load(self.changed.erp_request_id, self.ctx.loaders.erp_request)
-        return ErpRequest.from_record(row) if row else None
-
-    async def line_item(self) -> BudgetLineItem | None:
-        view = await self._load(self.changed.line_item_id, self.ctx.loaders.line_item)
-        return BudgetLineItem.from_view(view) if view else None
-
-    async def modification(self) -> BudgetModification | None:
-        view = await self._load(self.changed.modification_id, self.ctx.loaders.modification)
-        return BudgetModification.from_view(view) if view else None
-
-    async def cost_code(self) -> CostCode | None:
-        row = await self._load(self.changed.cost_code_id, self.ctx.loaders.cost_code)
-        return CostCode.from_record(row) if row else None
-
-    async def cost_type(self) -> CostType | None:
-        row = await self._load(self.changed.cost_type_id, self.ctx.loaders.cost_type)
-        return CostType.from_record(row) if row else None
+from schema.payloads import (
+    BudgetLineItemPayload,
+    BudgetModificationPayload,
+    BudgetPayload,
+    CostCodePayload,
+    CostTypePayload,
+    ErpRequestPayload,
+    ProjectPayload,
+)
 
 
 async def _budget_payload(ctx: Context, outcome: Outcome) -> BudgetPayload:
-    loaded = _Loaded(ctx, outcome)
-    return BudgetPayload(budget=await loaded.budget(), user_errors=loaded.errors)
+    return BudgetPayload.of(ctx, outcome)
 
 
 async def _request_payload(ctx: Context, outcome: Outcome) -> ErpRequestPayload:
-    loaded = _Loaded(ctx, outcome)
-    return ErpRequestPayload(
-        erp_request=await loaded.erp_request(), budget=await loaded.budget(), user_errors=loaded.errors
-    )
+    return ErpRequestPayload.of(ctx, outcome)
 
 
 def _line_fields(item: BudgetLineItemFields) -> LineFields:
@@ -121,8 +72,8 @@ class Mutation:
     async def create_project(
         self, info: Ctx, input: Annotated[CreateProjectInput, strawberry.argument(description="The project to create.")]
     ) -> ProjectPayload:
-        loaded = _Loaded(info.context, await company_setup.create_project(info.context, input.name, input.number))
-        return ProjectPayload(project=await loaded.project(), user_errors=loaded.errors)
+        outcome = await company_setup.create_project(info.context, input.name, input.number)
+        return ProjectPayload.of(info.context, outcome)
 
     @described_mutation(
         "Add a cost code to the company's list (erpSynced false until syncProjectToERP of a project whose lines use "
@@ -135,8 +86,7 @@ class Mutation:
         input: Annotated[CreateCostCodeInput, strawberry.argument(description="The cost code to create.")],
     ) -> CostCodePayload:
         outcome = await company_setup.create_cost_list_entry(info.context, "costCode", input.code, input.description)
-        loaded = _Loaded(info.context, outcome)
-        return CostCodePayload(cost_code=await loaded.cost_code(), user_errors=loaded.errors)
+        return CostCodePayload.of(info.context, outcome)
 
     @described_mutation(
         "Add a cost type to the company's list (erpSynced false until syncProjectToERP of a project whose lines use "
@@ -149,8 +99,7 @@ class Mutation:
         input: Annotated[CreateCostTypeInput, strawberry.argument(description="The cost type to create.")],
     ) -> CostTypePayload:
         outcome = await company_setup.create_cost_list_entry(info.context, "costType", input.code, input.name)
-        loaded = _Loaded(info.context, outcome)
-        return CostTypePayload(cost_type=await loaded.cost_type(), user_errors=loaded.errors)
+        return CostTypePayload.of(info.context, outcome)
 
     @described_mutation(
         "Create or link the project's job and its cost codes/types in the ERP through the connector; the cost codes "
@@ -162,8 +111,8 @@ class Mutation:
     async def sync_project_to_erp(
         self, info: Ctx, project_id: Annotated[strawberry.ID, strawberry.argument(description="The Project to sync.")]
     ) -> ProjectPayload:
-        loaded = _Loaded(info.context, await company_setup.sync_project_to_erp(info.context, str(project_id)))
-        return ProjectPayload(project=await loaded.project(), user_errors=loaded.errors)
+        outcome = await company_setup.sync_project_to_erp(info.context, str(project_id))
+        return ProjectPayload.of(info.context, outcome)
 
     @described_mutation(
         "Add a line to a budget; a locked budget only takes lines of amount 0. Needs STANDARD or ADMIN on the "
@@ -178,10 +127,7 @@ class Mutation:
         outcome = await budget_lines.create_line_item(
             info.context, str(input.budget_id), _line_fields(input.item), input.expected_version
         )
-        loaded = _Loaded(info.context, outcome)
-        return BudgetLineItemPayload(
-            line_item=await loaded.line_item(), budget=await loaded.budget(), user_errors=loaded.errors
-        )
+        return BudgetLineItemPayload.of(info.context, outcome)
 
     @described_mutation(
         "Change fields of a line of an unlocked budget. Needs STANDARD or ADMIN on the project's Budget tool. "
@@ -201,10 +147,7 @@ class Mutation:
             if getattr(input, name) is not strawberry.UNSET
         }
         outcome = await budget_lines.update_line_item(info.context, str(input.id), changes, input.expected_version)
-        loaded = _Loaded(info.context, outcome)
-        return BudgetLineItemPayload(
-            line_item=await loaded.line_item(), budget=await loaded.budget(), user_errors=loaded.errors
-        )
+        return BudgetLineItemPayload.of(info.context, outcome)
 
     @described_mutation(
         "Delete a line of an unlocked budget that was never part of an ERP request and has no modifications (set a "
@@ -260,10 +203,7 @@ class Mutation:
             input.notes,
             input.expected_version,
         )
-        loaded = _Loaded(info.context, outcome)
-        return BudgetModificationPayload(
-            modification=await loaded.modification(), budget=await loaded.budget(), user_errors=loaded.errors
-        )
+        return BudgetModificationPayload.of(info.context, outcome)
 
     @described_mutation(
         "Lock a budget: original amounts become read-only, changes go through modifications, and it can be sent. "
