@@ -31,11 +31,13 @@ async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncI
         return
     holders = sqlite_locks.release_in_process_writers()
     tasks = sqlite_locks.describe_tasks()
+    others = sqlite_locks.other_processes_with(path)
     released = await asyncio.to_thread(sqlite_locks.takes_a_writer, path, 10.0)
     pytest.fail(
         "the test left the SQLite database write-locked"
         + (" (released)" if released else " (still locked after rolling back this process's transactions)")
         + "\nopen transactions:\n  " + ("\n  ".join(holders) or "none in this process")
+        + "\nother processes with the file open:\n  " + ("\n  ".join(others) or "none")
         + "\ntasks:\n  " + "\n  ".join(tasks)
     )
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -66,6 +68,26 @@ def release_in_process_writers() -> list[str]:
             continue
         found.append(f"{obj!r} in a transaction, kept by: {' <- '.join(_owners(obj))}")
         obj._tx.put_nowait((None, raw.rollback))
+    return found
+
+
+def other_processes_with(path: str) -> list[str]:
+    """The other processes that have the database file open (a server or worker a test started and left
+    running holds its transactions in its own process), with their command lines."""
+    found = []
+    proc = Path("/proc")
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            opened = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+            if not any(name.startswith(path) for name in opened):
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parent = (entry / "stat").read_text().split()[3]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        found.append(f"pid {entry.name} (parent {parent}): {command[:300]}")
     return found
 
 
