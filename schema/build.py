@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLSchema
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 
 from resolvers.context import (
     Context,
@@ -53,18 +56,50 @@ def _analysis(graphql_schema: GraphQLSchema) -> CostAnalysis:
     return found
 
 
+# Parsing and validating depend only on the document's text (and the schema), and clients repeat the same
+# few documents (every SPA, dashboard and integration does): both are kept, by text, for the most recent
+# DOCUMENTS_KEPT documents, so graphql-core's validation (milliseconds for a small mutation) runs once per
+# document instead of once per request. The cost check still runs on every request: it depends on variables.
+DOCUMENTS_KEPT = 512
+
+
+@functools.lru_cache(maxsize=DOCUMENTS_KEPT)
+def _parsed(query: str, max_tokens: int | None) -> DocumentNode:
+    return parse(query, max_tokens=max_tokens)
+
+
+_validated: OrderedDict[tuple[int, str, tuple[Any, ...]], list[GraphQLError]] = OrderedDict()
+
+
+def _validation_errors(
+    graphql_schema: GraphQLSchema, query: str, document: DocumentNode, rules: tuple[Any, ...]
+) -> list[GraphQLError]:
+    """graphql-core's validation of `document` (parsed from `query`), remembered by the query's text (hashing
+    the document itself would walk the whole tree)."""
+    key = (id(graphql_schema), query, rules)
+    errors = _validated.get(key)
+    if errors is None:
+        errors = _validated[key] = validate_document(graphql_schema, document, rules)
+        if len(_validated) > DOCUMENTS_KEPT:
+            _validated.popitem(last=False)
+    else:
+        _validated.move_to_end(key)
+    return errors
+
+
 class DocumentGuard(SchemaExtension):
     """Before graphql-core validates a document: reuse a trusted document's parse, then check the query's
     cost (schema/cost.py: depth, list items, selections, repeats, mutations), linear in the document.
-    Over a limit, the operation is refused with BAD_USER_INPUT and graphql-core never walks it."""
+    Over a limit, the operation is refused with BAD_USER_INPUT and graphql-core never walks it. A document
+    seen recently is neither parsed nor validated again (DOCUMENTS_KEPT)."""
 
     def on_parse(self) -> Iterator[None]:
-        context = self.execution_context.context
-        query = self.execution_context.query
+        execution = self.execution_context
+        context = execution.context
+        query = execution.query
         if isinstance(context, Context) and query is not None:
             trusted = context.services.trusted_documents.get(query)
-            if trusted is not None:
-                self.execution_context.graphql_document = trusted
+            execution.graphql_document = trusted or _parsed(query, execution.parse_options.get("max_tokens"))
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -79,6 +114,10 @@ class DocumentGuard(SchemaExtension):
                 execution.pre_execution_errors = errors
             elif services is not None and execution.query in services.trusted_documents:
                 execution.pre_execution_errors = []  # validated once, at start
+            elif execution.query is not None and execution.validation_rules:
+                execution.pre_execution_errors = _validation_errors(
+                    execution.schema._schema, execution.query, document, tuple(execution.validation_rules)
+                )
         yield
 
 
