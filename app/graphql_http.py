@@ -277,6 +277,7 @@ class GraphQLHTTPEndpoint:
         operation_name = params.get("operationName")
         if not cache.enabled or cache.known_query(text, operation_name, trusted) is False:
             return None
+        started = time.perf_counter()
         version = await runtime.services.reads.company_version(viewer.actor.company_id)
         if version is None:
             return None
@@ -290,10 +291,12 @@ class GraphQLHTTPEndpoint:
             lookup.entry is not None or cache.known_query(text, operation_name, trusted)
         ):
             metrics.record_response_cache("not_modified")
+            metrics.record_cached_operation(operation_name, text, time.perf_counter() - started)
             _note_ok()
             return Response(status_code=304, headers=headers)
         if lookup.entry is not None:
             metrics.record_response_cache("hit")
+            metrics.record_cached_operation(operation_name, text, time.perf_counter() - started)
             _note_ok()
             return Response(lookup.entry.body, 200, headers=headers, media_type=f"{media}; charset=utf-8")
         metrics.record_response_cache("miss")

@@ -197,6 +197,12 @@ def record_response_cache(outcome: str) -> None:
     RESPONSE_CACHE.labels(outcome).inc()
 
 
+def record_cached_operation(operation_name: Any, document: str, seconds: float) -> None:
+    """A query answered from the response cache (or 304): an operation like any other, and a complete one."""
+    name, kind = describe_operation(document, operation_name if isinstance(operation_name, str) else None)
+    GRAPHQL_SECONDS.labels(name, kind, "ok").observe(seconds)
+
+
 def record_error_code(code: object) -> None:
     """A top-level GraphQL error (also the edge's refusals: UNAUTHENTICATED, RATE_LIMITED, ...)."""
     label = ERROR_CODES.label(code) if isinstance(code, str) else "NONE"
