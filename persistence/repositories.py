@@ -108,6 +108,9 @@ class SqlCompanies(_Sql, CompanyRepository):
             .values(erp_connector=connector, erp_settings=dict(options), revision=companies.c.revision + 1)
         )
 
+    async def touch(self, company_id: str) -> None:
+        await self._write(revisions.of_company(company_id))
+
 
 class SqlUsers(_Sql, UserRepository):
     async def get(self, user_id: str) -> UserRecord | None:
