@@ -21,6 +21,7 @@ from domain.permissions import Actor, Grant, PermissionLevel, ProjectAccess, dec
 from erp import embedded
 from erp.base import ConnectorConfigError
 from erp.registry import ConnectorRegistry, UnknownConnectorError, validate_options
+from persistence import revisions
 from persistence.database import Database, SqlUnitOfWork
 from persistence.ids import new_id
 from persistence.migrate import migrate
@@ -187,6 +188,7 @@ async def set_user_disabled(conn: AsyncConnection, user_id: str, disabled: bool,
     disabled_at: datetime | None = (user.disabled_at or now) if disabled else None
     if disabled_at != user.disabled_at:
         await conn.execute(update(users).where(users.c.id == user_id).values(disabled_at=disabled_at))
+        await revisions.bump(conn, user.company_id)  # who may read changed: no cached answer crosses it
     return disabled_at
 
 
@@ -198,6 +200,7 @@ async def revoke_tokens(conn: AsyncConnection, user_id: str, now: datetime) -> d
     if user.tokens_valid_after is not None and user.tokens_valid_after > valid_after:
         valid_after = user.tokens_valid_after
     await conn.execute(update(users).where(users.c.id == user_id).values(tokens_valid_after=valid_after))
+    await revisions.bump(conn, user.company_id)
     return valid_after
 
 

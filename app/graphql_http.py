@@ -30,7 +30,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from app import auth, metrics, pages
+from app import auth, metrics, pages, response_cache
 from app.body_limit import BodyTooLarge
 from app.errors import (
     BAD_REQUEST,
@@ -222,6 +222,9 @@ class GraphQLHTTPEndpoint:
         if text is None:
             raise _RequestError(400, "no GraphQL document: send `query` (or `documentId`)")
 
+        cached = await self._cached(request, runtime, viewer, media, text, params)
+        if isinstance(cached, Response):
+            return cached
         context = Context(services=runtime.services, viewer_or_none=viewer, request=request)
         allowed = {OperationType.QUERY} if request.method == "GET" else {OperationType.QUERY, OperationType.MUTATION}
         started = time.perf_counter()
@@ -256,7 +259,62 @@ class GraphQLHTTPEndpoint:
             body["errors"] = [e.formatted for e in errors]
         if result.extensions:
             body["extensions"] = result.extensions
+        if cached is not None and not errors and result.data is not None:
+            return self._keep(runtime, cached, body, media, text, params)
         return json_response(body, 200, media)
+
+    # --- the response cache (app.response_cache) ---------------------------------------------------------
+
+    @staticmethod
+    async def _cached(
+        request: Request, runtime: Runtime, viewer: Viewer, media: str, text: str, params: dict[str, Any]
+    ) -> Response | response_cache.Lookup | None:
+        """A stored answer (or 304) for a query of an unchanged company; else the lookup to store the answer
+        under (None: not cacheable: the cache is off, or the document is known not to run a query)."""
+        cache = runtime.response_cache
+        assert cache is not None  # Runtime builds it
+        trusted = runtime.services.trusted_documents
+        operation_name = params.get("operationName")
+        if not cache.enabled or cache.known_query(text, operation_name, trusted) is False:
+            return None
+        started = time.perf_counter()
+        version = await runtime.services.reads.company_version(viewer.actor.company_id)
+        if version is None:
+            return None
+        key = response_cache.request_key(
+            viewer, media, text, operation_name, params.get("variables"), params.get("extensions"),
+            runtime.services.clock().date(),
+        )
+        lookup = cache.lookup(key, version)
+        headers = _validator_headers(lookup.etag)
+        if request.method == "GET" and response_cache.matches(request.headers.get("if-none-match"), lookup.etag) and (
+            lookup.entry is not None or cache.known_query(text, operation_name, trusted)
+        ):
+            metrics.record_response_cache("not_modified")
+            metrics.record_cached_operation(operation_name, text, time.perf_counter() - started)
+            _note_ok()
+            return Response(status_code=304, headers=headers)
+        if lookup.entry is not None:
+            metrics.record_response_cache("hit")
+            metrics.record_cached_operation(operation_name, text, time.perf_counter() - started)
+            _note_ok()
+            return Response(lookup.entry.body, 200, headers=headers, media_type=f"{media}; charset=utf-8")
+        metrics.record_response_cache("miss")
+        return lookup
+
+    @staticmethod
+    def _keep(
+        runtime: Runtime, lookup: response_cache.Lookup, body: dict[str, Any], media: str, text: str,
+        params: dict[str, Any],
+    ) -> Response:
+        """A complete answer of a cacheable request: sent with its validator, and kept when it ran a query."""
+        cache = runtime.response_cache
+        assert cache is not None
+        if not cache.learn_query(text, params.get("operationName"), runtime.services.trusted_documents):
+            return json_response(body, 200, media)
+        response = json_response(body, 200, media, headers=_validator_headers(lookup.etag))
+        metrics.record_response_cache("stored" if cache.store(lookup, bytes(response.body)) else "too_large")
+        return response
 
     @staticmethod
     def _graphql_errors(errors: list[GraphQLError], media: str) -> Response:
@@ -294,6 +352,18 @@ class GraphQLHTTPEndpoint:
                 expected = "a string" if kind is str else "an object"
                 raise _RequestError(400, f"the `{name}` parameter must be {expected} or null")
         return raw
+
+
+def _validator_headers(etag: str) -> dict[str, str]:
+    # private: a shared proxy must not answer one user with another's; no-cache: revalidate every time.
+    return {"etag": etag, "cache-control": "private, no-cache", "vary": "Authorization, Accept"}
+
+
+def _note_ok() -> None:
+    """A stored answer is a complete one: the access line's outcome, as note_body would have noted it."""
+    log_scope = current()
+    if log_scope is not None:
+        log_scope.note_outcome("ok")
 
 
 def _json_param(name: str, value: str) -> Any:

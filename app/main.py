@@ -26,6 +26,7 @@ from app.live import LiveHub
 from app.notifier import Notifier, build_notifier
 from app.rate_limits import RateLimits, storage_url
 from app.request_ids import RequestIdMiddleware
+from app.response_cache import ResponseCache
 from app.settings import Settings, SettingsError
 from app.tasks import run_bounded
 from app.trusted_documents import TrustedDocuments, TrustedDocumentsError
@@ -57,8 +58,12 @@ class Runtime:
     trusted_documents: TrustedDocuments = field(default_factory=TrustedDocuments)
     extra: dict[str, object] = field(default_factory=dict)
     notifier: Notifier | None = None  # delivers the notification outbox beside the export worker
+    # This process's query response cache (app.response_cache); built from the settings when not given.
+    response_cache: ResponseCache | None = None
 
     def __post_init__(self) -> None:
+        if self.response_cache is None:
+            self.response_cache = ResponseCache(self.settings.response_cache_bytes)
         if self.authenticator is None:
             settings = self.settings
             keys = oidc.IssuerKeys(settings.oidc_keys_cache_seconds, settings.oidc_keys_refetch_seconds)

@@ -77,6 +77,12 @@ GRAPHQL_ERRORS = Counter(
     "GraphQL errors by extensions.code; kind is error (top-level, the edge's refusals included) or user_error",
     ["code", "kind"],
 )
+RESPONSE_CACHE = Counter(
+    "budgetbridge_response_cache",
+    "Cacheable queries by outcome (hit: served from this process's cache, not_modified: 304, miss: executed, "
+    "stored: kept after a miss, too_large: over the byte budget)",
+    ["outcome"],
+)
 EXPORT_ATTEMPTS = Counter(
     "budgetbridge_export_attempts",
     "Export attempts by connector and outcome (success, retry: requeued with backoff, failed: EXPORT_FAILED)",
@@ -184,6 +190,17 @@ def record_operation(operation_name: Any, document: str, result: Any, seconds: f
         record_error_code((error.extensions or {}).get("code"))
     for code in user_codes:
         GRAPHQL_ERRORS.labels(ERROR_CODES.label(code), "user_error").inc()
+
+
+def record_response_cache(outcome: str) -> None:
+    """A cacheable query was looked up in, or stored to, the response cache (app.response_cache)."""
+    RESPONSE_CACHE.labels(outcome).inc()
+
+
+def record_cached_operation(operation_name: Any, document: str, seconds: float) -> None:
+    """A query answered from the response cache (or 304): an operation like any other, and a complete one."""
+    name, kind = describe_operation(document, operation_name if isinstance(operation_name, str) else None)
+    GRAPHQL_SECONDS.labels(name, kind, "ok").observe(seconds)
 
 
 def record_error_code(code: object) -> None:

@@ -51,6 +51,8 @@ class Settings:
     trusted_documents: str = ""  # path of a {hash: document} manifest
     trusted_documents_mode: str = "allow"
     retry_after_seconds: int = 5
+    # The query response cache of each server process (app.response_cache): its byte budget; 0 turns it off.
+    response_cache_bytes: int = 33_554_432
     # Taking access back (README, "Security"): the longest a bearer token may live (its exp - iat).
     max_token_seconds: int = 30 * 24 * 3600
     # Notifications (app.notifier): email over SMTP and the companies' chat channels.
@@ -132,6 +134,13 @@ def _count(text: str) -> int:
     if value != int(value):
         raise ValueError(f"{text!r} is not a whole number")
     return int(value)
+
+
+def _byte_budget(text: str) -> int:
+    """A size in bytes; 0 is allowed (it turns the thing off)."""
+    if text.strip() == "0":
+        return 0
+    return _count(text)
 
 
 def _flag(text: str) -> bool:
@@ -286,5 +295,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "digest_timezone": _timezone,
     "log_format": _log_format,
     "log_level": _log_level,
+    "response_cache_bytes": _byte_budget,
 }
 _PARSERS_BY_TYPE: dict[str, Callable[[str], Any]] = {"float": _positive, "int": _count, "bool": _flag}

@@ -16,7 +16,11 @@ that is asserted before anything is timed. Then, servers in their own processes 
 
   * c=1: `--samples` requests to each by turns: p50 and p99, and their ratios;
   * c=16: `--windows` windows of `--seconds` by turns: requests per second, and floor / BudgetBridge;
-  * per request: SQL statements and round trips to PostgreSQL of each side (counted in process).
+  * per request: SQL statements and round trips to PostgreSQL of each side (counted in process);
+  * warm: the same again against a server with its response cache on (app.response_cache, WARM_CACHE_BYTES):
+    every request after the first is served from memory after one lookup of the company's validator. The
+    cached bytes must still equal the floor's; the server process's resident memory (RSS) is printed
+    before and after.
 
 The load average is printed before and after: the machine may be shared. Figures are printed, never
 asserted. --small runs tiny cases (the smoke test).
@@ -48,12 +52,15 @@ from bench.servers import (
     counted_servers,
     interleaved_latencies,
     interleaved_throughput,
+    rss_bytes,
     timed_servers,
 )
 from persistence.database import Database
 from tests.support import JWT_SECRET, Tenant, fresh_database, make_services, make_tenant
 
 IMPORT_CHUNK = 500
+WARM_CACHE_BYTES = 64 * 1024 * 1024  # the warm server's BUDGETBRIDGE_RESPONSE_CACHE_BYTES
+MIB = 1024 * 1024
 ROLE = "admin"  # a company admin sees every project of the company
 
 QUERY = """query($first: Int) { projects { edges { node { budget { lineItems(first: $first) { edges { node {
@@ -110,8 +117,40 @@ class CaseReport:
 
 
 @dataclass
+class WarmReport:
+    """The same case against a server with its response cache on: after the first request, a hit."""
+
+    case: Case
+    p50: float
+    p99: float
+    floor_p50: float
+    floor_p99: float
+    throughput: float
+    floor_throughput: float
+    ours: Tally
+    rss_before: int
+    rss_after: int
+
+    def lines(self) -> list[str]:
+        name = f"{self.case.name} (warm)"
+        return [
+            f"{name}: c=1 budgetbridge p50 {self.p50 * 1000:8.2f} ms  p99 {self.p99 * 1000:8.2f} ms;"
+            f"  raw floor p50 {self.floor_p50 * 1000:8.2f} ms  p99 {self.floor_p99 * 1000:8.2f} ms",
+            f"{name}: c={CONCURRENCY} budgetbridge {self.throughput:8.1f} req/s;  raw floor "
+            f"{self.floor_throughput:8.1f} req/s",
+            f"{name}: per request: budgetbridge {self.ours.statements} sql statements, {self.ours.round_trips} round"
+            " trips",
+            f"{name}: ratio p50: {self.p50 / self.floor_p50:.2f}  ratio p99: {self.p99 / self.floor_p99:.2f}  "
+            f"ratio throughput (floor / budgetbridge): {self.floor_throughput / self.throughput:.2f}",
+            f"{name}: server RSS {self.rss_before / MIB:.1f} MiB before the case, {self.rss_after / MIB:.1f} MiB "
+            "after it",
+        ]
+
+
+@dataclass
 class Report:
     cases: list[CaseReport]
+    warm: list[WarmReport] | None = None
 
 
 def line_item(i: int, codes: Sequence[str], types: Sequence[str]) -> dict[str, Any]:
@@ -193,7 +232,35 @@ async def run(args: argparse.Namespace, out: Callable[[str], None]) -> Report:
             for line in report.lines():
                 out(line)
             out(load_average())
-    return Report(reports)
+    return Report(reports, await warm(args, tenants, cases, out))
+
+
+async def warm(args: argparse.Namespace, tenants: list[Tenant], cases: Sequence[Case], out: Callable[[str], None]
+               ) -> list[WarmReport]:
+    """Each case again, against a server whose response cache is on (interleaved with the floor)."""
+    counts: list[Tally] = []
+    async with counted_servers(args.database_url, JWT_SECRET, WARM_CACHE_BYTES) as (ours_client, _, ours_tally, _t):
+        for tenant, case in zip(tenants, cases, strict=True):
+            ours, _ = calls(tenant, case, "", "")
+            counts.append(await count_one(ours_client, ours, ours_tally))
+
+    reports = []
+    async with timed_servers(args.database_url, JWT_SECRET, WARM_CACHE_BYTES) as (client, ours_url, floor_url):
+        for tenant, case, ours_count in zip(tenants, cases, counts, strict=True):
+            ours, floor = calls(tenant, case, ours_url, floor_url)
+            rss_before = rss_bytes(ours_url)
+            first, again, floor_answer = await ours(client, 0), await ours(client, 0), await floor(client, 0)
+            assert first == again == floor_answer, f"{case.name}: the cached answer differs from the floor's"
+            latency, floor_latency = await interleaved_latencies(client, ours, floor, args.samples)
+            throughput, floor_throughput = await interleaved_throughput(client, ours, floor, args.windows,
+                                                                        args.seconds)
+            report = WarmReport(case, latency.p50, latency.p99, floor_latency.p50, floor_latency.p99, throughput,
+                                floor_throughput, ours_count, rss_before, rss_bytes(ours_url))
+            reports.append(report)
+            for line in report.lines():
+                out(line)
+            out(load_average())
+    return reports
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

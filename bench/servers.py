@@ -38,7 +38,9 @@ CONCURRENCY = 16
 Call = Callable[[httpx.AsyncClient, int], Awaitable[Any]]  # (client, worker index): a worker may own its target
 
 
-def app_environment(database_url: str, jwt_secret: str) -> dict[str, str]:
+def app_environment(database_url: str, jwt_secret: str, response_cache_bytes: int = 0) -> dict[str, str]:
+    """The server's settings. The response cache is off unless asked for: a cold bench measures execution,
+    and a warm one (nested_reads) turns it on by name."""
     return {
         **os.environ,
         "BUDGETBRIDGE_DATABASE_URL": database_url,
@@ -46,11 +48,24 @@ def app_environment(database_url: str, jwt_secret: str) -> dict[str, str]:
         "BUDGETBRIDGE_RUN_EXPORT_WORKER": "false",
         "BUDGETBRIDGE_RATE_LIMIT_OPERATIONS": "100000000/minute",  # the bench is one user
         "BUDGETBRIDGE_BROADCAST_URL": "memory://",
+        "BUDGETBRIDGE_RESPONSE_CACHE_BYTES": str(response_cache_bytes),
     }
 
 
-def bench_settings(database_url: str, jwt_secret: str) -> Settings:
-    return Settings.from_env(app_environment(database_url, jwt_secret))
+def bench_settings(database_url: str, jwt_secret: str, response_cache_bytes: int = 0) -> Settings:
+    return Settings.from_env(app_environment(database_url, jwt_secret, response_cache_bytes))
+
+
+# The process id behind each server URL uvicorn_process yields (for its resident memory).
+SERVER_PIDS: dict[str, int] = {}
+
+
+def rss_bytes(url: str) -> int:
+    """The resident set size of the server process behind `url` (Linux: /proc/<pid>/status VmRSS)."""
+    for line in Path(f"/proc/{SERVER_PIDS[url]}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc: resident memory is measured on Linux only")
 
 
 @contextlib.contextmanager
@@ -62,9 +77,12 @@ def uvicorn_process(factory: str, env: dict[str, str]) -> Iterator[str]:
          "--log-level", "warning", "--no-access-log"],
         cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
     )
+    url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = process.pid
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         process.terminate()
         try:
             process.wait(15)
@@ -143,9 +161,10 @@ async def interleaved_throughput(client: httpx.AsyncClient, ours: Call, floor: C
 
 
 @contextlib.asynccontextmanager
-async def timed_servers(database_url: str, jwt_secret: str) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
+async def timed_servers(database_url: str, jwt_secret: str, response_cache_bytes: int = 0
+                        ) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
     """Both servers in their own processes, and a client with room for CONCURRENCY connections to each."""
-    env = app_environment(database_url, jwt_secret)
+    env = app_environment(database_url, jwt_secret, response_cache_bytes)
     limits = httpx.Limits(max_connections=4 * CONCURRENCY, max_keepalive_connections=4 * CONCURRENCY)
     with (
         uvicorn_process("app.main:create_app_from_env", env) as ours,
@@ -158,7 +177,7 @@ async def timed_servers(database_url: str, jwt_secret: str) -> AsyncIterator[tup
 
 
 @contextlib.asynccontextmanager
-async def counted_servers(database_url: str, jwt_secret: str
+async def counted_servers(database_url: str, jwt_secret: str, response_cache_bytes: int = 0
                           ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient, Tally, Tally]]:
     """Both apps in this process (ASGI), each with a tally of its statements and round trips."""
     floor_tally = Tally()
@@ -166,7 +185,7 @@ async def counted_servers(database_url: str, jwt_secret: str
     async def on_connect(conn: Any) -> None:
         count_round_trips(conn, floor_tally)
 
-    ours_app = create_app(bench_settings(database_url, jwt_secret), run_worker=False)
+    ours_app = create_app(bench_settings(database_url, jwt_secret, response_cache_bytes), run_worker=False)
     floor = floor_app(Floor(database_url, jwt_secret, on_connect=on_connect))
     async with LifespanManager(ours_app) as ours_running, LifespanManager(floor) as floor_running:
         engine = ours_app.state.runtime.db.engine.sync_engine

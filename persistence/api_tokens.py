@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from persistence import queries
+from persistence import queries, revisions
 from persistence.ids import new_id
 from persistence.records import CompanyRecord, Record, UserRecord
 from persistence.tables import api_tokens, companies, users
@@ -76,6 +76,7 @@ async def create(
         "last_used_at": None, "revoked_at": None,
     }
     await conn.execute(insert(api_tokens).values(**values))
+    await revisions.bump(conn, company_id)  # its principal is a User a query can reach
     return ApiTokenRecord.of(values)
 
 
@@ -93,6 +94,10 @@ async def revoke(conn: AsyncConnection, token_id: str, now: datetime) -> ApiToke
         update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
     )
     row = (await conn.execute(select(api_tokens).where(api_tokens.c.id == token_id))).first()
+    if row is not None:
+        # Nothing queryable changes (the token is refused at authentication), but a revocation is a change
+        # of who may read: cached answers of the company are not served across it.
+        await revisions.bump(conn, row.company_id)
     return ApiTokenRecord.of(row) if row is not None else None
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.notifications import NotificationKind
-from persistence import queries
+from persistence import queries, revisions
 from persistence.notification_records import ChatWebhookRecord, NotificationRecord, RecipientRecord
 from persistence.records import ErpRequestRecord, RequestLineRecord
 from persistence.repositories import execute
@@ -185,6 +185,7 @@ class SqlNotificationContext(NotificationContext):
         await execute(self._conn, delete(p).where(p.c.user_id == user_id, p.c.kind.in_(list(changes))))
         rows = [{"user_id": user_id, "kind": kind, "enabled": bool(on)} for kind, on in changes.items()]
         await execute(self._conn, insert(p), rows)
+        await execute(self._conn, revisions.of_users_company(user_id))  # NotificationSettings is queryable
 
     async def chat_webhook(self, company_id: str) -> ChatWebhookRecord | None:
         row = (await self._conn.execute(select(chat_webhooks).where(chat_webhooks.c.company_id == company_id))).first()

@@ -437,3 +437,10 @@ async def latest_sequence(conn: AsyncConnection, company_id: str) -> int:
 async def events_after_count(conn: AsyncConnection, company_id: str, after: int) -> int:
     stmt = select(func.count()).where(events.c.company_id == company_id, events.c.sequence > after)
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def company_version(conn: AsyncConnection, company_id: str) -> tuple[int, int] | None:
+    """The company's (event_sequence, revision): one primary-key lookup, the response cache's validator."""
+    stmt = select(companies.c.event_sequence, companies.c.revision).where(companies.c.id == company_id)
+    row = (await conn.execute(stmt)).first()
+    return (int(row.event_sequence), int(row.revision)) if row is not None else None

@@ -319,6 +319,11 @@ class ReadStore:
         """The company's newest event sequence (0 before the first event)."""
         return await self._run(lambda conn: queries.latest_sequence(conn, company_id))
 
+    async def company_version(self, company_id: str) -> tuple[int, int] | None:
+        """What changes whenever any query answer of the company may: its (event_sequence, revision), one
+        primary-key lookup (persistence.revisions; None: no such company)."""
+        return await self._run(lambda conn: queries.company_version(conn, company_id))
+
     async def backlog(self, company_id: str, after: int) -> int:
         """How many of the company's events come after sequence `after`."""
         return await self._run(lambda conn: queries.events_after_count(conn, company_id, after))

@@ -18,7 +18,7 @@ from domain.events import BudgetEvent
 from domain.money import MAX_AMOUNT, ZERO
 from domain.permissions import NO_ACCESS, ProjectAccess
 from domain.text import storable
-from persistence import queries
+from persistence import queries, revisions
 from persistence.records import (
     BudgetRecord,
     CompanyRecord,
@@ -105,8 +105,11 @@ class SqlCompanies(_Sql, CompanyRepository):
         await self._write(
             update(companies)
             .where(companies.c.id == company_id)
-            .values(erp_connector=connector, erp_settings=dict(options))
+            .values(erp_connector=connector, erp_settings=dict(options), revision=companies.c.revision + 1)
         )
+
+    async def touch(self, company_id: str) -> None:
+        await self._write(revisions.of_company(company_id))
 
 
 class SqlUsers(_Sql, UserRepository):
@@ -120,6 +123,7 @@ class SqlUsers(_Sql, UserRepository):
 
     async def add(self, user: UserRecord) -> None:
         await self._write(insert(users).values(**asdict(user)))
+        await self._write(revisions.of_company(user.company_id))
 
 
 class SqlAccess(_Sql, AccessRepository):
@@ -136,6 +140,7 @@ class SqlAccess(_Sql, AccessRepository):
                 grants=sorted(g.value for g in access.grants),
             )
         )
+        await self._write(revisions.of_projects_company(project_id))
 
     async def revoke(self, user_id: str, project_id: str) -> None:
         await self._write(
@@ -143,6 +148,7 @@ class SqlAccess(_Sql, AccessRepository):
                 project_permissions.c.user_id == user_id, project_permissions.c.project_id == project_id
             )
         )
+        await self._write(revisions.of_projects_company(project_id))
 
 
 class SqlProjects(_Sql, ProjectRepository):
@@ -155,6 +161,7 @@ class SqlProjects(_Sql, ProjectRepository):
 
     async def add(self, project: ProjectRecord) -> None:
         await self._write(insert(projects).values(**asdict(project)))
+        await self._write(revisions.of_company(project.company_id))
 
     async def set_erp_job(self, project_id: str, erp_job_id: str) -> None:
         await self._write(update(projects).where(projects.c.id == project_id).values(erp_job_id=erp_job_id))
@@ -180,6 +187,7 @@ class SqlCostCodes(_SqlCostList, CostCodeRepository):
 
     async def add(self, cost_code: CostCodeRecord) -> None:
         await self._write(insert(cost_codes).values(**asdict(cost_code)))
+        await self._write(revisions.of_company(cost_code.company_id))
 
 
 class SqlCostTypes(_SqlCostList, CostTypeRepository):
@@ -191,6 +199,7 @@ class SqlCostTypes(_SqlCostList, CostTypeRepository):
 
     async def add(self, cost_type: CostTypeRecord) -> None:
         await self._write(insert(cost_types).values(**asdict(cost_type)))
+        await self._write(revisions.of_company(cost_type.company_id))
 
 
 class SqlBudgets(_Sql, BudgetRepository):

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from persistence import revisions
 from persistence.ids import new_id
 from persistence.records import Record
 from persistence.tables import company_sso, sso_links, users
@@ -86,4 +87,5 @@ async def provision_person(conn: AsyncConnection, company_id: str, email: str, n
         id=user_id, company_id=company_id, email=email.lower(), name=name or email, is_company_admin=False,
         is_accounting_approver=False, erp_permission="NONE", created_at=now, kind="person",
     ))
+    await revisions.bump(conn, company_id)  # a new User a query can reach
     return user_id

@@ -69,6 +69,10 @@ companies = Table(
     # Last event sequence handed out. Incrementing it row-locks the company until commit, which keeps the
     # per-company sequence gapless and committed in order.
     Column("event_sequence", BigInteger, nullable=False, server_default="0"),
+    # Bumped by every write of data a query can read that the event log does not record (permissions, users,
+    # projects, cost lists, ERP settings, notification settings: persistence.revisions). With event_sequence
+    # it is the validator of the response cache (app.response_cache): equal pair, unchanged answers.
+    Column("revision", BigInteger, nullable=False, server_default="0"),
     _ts("created_at", nullable=False),
 )
 

@@ -175,6 +175,12 @@ class CompanyRepository(abc.ABC):
     async def set_erp(self, company_id: str, connector: str | None, options: Mapping[str, Any]) -> None:
         """The company's ERP connector (None: not connected) and its options, replacing the ones it had."""
 
+    @abc.abstractmethod
+    async def touch(self, company_id: str) -> None:
+        """Record a change a query can see that appends no event (persistence.revisions): the company's
+        response cache validator moves. It writes the company row, so, like an event, it comes last in a
+        unit of work (LockOrder)."""
+
 
 class UserRepository(abc.ABC):
     """The people who sign in (created by the admin CLI and the demo, read by every request)."""

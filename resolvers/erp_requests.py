@@ -239,6 +239,7 @@ async def confirm_posting(
             # caller gave (the worker had none) is kept.
             if reference:
                 await uow.requests.update(req.id, erp_reference=reference)
+                await uow.companies.touch(budget.company_id)  # a queryable change with no event of its own
             return Changed(erp_request_id=req.id, budget_id=budget.id)
         wf.require_none(refusals(req, await request_entries(uow, req)))
         now = ctx.services.clock()

@@ -22,13 +22,18 @@ async def test_nested_reads_bench_answers_the_floors_bytes_and_prints_its_figure
 ) -> None:
     report = await nested_reads.amain(["--database-url", bench_database_url, "--small", *TIMING])
     out = capsys.readouterr().out
-    assert RATIO.findall(out) == [case.name for case in nested_reads.SMALL_CASES], out
+    names = [case.name for case in nested_reads.SMALL_CASES]
+    assert RATIO.findall(out) == names + [f"{name} (warm)" for name in names], out
     assert out.count("identical to the floor's answer") == 2 and "load average" in out, out
     one, wide = report.cases
     assert (one.nodes, wide.nodes) == (12, 12)
     # The same statements for one budget of 12 lines and for 3 budgets of 4: no query per budget or line.
     assert one.ours.statements == wide.ours.statements > 0, out
     assert one.ours.round_trips >= one.ours.statements and one.floor.driver_statements > 0, out
+    # Warm: served from the response cache after the authentication and the one validator lookup.
+    assert report.warm is not None and len(report.warm) == 2, out
+    for warm in report.warm:
+        assert 0 < warm.ours.statements < one.ours.statements and warm.rss_after > 0, out
 
 
 async def test_mutations_bench_runs_both_works_on_both_sides_and_prints_its_figures(

@@ -424,6 +424,9 @@ class FakeCompanies(_Repo, CompanyRepository):
             changed = replace(s.companies[company_id], erp_connector=connector, erp_settings=_json(dict(options)))
             s.update("companies", company_id, changed)
 
+    async def touch(self, company_id: str) -> None:
+        self._state("companies.touch")  # the fake keeps no revision: nothing reads it without a database
+
 
 class FakeUsers(_Repo, UserRepository):
     async def get(self, user_id: str) -> UserRecord | None:
