@@ -23,5 +23,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('companies', schema=None) as batch_op:
-        batch_op.drop_column('revision')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch copy of companies would have to drop the table
+    # every other table's foreign keys point at.
+    op.drop_column('companies', 'revision')
