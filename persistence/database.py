@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -210,9 +210,25 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     async def _end(self) -> None:
         try:
             if self._conn is not None:
-                if self._conn.in_transaction():
-                    await self._conn.rollback()
-                await self._conn.close()
+                await run_to_completion(self._conn.close())  # closing rolls back what was not committed
         finally:
             if self._db._write_lock is not None:
                 self._db._write_lock.release()
+
+
+async def run_to_completion(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Run a clean-up to its end even when the calling task is cancelled meanwhile (a client gone, a stop),
+    then let the cancellation through. An abandoned close leaves the connection checked out with its
+    transaction open: on SQLite the database's write lock, on PostgreSQL a pool slot, until the garbage
+    collector happens to find it, which frozen objects (app.live.CollectorGuard) it never does.
+    SQLAlchemy's own context managers do the same for their connections."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True  # wait on while the clean-up runs, then let the cancellation through
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()

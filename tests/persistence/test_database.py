@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from domain.errors import DomainError
 from domain.events import LineItemUpdated
@@ -125,3 +125,38 @@ async def test_unit_of_work_rolls_back_everything_on_error(engine_db: Database) 
     async with engine_db.read() as conn:
         locked = (await conn.execute(select(budgets.c.locked).where(budgets.c.id == tenant.budget_id))).scalar_one()
     assert locked is False
+
+
+async def test_a_unit_of_work_cancelled_again_while_it_closes_still_returns_its_connection(engine_db: Database) -> None:
+    """A stop cancels a task again and again until it ends (app.tasks.cancel_and_wait). The unit of work's
+    rollback and close finish anyway and the connection goes back to the pool: an interrupted rollback left
+    the close undone and SQLAlchemy threw the connection away (a reconnect each time), and a close abandoned
+    with its transaction open would hold SQLite's write lock until the garbage collector found it."""
+    tenant = await make_tenant(make_services(engine_db))
+    wrote = asyncio.Event()
+    discarded: list[object] = []
+    event.listen(engine_db.engine.sync_engine, "invalidate", lambda *args: discarded.append(args[-1]))
+    event.listen(engine_db.engine.sync_engine, "close", lambda *args: discarded.append("closed"))
+
+    async def writes_then_waits() -> None:
+        async with engine_db.unit_of_work() as uow:
+            await uow.connection.execute(budgets.update().where(budgets.c.id == tenant.budget_id).values(version=7))
+            wrote.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    task = asyncio.create_task(writes_then_waits())
+    await wrote.wait()
+    cancels = 0
+    while not task.done():
+        task.cancel()  # again on each turn of the loop, during the rollback and the close too
+        cancels += 1
+        await asyncio.sleep(0)
+    assert task.cancelled()
+    assert cancels > 1, "the close finished within one turn: this test did not cancel it again"
+    assert engine_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert discarded == []  # back in the pool, rolled back, not thrown away for a new one
+    async with engine_db.unit_of_work() as uow:  # a writer gets in at once (SQLite: no lock left behind)
+        await uow.connection.execute(budgets.update().where(budgets.c.id == tenant.budget_id).values(version=8))
+        await uow.commit()
+    async with engine_db.read() as conn:
+        assert (await conn.execute(select(budgets.c.version).where(budgets.c.id == tenant.budget_id))).scalar() == 8
