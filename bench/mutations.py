@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:  # `python bench/mutations.py` puts bench/ on the 
 import httpx
 
 from bench.measure import Tally, bench_parser, load_average, parse_bench_args
-from bench.servers import Call, count_one, counted_servers, interleaved_latencies, interleaved_throughput, timed_servers
+from bench.servers import Call, Comparison, compare, count_one, counted_servers, timed_servers
 from persistence.database import Database
 from tests.support import JWT_SECRET, Tenant, fresh_database, make_services, make_tenant
 
@@ -72,28 +72,12 @@ class Side:
 @dataclass
 class WorkReport:
     name: str
-    p50: float
-    p99: float
-    floor_p50: float
-    floor_p99: float
-    throughput: float
-    floor_throughput: float
+    timing: Comparison
     ours: Tally
     floor: Tally
-    clients: int
 
     def lines(self) -> list[str]:
-        name = self.name
-        return [
-            f"{name}: c=1 budgetbridge p50 {self.p50 * 1000:8.2f} ms  p99 {self.p99 * 1000:8.2f} ms;"
-            f"  raw floor p50 {self.floor_p50 * 1000:8.2f} ms  p99 {self.floor_p99 * 1000:8.2f} ms",
-            f"{name}: c={self.clients} budgetbridge {self.throughput:8.1f} req/s;  raw floor "
-            f"{self.floor_throughput:8.1f} req/s",
-            f"{name}: per request: budgetbridge {self.ours.statements} sql statements, {self.ours.round_trips} round"
-            f" trips;  raw floor {self.floor.driver_statements} sql statements, {self.floor.round_trips} round trips",
-            f"{name}: ratio p50: {self.p50 / self.floor_p50:.2f}  ratio p99: {self.p99 / self.floor_p99:.2f}  "
-            f"ratio throughput (floor / budgetbridge): {self.floor_throughput / self.throughput:.2f}",
-        ]
+        return self.timing.lines(self.name, self.ours, self.floor)
 
 
 @dataclass
@@ -187,11 +171,7 @@ async def run(args: argparse.Namespace, out: Callable[[str], None]) -> Report:
     async with timed_servers(args.database_url, JWT_SECRET) as (client, ours_url, floor_url):
         for (name, make), (ours_count, floor_count) in zip(WORKS, counts, strict=True):
             ours, floor = make(tenant, ours_side, floor_side, ours_url, floor_url)
-            latency, floor_latency = await interleaved_latencies(client, ours, floor, args.samples)
-            throughput, floor_throughput = await interleaved_throughput(client, ours, floor, args.windows,
-                                                                        args.seconds, args.clients)
-            work = WorkReport(name, latency.p50, latency.p99, floor_latency.p50, floor_latency.p99, throughput,
-                              floor_throughput, ours_count, floor_count, args.clients)
+            work = WorkReport(name, await compare(client, ours, floor, args, args.clients), ours_count, floor_count)
             works.append(work)
             for line in work.lines():
                 out(line)

@@ -46,12 +46,11 @@ import httpx
 
 from bench.measure import Tally, bench_parser, load_average, parse_bench_args
 from bench.servers import (
-    CONCURRENCY,
     Call,
+    Comparison,
+    compare,
     count_one,
     counted_servers,
-    interleaved_latencies,
-    interleaved_throughput,
     rss_bytes,
     timed_servers,
 )
@@ -92,28 +91,14 @@ class CaseReport:
     case: Case
     nodes: int
     bytes: int
-    p50: float
-    p99: float
-    floor_p50: float
-    floor_p99: float
-    throughput: float
-    floor_throughput: float
+    timing: Comparison
     ours: Tally
     floor: Tally
 
     def lines(self) -> list[str]:
         name = self.case.name
-        return [
-            f"{name}: {self.nodes} lines, {self.bytes} bytes, identical to the floor's answer",
-            f"{name}: c=1 budgetbridge p50 {self.p50 * 1000:8.2f} ms  p99 {self.p99 * 1000:8.2f} ms;"
-            f"  raw floor p50 {self.floor_p50 * 1000:8.2f} ms  p99 {self.floor_p99 * 1000:8.2f} ms",
-            f"{name}: c={CONCURRENCY} budgetbridge {self.throughput:8.1f} req/s;  raw floor "
-            f"{self.floor_throughput:8.1f} req/s",
-            f"{name}: per request: budgetbridge {self.ours.statements} sql statements, {self.ours.round_trips} round"
-            f" trips;  raw floor {self.floor.driver_statements} sql statements, {self.floor.round_trips} round trips",
-            f"{name}: ratio p50: {self.p50 / self.floor_p50:.2f}  ratio p99: {self.p99 / self.floor_p99:.2f}  "
-            f"ratio throughput (floor / budgetbridge): {self.floor_throughput / self.throughput:.2f}",
-        ]
+        return [f"{name}: {self.nodes} lines, {self.bytes} bytes, identical to the floor's answer",
+                *self.timing.lines(name, self.ours, self.floor)]
 
 
 @dataclass
@@ -121,30 +106,16 @@ class WarmReport:
     """The same case against a server with its response cache on: after the first request, a hit."""
 
     case: Case
-    p50: float
-    p99: float
-    floor_p50: float
-    floor_p99: float
-    throughput: float
-    floor_throughput: float
+    timing: Comparison
     ours: Tally
     rss_before: int
     rss_after: int
 
     def lines(self) -> list[str]:
         name = f"{self.case.name} (warm)"
-        return [
-            f"{name}: c=1 budgetbridge p50 {self.p50 * 1000:8.2f} ms  p99 {self.p99 * 1000:8.2f} ms;"
-            f"  raw floor p50 {self.floor_p50 * 1000:8.2f} ms  p99 {self.floor_p99 * 1000:8.2f} ms",
-            f"{name}: c={CONCURRENCY} budgetbridge {self.throughput:8.1f} req/s;  raw floor "
-            f"{self.floor_throughput:8.1f} req/s",
-            f"{name}: per request: budgetbridge {self.ours.statements} sql statements, {self.ours.round_trips} round"
-            " trips",
-            f"{name}: ratio p50: {self.p50 / self.floor_p50:.2f}  ratio p99: {self.p99 / self.floor_p99:.2f}  "
-            f"ratio throughput (floor / budgetbridge): {self.floor_throughput / self.throughput:.2f}",
-            f"{name}: server RSS {self.rss_before / MIB:.1f} MiB before the case, {self.rss_after / MIB:.1f} MiB "
-            "after it",
-        ]
+        return [*self.timing.lines(name, self.ours, None),
+                f"{name}: server RSS {self.rss_before / MIB:.1f} MiB before the case, {self.rss_after / MIB:.1f} MiB "
+                "after it"]
 
 
 @dataclass
@@ -223,11 +194,8 @@ async def run(args: argparse.Namespace, out: Callable[[str], None]) -> Report:
             assert answer == floor_answer, f"{case.name}: the floor answers other bytes than BudgetBridge"
             nodes = answer.count(b'"erpSynced"')
             assert nodes == case.projects * case.lines, (case, nodes)
-            latency, floor_latency = await interleaved_latencies(client, ours, floor, args.samples)
-            throughput, floor_throughput = await interleaved_throughput(client, ours, floor, args.windows,
-                                                                        args.seconds)
-            report = CaseReport(case, nodes, len(answer), latency.p50, latency.p99, floor_latency.p50,
-                                floor_latency.p99, throughput, floor_throughput, ours_count, floor_count)
+            timing = await compare(client, ours, floor, args)
+            report = CaseReport(case, nodes, len(answer), timing, ours_count, floor_count)
             reports.append(report)
             for line in report.lines():
                 out(line)
@@ -251,11 +219,8 @@ async def warm(args: argparse.Namespace, tenants: list[Tenant], cases: Sequence[
             rss_before = rss_bytes(ours_url)
             first, again, floor_answer = await ours(client, 0), await ours(client, 0), await floor(client, 0)
             assert first == again == floor_answer, f"{case.name}: the cached answer differs from the floor's"
-            latency, floor_latency = await interleaved_latencies(client, ours, floor, args.samples)
-            throughput, floor_throughput = await interleaved_throughput(client, ours, floor, args.windows,
-                                                                        args.seconds)
-            report = WarmReport(case, latency.p50, latency.p99, floor_latency.p50, floor_latency.p99, throughput,
-                                floor_throughput, ours_count, rss_before, rss_bytes(ours_url))
+            timing = await compare(client, ours, floor, args)
+            report = WarmReport(case, timing, ours_count, rss_before, rss_bytes(ours_url))
             reports.append(report)
             for line in report.lines():
                 out(line)

@@ -11,6 +11,7 @@ Counting: statements and round trips are counted in this process, on the same ap
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -207,3 +208,42 @@ async def count_one(client: httpx.AsyncClient, call: Call, tally: Tally) -> Tall
     once.statements, once.driver_statements, once.round_trips = tally.statements, tally.driver_statements, \
         tally.round_trips
     return once
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """BudgetBridge against the floor in one interleaved run: c=1 latencies (seconds), and requests per second
+    with `clients` at once."""
+
+    p50: float
+    p99: float
+    floor_p50: float
+    floor_p99: float
+    throughput: float
+    floor_throughput: float
+    clients: int
+
+    def lines(self, name: str, ours: Tally, floor: Tally | None) -> list[str]:
+        counts = (f"{name}: per request: budgetbridge {ours.statements} sql statements, {ours.round_trips} round"
+                  " trips")
+        if floor is not None:
+            counts += f";  raw floor {floor.driver_statements} sql statements, {floor.round_trips} round trips"
+        return [
+            f"{name}: c=1 budgetbridge p50 {self.p50 * 1000:8.2f} ms  p99 {self.p99 * 1000:8.2f} ms;"
+            f"  raw floor p50 {self.floor_p50 * 1000:8.2f} ms  p99 {self.floor_p99 * 1000:8.2f} ms",
+            f"{name}: c={self.clients} budgetbridge {self.throughput:8.1f} req/s;  raw floor "
+            f"{self.floor_throughput:8.1f} req/s",
+            counts,
+            f"{name}: ratio p50: {self.p50 / self.floor_p50:.2f}  ratio p99: {self.p99 / self.floor_p99:.2f}  "
+            f"ratio throughput (floor / budgetbridge): {self.floor_throughput / self.throughput:.2f}",
+        ]
+
+
+async def compare(client: httpx.AsyncClient, ours: Call, floor: Call, args: argparse.Namespace,
+                  clients: int = CONCURRENCY) -> Comparison:
+    """Both measures of a bench, by turns: `args.samples` at c=1, then `args.windows` windows of `args.seconds`."""
+    latency, floor_latency = await interleaved_latencies(client, ours, floor, args.samples)
+    throughput, floor_throughput = await interleaved_throughput(client, ours, floor, args.windows, args.seconds,
+                                                                clients)
+    return Comparison(latency.p50, latency.p99, floor_latency.p50, floor_latency.p99, throughput, floor_throughput,
+                      clients)

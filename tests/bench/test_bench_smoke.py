@@ -43,7 +43,7 @@ async def test_mutations_bench_runs_both_works_on_both_sides_and_prints_its_figu
     out = capsys.readouterr().out
     assert RATIO.findall(out) == ["updateBudgetLineItem", "lockBudget / unlockBudget"], out
     for work in report.works:
-        assert work.throughput > 0 and work.floor_throughput > 0
+        assert work.timing.throughput > 0 and work.timing.floor_throughput > 0
         # The floor writes in one transaction: at least its 4 writes (3 for a lock) and BEGIN/COMMIT.
         assert work.floor.driver_statements >= 3 and work.floor.round_trips >= work.floor.driver_statements + 2
         assert work.ours.statements > work.floor.driver_statements, out
