@@ -19,7 +19,9 @@ log = logging.getLogger("tests")
 async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Set up before, so torn down after, no_task_outlives_its_test: a leaked task's transaction is gone by
     then. No test leaves the shared SQLite file write-locked (see tests.sqlite_locks): the test that did fails
-    here, naming the open transaction, and the lock is released so the tests after it are not its victims."""
+    here, naming the open transaction or the process, and the lock is released (this process's transactions
+    rolled back, processes this session started and left running killed) so the tests after it are not its
+    victims."""
     yield
     if "db" not in request.fixturenames:
         return
@@ -32,12 +34,14 @@ async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncI
     holders = sqlite_locks.release_in_process_writers()
     tasks = sqlite_locks.describe_tasks()
     others = sqlite_locks.other_processes_with(path)
+    sqlite_locks.stop_our_processes(others)
     released = await asyncio.to_thread(sqlite_locks.takes_a_writer, path, 10.0)
     pytest.fail(
         "the test left the SQLite database write-locked"
-        + (" (released)" if released else " (still locked after rolling back this process's transactions)")
+        + (" (released)" if released else " (still locked after rolling back this process's transactions and "
+           "killing what this session started)")
         + "\nopen transactions:\n  " + ("\n  ".join(holders) or "none in this process")
-        + "\nother processes with the file open:\n  " + ("\n  ".join(others) or "none")
+        + "\nother processes with the file open:\n  " + ("\n  ".join(map(str, others)) or "none")
         + "\ntasks:\n  " + "\n  ".join(tasks)
     )
 

@@ -11,9 +11,12 @@ the test that leaked fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
+import signal
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +74,38 @@ def release_in_process_writers() -> list[str]:
     return found
 
 
-def other_processes_with(path: str) -> list[str]:
+@dataclass(frozen=True)
+class OtherProcess:
+    pid: int
+    command: str
+    ours: bool  # started by this test session (a descendant of this process)
+
+    def __str__(self) -> str:
+        return f"pid {self.pid}{' (started by this session)' if self.ours else ''}: {self.command[:300]}"
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        # The command name (field 2) may hold spaces: the parent is the 2nd field after its closing ")".
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _descends_from_us(pid: int) -> bool:
+    me, current = os.getpid(), _parent(pid)
+    while current not in (None, 0, 1):
+        if current == me:
+            return True
+        current = _parent(current)
+    return False
+
+
+def other_processes_with(path: str) -> list[OtherProcess]:
     """The other processes that have the database file open (a server or worker a test started and left
     running holds its transactions in its own process), with their command lines."""
     found = []
-    proc = Path("/proc")
-    for entry in proc.iterdir():
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
@@ -84,11 +113,20 @@ def other_processes_with(path: str) -> list[str]:
             if not any(name.startswith(path) for name in opened):
                 continue
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            parent = (entry / "stat").read_text().split()[3]
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        found.append(f"pid {entry.name} (parent {parent}): {command[:300]}")
+        pid = int(entry.name)
+        found.append(OtherProcess(pid, command, _descends_from_us(pid)))
     return found
+
+
+def stop_our_processes(processes: list[OtherProcess]) -> None:
+    """Kill what this session started and a test left running with the file open: the test that left it
+    fails; the tests after it should not."""
+    for process in processes:
+        if process.ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
 
 
 def describe_tasks() -> list[str]:
