@@ -31,6 +31,9 @@ async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncI
         return
     if await asyncio.to_thread(sqlite_locks.takes_a_writer, path, 10.0):
         return
+    locks = sqlite_locks.file_locks(path)
+    raw = sqlite_locks.raw_connections_in_transaction()
+    threads = sqlite_locks.describe_threads()
     holders = sqlite_locks.release_in_process_writers()
     tasks = sqlite_locks.describe_tasks()
     others = sqlite_locks.other_processes_with(path)
@@ -42,6 +45,9 @@ async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncI
            "killing what this session started)")
         + "\nopen transactions:\n  " + ("\n  ".join(holders) or "none in this process")
         + "\nother processes with the file open:\n  " + ("\n  ".join(map(str, others)) or "none")
+        + "\nfile locks:\n  " + ("\n  ".join(locks) or "none")
+        + "\nother sqlite3 connections in a transaction:\n  " + ("\n  ".join(raw) or "none")
+        + "\nthreads:\n  " + "\n  ".join(threads)
         + "\ntasks:\n  " + "\n  ".join(tasks)
     )
 

@@ -16,6 +16,8 @@ import gc
 import os
 import signal
 import sqlite3
+import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,46 @@ def stop_our_processes(processes: list[OtherProcess]) -> None:
         if process.ours:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
+
+
+def raw_connections_in_transaction() -> list[str]:
+    """sqlite3 connections of this process inside a transaction that no aiosqlite connection owns (a sync
+    engine, a direct sqlite3 use), with who keeps them."""
+    found = []
+    for obj in gc.get_objects():
+        try:
+            if not isinstance(obj, sqlite3.Connection) or not obj.in_transaction:
+                continue
+        except (ReferenceError, sqlite3.ProgrammingError):  # a dead proxy, a closed connection
+            continue
+        found.append(f"{obj!r} kept by: {' <- '.join(_owners(obj))}")
+    return found
+
+
+def file_locks(path: str) -> list[str]:
+    """The kernel's record locks (/proc/locks) on the database, its WAL and its shared-memory index: SQLite
+    locks with them, so the pid there is the holder's, whatever it did with the file's name."""
+    inodes = {}
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            stat = os.stat(path + suffix)
+            inodes[f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"] = suffix or "db"
+    lines = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            device_inode = next((f for f in fields if f.count(":") == 2), None)
+            if device_inode in inodes:
+                lines.append(f"{inodes[device_inode]}: {line} (this process is {os.getpid()})")
+    return lines
+
+
+def describe_threads() -> list[str]:
+    lines = []
+    for thread_id, frame in sys._current_frames().items():
+        stack = traceback.extract_stack(frame, limit=8)
+        lines.append(f"thread {thread_id}: " + " / ".join(f"{f.name}:{f.lineno}" for f in stack))
+    return lines
 
 
 def describe_tasks() -> list[str]:
