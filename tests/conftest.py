@@ -29,7 +29,8 @@ async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncI
     path = database.engine.url.database
     if not database.is_sqlite or not path:
         return
-    if await asyncio.to_thread(sqlite_locks.takes_a_writer, path, 10.0):
+    refused = await asyncio.to_thread(sqlite_locks.writer_refused, path, 10.0)
+    if refused is None:
         return
     locks = sqlite_locks.file_locks(path)
     raw = sqlite_locks.raw_connections_in_transaction()
@@ -38,9 +39,9 @@ async def leaves_the_database_writable(request: pytest.FixtureRequest) -> AsyncI
     tasks = sqlite_locks.describe_tasks()
     others = sqlite_locks.other_processes_with(path)
     sqlite_locks.stop_our_processes(others)
-    released = await asyncio.to_thread(sqlite_locks.takes_a_writer, path, 10.0)
+    released = await asyncio.to_thread(sqlite_locks.writer_refused, path, 10.0) is None
     pytest.fail(
-        "the test left the SQLite database write-locked"
+        f"the test left the SQLite database write-locked ({refused})"
         + (" (released)" if released else " (still locked after rolling back this process's transactions and "
            "killing what this session started)")
         + "\nopen transactions:\n  " + ("\n  ".join(holders) or "none in this process")

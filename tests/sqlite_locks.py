@@ -25,16 +25,19 @@ from typing import Any
 import aiosqlite
 
 
-def takes_a_writer(path: str, wait_seconds: float) -> bool:
-    """Whether a new connection can begin writing within `wait_seconds` (SQLite's own busy wait, in a thread
-    so the event loop keeps running the clean-ups that may still be finishing)."""
-    probe = sqlite3.connect(path, timeout=wait_seconds, isolation_level=None)
+def writer_refused(path: str, wait_seconds: float) -> str | None:
+    """Why a new connection cannot begin writing within `wait_seconds` (None: it can). SQLite's own busy wait,
+    in a thread so the event loop keeps running the clean-ups that may still be finishing."""
+    try:
+        probe = sqlite3.connect(path, timeout=wait_seconds, isolation_level=None)
+    except sqlite3.Error as exc:
+        return f"cannot open it: {exc}"
     try:
         probe.execute("BEGIN IMMEDIATE")
         probe.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
+        return None
+    except sqlite3.Error as exc:
+        return str(exc)
     finally:
         probe.close()
 

@@ -29,12 +29,12 @@ async def test_a_writer_left_running_by_this_session_is_named_and_stopped(tmp_pa
     try:
         assert holder.stdout is not None
         assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"holding\n"
-        assert not sqlite_locks.takes_a_writer(path, 0)
+        assert sqlite_locks.writer_refused(path, 0) == "database is locked"
         (other,) = sqlite_locks.other_processes_with(path)
         assert other.pid == holder.pid and other.ours and "BEGIN IMMEDIATE" in other.command
         sqlite_locks.stop_our_processes([other])
         await asyncio.wait_for(holder.wait(), 30)
-        assert sqlite_locks.takes_a_writer(path, 5)
+        assert sqlite_locks.writer_refused(path, 5) is None
     finally:
         if holder.returncode is None:
             holder.kill()
