@@ -52,7 +52,6 @@ if str(ROOT) not in sys.path:  # `python bench/subscriptions.py` puts bench/ on 
     sys.path.insert(0, str(ROOT))
 
 import httpx
-import uvicorn
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -66,7 +65,7 @@ from app.settings import Settings
 from bench.measure import bench_parser, counting, load_average, parse_bench_args, percentile
 from persistence.database import Database
 from persistence.tables import events
-from tests.live_server import free_port, reap_runtime, serving
+from tests.live_server import reap_runtime, serving
 from tests.support import JWT_SECRET, Tenant, fresh_database, make_services, make_tenant
 from tests.ws_support import initialise, open_raw_socket, subscribe
 
@@ -354,22 +353,6 @@ async def served(app: Starlette) -> AsyncIterator[int]:
         await reap_runtime(getattr(app.state, "runtime", None), "the bench's server")
 
 
-@contextlib.asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[int]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                           ws="websockets-sansio"))
-    task = asyncio.create_task(server.serve())
-    try:
-        await until(lambda: server.started or task.done(), 10, "the baseline server")
-        if task.done():
-            task.result()
-        yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
 # --------------------------------------------------------------------------------------------------------
 
 async def run(args: argparse.Namespace, out: Callable[[str], None]) -> Report:
@@ -396,7 +379,7 @@ async def run(args: argparse.Namespace, out: Callable[[str], None]) -> Report:
     app = create_app(settings, run_worker=False)
     async with (
         served(app) as port,
-        serve(base_app) as base_port,
+        serving(base_app, name="the baseline server", lifespan="off") as base_port,
         httpx.AsyncClient(timeout=60) as http,
     ):
         live = app.state.runtime.live
