@@ -16,6 +16,7 @@ from domain.export import Capabilities
 from erp.base import (
     POSTING_TOTALS_HELP,
     REQUIRE_POSTING_TOTALS,
+    ConnectorError,
     ExportBatch,
     ExportReceipt,
     FormatViolation,
@@ -105,7 +106,12 @@ class EmbeddedConnector:
                         erp_jobs.c.company_id == batch.company_id, erp_jobs.c.job_number == batch.job_number
                     )
                 )
-            ).scalar_one()
+            ).scalar_one_or_none()
+            if job_id is None:  # the project was synced through another connector, or never
+                raise ConnectorError(
+                    f"job {batch.job_number} is not in the ERP: sync the project to the ERP (syncProjectToERP), "
+                    "then retry the export"
+                )
             already = set(
                 (
                     await conn.execute(

@@ -288,3 +288,17 @@ async def test_a_deferred_export_without_a_callback_fails_visibly_after_the_wait
     failed = await request(tenant, request_id)
     assert failed["status"] == "EXPORT_FAILED"
     assert failed["failureMessage"].startswith("the integrator did not report the outcome within")
+
+
+async def test_an_embedded_export_of_a_job_the_ledger_never_got_fails_visibly(services: Services) -> None:
+    """The project was synced through another connector (the company switched to the embedded ledger after):
+    the export fails with a message the approver can act on, instead of breaking the worker's pass."""
+    _, tenant, request_id = await accepted_with(services, ScriptedConnector())  # synced to the scripted ERP
+    await worker_for(services, tenant).run_once()  # the company's own connector: the embedded ledger
+    failed = await request(tenant, request_id)
+    assert failed["status"] == "EXPORT_FAILED"
+    assert "is not in the ERP: sync the project to the ERP" in failed["failureMessage"]
+    async with services.db.read() as conn:
+        ledger = (await conn.execute(select(erp_job_cost_entries.c.id).where(
+            erp_job_cost_entries.c.batch.like(f"%{request_id[4:]}%")))).all()
+    assert ledger == []
