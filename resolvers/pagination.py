@@ -52,19 +52,22 @@ def capped(items: Sequence[T], field: str) -> Sequence[T]:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """One page of a list: its items, each item's cursor, whether more follow and how many there are."""
+    """One page of a list: its items, each item's cursor, whether more follow and how many there are (None:
+    not counted, as the query did not ask)."""
 
     items: list[T]
     cursors: list[str]
     has_next: bool
-    total: int
+    total: int | None
 
     @classmethod
-    def of(cls, items: Sequence[T], cursor: Callable[[T], str], *, has_next: bool, total: int) -> Page[T]:
+    def of(cls, items: Sequence[T], cursor: Callable[[T], str], *, has_next: bool, total: int | None) -> Page[T]:
         return cls(list(items), [cursor(item) for item in items], has_next, total)
 
     @classmethod
-    def fetched(cls, found: Sequence[T], limit: int, cursor: Callable[[T], str], *, total: int) -> Page[T]:
+    def fetched(
+        cls, found: Sequence[T], limit: int, cursor: Callable[[T], str], *, total: int | None
+    ) -> Page[T]:
         """The page of a read that asked for `limit + 1` rows: the extra row only says that more follow."""
         return cls.of(found[:limit], cursor, has_next=len(found) > limit, total=total)
 

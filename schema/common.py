@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Optional, TypeVar, ca
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from domain.errors import DomainError
 from persistence.ids import PREFIXES
@@ -23,6 +24,23 @@ Ctx = Info[Context, None]
 S = TypeVar("S")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _selects(selections: Sequence[Selection], path: Sequence[str]) -> bool:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if selection.name == path[0] and (len(path) == 1 or _selects(selection.selections, path[1:])):
+                return True
+        elif _selects(selection.selections, path):  # a fragment: its fields are the field's own
+            return True
+    return False
+
+
+def selects(info: Ctx, *path: str) -> bool:
+    """Whether the field being resolved selects `path` (GraphQL names, under any alias, through fragments):
+    what is not asked for is not read or computed. Directives are not evaluated: a field under
+    `@include(if: false)` counts as selected, which only costs the work."""
+    return any(_selects(field.selections, path) for field in info.selected_fields)
 
 
 def described(description: str) -> Callable[[F], F]:
@@ -172,5 +190,5 @@ def connection(page: Page[S], node: Callable[[S], T]) -> Connection[T]:
     return Connection(
         edges=edges,
         page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None),
-        total_count=page.total,
+        total_count=page.total if page.total is not None else 0,  # None: not selected, so never sent
     )
