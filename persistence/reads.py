@@ -151,6 +151,9 @@ class ReadSession:
     async def close(self) -> None:
         """End the session: wait for the read in progress, then return the connection. Shielded, so that a
         request cancelled while it ends still gives its connection back."""
+        if self._conn is None and not self._lock.locked():
+            self._closed = True  # nothing to give back, nor a read in progress that could open one
+            return
         await asyncio.shield(asyncio.ensure_future(self._close()))
 
     async def _close(self) -> None:

@@ -4,17 +4,21 @@ erpSynced, a list's totalCount) is neither read nor computed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import ExecutionResult
 from sqlalchemy import event
 
 from persistence.database import Database
+from resolvers.context import Services
 from schema.build import schema
-from tests.erp.workflow import add_line
-from tests.support import Tenant
+from tests.erp.workflow import SEND, add_line, locked_with_one_line
+from tests.support import Tenant, make_tenant
 
 FULL = """query { projects { totalCount edges { node { budget {
   lineItemCount
@@ -33,6 +37,7 @@ fragment Lines on BudgetLineItemConnection { count: totalCount edges { node { ..
 @dataclass
 class Use:
     checkouts: int = 0
+    checkins: int = 0
     statements: int = 0
 
 
@@ -43,17 +48,24 @@ def database_use(db: Database) -> Iterator[Use]:
     def checked_out(*_: Any) -> None:
         use.checkouts += 1
 
+    def checked_in(*_: Any) -> None:
+        use.checkins += 1
+
     def statement(*_: Any) -> None:
         use.statements += 1
 
     engine = db.engine.sync_engine
-    event.listen(engine, "checkout", checked_out)
-    event.listen(engine, "before_cursor_execute", statement)
+    listeners = [("checkout", checked_out), ("checkin", checked_in), ("before_cursor_execute", statement)]
+    for name, listener in listeners:
+        event.listen(engine, name, listener)
     try:
         yield use
     finally:
-        event.remove(engine, "checkout", checked_out)
-        event.remove(engine, "before_cursor_execute", statement)
+        for name, listener in listeners:
+            event.remove(engine, name, listener)
+
+
+pool_use = database_use
 
 
 async def run(tenant: Tenant, query: str) -> tuple[dict[str, Any], Use]:
@@ -110,3 +122,51 @@ async def test_fields_selected_through_fragments_and_aliases_are_computed(tenant
     lines = data["projects"]["edges"][0]["node"]["budget"]["lineItems"]
     assert lines["count"] == 3
     assert [e["node"]["synced"] for e in lines["edges"]] == [False, False]
+
+
+class Held:
+    """Wake-ups whose wait says when the stream waits, and rings only when told."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.ring = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def listen(self, company_id: str) -> AsyncIterator[Held]:
+        yield self
+
+    async def wait(self, timeout: float) -> bool:
+        self.waiting.set()
+        await self.ring.wait()
+        self.ring.clear()
+        return True
+
+
+LIVE = """subscription($after: String) { exportStatusChanged(after: $after) { status
+  budget { lineItemCount lineItems(first: 5) { edges { node { id erpSynced } } } project { name } } } }"""
+
+
+async def test_a_live_subscription_holds_no_connection_while_it_waits(services: Services) -> None:
+    wakeups = Held()
+    services.live = wakeups
+    services.shared_executions = None  # this subscriber executes its events itself
+    tenant = await make_tenant(services)
+    after = str(await locked_with_one_line(tenant))
+    await tenant.ok("admin", SEND, b=tenant.budget_id)
+    context = await tenant.context("approver")
+    with pool_use(services.db) as use:
+        stream = await schema.subscribe(LIVE, variable_values={"after": after}, context_value=context)
+        assert not isinstance(stream, ExecutionResult)
+        first = await anext(stream)
+        assert first.errors is None and first.data is not None
+        assert first.data["exportStatusChanged"]["budget"]["lineItemCount"] == 1
+        waits = asyncio.create_task(anext(stream))
+        await wakeups.waiting.wait()
+        assert use.checkouts == use.checkins  # nothing held while waiting for the next event
+        executions = use.checkouts
+        waits.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waits
+        await stream.aclose()
+    # The access re-read, the log read and the event's execution (every nested field of it): a connection each.
+    assert executions == 3
