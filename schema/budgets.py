@@ -317,7 +317,7 @@ class Budget(Node):
             info.context, self.record.id, first, after,
             counted=selects(info, "totalCount"), synced=selects(info, "edges", "node", "erpSynced"),
         )
-        return connection(page, BudgetLineItem.from_view)
+        return connection(page, BudgetLineItem.from_view, info)
 
     @described(f"The budget's modifications, by number. {at_most('Budget.modifications')}")
     async def modifications(self, info: Ctx) -> list[BudgetModification]:
@@ -362,7 +362,7 @@ class Budget(Node):
         after: Annotated[Optional[str], strawberry.argument(description=AFTER)] = None,
     ) -> Connection[BudgetEvent]:
         page = await queries.history(info.context, self.record.id, first, after, counted=selects(info, "totalCount"))
-        return connection(page, BudgetEvent.from_record)
+        return connection(page, BudgetEvent.from_record, info)
 
     @described("Whether each action would succeed now for the viewer: the same checks the mutations run.")
     def viewer_can(self) -> BudgetActions:

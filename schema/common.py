@@ -184,11 +184,15 @@ class Connection(Generic[T]):
     total_count: int = strawberry.field(description="How many items the whole list holds (filters applied).")
 
 
-def connection(page: Page[S], node: Callable[[S], T]) -> Connection[T]:
-    """The connection of a page, each item shaped by `node`."""
-    edges = [Edge(node=node(item), cursor=cursor) for item, cursor in zip(page.items, page.cursors, strict=True)]
+def connection(page: Page[S], node: Callable[[S], T], info: Ctx | None = None) -> Connection[T]:
+    """The connection of a page, each item shaped by `node`. With the field's `info`, each edge's cursor is
+    made only when the query selects `edges { cursor }` (an edge's cursor is otherwise never sent)."""
+    if info is None or selects(info, "edges", "cursor"):
+        edges = [Edge(node=node(item), cursor=page.cursor_of(item)) for item in page.items]
+    else:
+        edges = [Edge(node=node(item), cursor="") for item in page.items]
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None),
+        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
         total_count=page.total if page.total is not None else 0,  # None: not selected, so never sent
     )

@@ -73,7 +73,7 @@ class Query:
         after: Annotated[Optional[str], strawberry.argument(description=AFTER)] = None,
     ) -> Connection[Project]:
         page = await queries.projects(info.context, first, after, counted=selects(info, "totalCount"))
-        return connection(page, Project.from_record)
+        return connection(page, Project.from_record, info)
 
     @described("A project by id; null when it does not exist or the viewer cannot see it.")
     async def project(
@@ -127,7 +127,7 @@ class Query:
             where=filter.plain() if filter is not None else None,
             order=order_by.plain() if order_by is not None else None,
         )
-        return connection(page, ErpRequest.from_record)
+        return connection(page, ErpRequest.from_record, info)
 
     @described("An ERP request by id; null when it does not exist or the viewer cannot see its project.")
     async def erp_request(
