@@ -1,4 +1,4 @@
-"""Migration 0007 replaces the lines' (budget_id, position) index with (budget_id, position, id), which the
+"""Migration 0008 replaces the lines' (budget_id, position) index with (budget_id, position, id), which the
 line pages read along, on both engines, and goes down and up again cleanly, keeping every line."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ async def test_the_line_page_index_comes_and_goes_and_the_lines_stay(engine_db: 
         assert await conn.run_sync(_line_indexes) == {(NEW[0], tuple(NEW[1]))}
 
     async with engine_db.engine.begin() as conn:
-        await conn.run_sync(_to("0006", down=True))  # type: ignore[arg-type]
+        await conn.run_sync(_to("0007", down=True))  # type: ignore[arg-type]
         assert await conn.run_sync(_line_indexes) == {(OLD[0], tuple(OLD[1]))}
     assert not await is_current(engine_db)
     async with engine_db.engine.begin() as conn:

@@ -4,15 +4,15 @@ A budget's lines are paged in (position, id) order, LIMIT rows per budget; (budg
 tie-break and the keyset condition `(position, id) > (...)` to a sort. The new index, on
 (budget_id, position, id), answers the order and the condition; it replaces the old one, which it covers.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01 21:00:00.000000
 """
 from alembic import op
 
 
-revision = '0007'
-down_revision = '0006'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
