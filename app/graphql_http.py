@@ -141,7 +141,9 @@ class GraphQLHTTPEndpoint:
             )
         runtime: Runtime = request.app.state.runtime
         try:
-            return await self._handle(request, runtime, media)
+            # Every read of the request (authentication included) on one connection, returned at its end.
+            async with runtime.services.reads.session():
+                return await self._handle(request, runtime, media)
         except BodyTooLarge:
             raise  # the body limit middleware answers 413
         except ClientDisconnect:

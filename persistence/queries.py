@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, func, select, true
+from sqlalchemy import ColumnElement, Select, Table, and_, any_, bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
@@ -53,6 +54,16 @@ R = TypeVar("R", bound=Record)
 CHUNK = 2000
 
 
+def among(conn: AsyncConnection, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values`. On PostgreSQL, one array parameter (`column = ANY($1)`): the statement's text is the
+    same however many values there are, so SQLAlchemy's compiled form and asyncpg's prepared statement are
+    reused, where an IN list is expanded into one parameter per value (and a statement of its own per
+    length) on every execution. SQLite has no arrays and keeps IN."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
 async def records(conn: AsyncConnection, stmt: Select[Any], record: type[R]) -> list[R]:
     return [record.of(row) for row in await conn.execute(stmt)]
 
@@ -75,7 +86,7 @@ async def by_ids(
     """Records of `table` with these ids; restricted to one company when the table has one."""
 
     def build(chunk: list[str]) -> Select[Any]:
-        stmt = select(table).where(table.c.id.in_(chunk))
+        stmt = select(table).where(among(conn, table.c.id, chunk))
         if company_id is not None and "company_id" in table.c:
             stmt = stmt.where(table.c.company_id == company_id)
         return stmt
@@ -110,7 +121,7 @@ def access_value(budget_permission: str | None, grants: Sequence[str] | None) ->
 async def access_of(conn: AsyncConnection, user_id: str, project_ids: Sequence[str]) -> dict[str, ProjectAccess]:
     """project id -> the user's access (projects without a grant are absent: NO_ACCESS)."""
     stmt = select(project_permissions).where(
-        project_permissions.c.user_id == user_id, project_permissions.c.project_id.in_(list(project_ids))
+        project_permissions.c.user_id == user_id, among(conn, project_permissions.c.project_id, project_ids)
     )
     return {r.project_id: access_value(r.budget_permission, r.grants) for r in await conn.execute(stmt)}
 
@@ -136,19 +147,28 @@ def visible_projects(company_id: str, user_id: str, sees_all: bool) -> Select[An
 
 
 async def project_page(
-    conn: AsyncConnection, company_id: str, user_id: str, sees_all: bool, *, after: Position | None, limit: int
-) -> tuple[list[ProjectRecord], int]:
+    conn: AsyncConnection,
+    company_id: str,
+    user_id: str,
+    sees_all: bool,
+    *,
+    after: Position | None,
+    limit: int,
+    counted: bool = True,
+) -> tuple[list[ProjectRecord], int | None]:
     """Up to `limit` projects after the one at `after` = (created_at, id), oldest first, and how many the
-    user sees in all."""
+    user sees in all (a second statement, only when `counted`)."""
     base = visible_projects(company_id, user_id, sees_all)
     stmt = keyset.page(base, projects.c.created_at, projects.c.id, after, descending=False, nullable=False, limit=limit)
     page = await records(conn, stmt, ProjectRecord)
+    if not counted:
+        return page, None
     total = (await conn.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
     return page, int(total)
 
 
 async def budgets_by_project(conn: AsyncConnection, company_id: str, project_ids: Sequence[str]) -> list[BudgetRecord]:
-    stmt = select(budgets).where(budgets.c.company_id == company_id, budgets.c.project_id.in_(list(project_ids)))
+    stmt = select(budgets).where(budgets.c.company_id == company_id, among(conn, budgets.c.project_id, project_ids))
     return await records(conn, stmt, BudgetRecord)
 
 
@@ -160,7 +180,7 @@ async def budget_totals(conn: AsyncConnection, budget_ids: Sequence[str]) -> lis
             func.sum(line_items.c.original_amount).label("original_total"),
             func.sum(line_items.c.modifications_amount).label("modifications_total"),
         )
-        .where(line_items.c.budget_id.in_(list(budget_ids)))
+        .where(among(conn, line_items.c.budget_id, budget_ids))
         .group_by(line_items.c.budget_id)
     )
     return await records(conn, stmt, BudgetTotalsRecord)
@@ -188,11 +208,17 @@ def _lines_with_codes(*extra: Any) -> Select[Any]:
 async def line_item_pages(
     conn: AsyncConnection, budget_ids: Sequence[str], *, after: Position | None, limit: int
 ) -> list[LineItemRecord]:
-    """The first `limit` lines of each budget after the line at `after` = (position, id), in one windowed
-    statement."""
+    """The first `limit` lines of each budget after the line at `after` = (position, id), in one statement,
+    by budget and then in page order.
+
+    PostgreSQL reads each budget's page with a LATERAL subquery: a range of the (budget_id, position, id)
+    index that stops after `limit` rows, whatever the budget's size. SQLite has no LATERAL: it numbers each
+    budget's lines after the cursor in a window and keeps the first `limit` (the same rows)."""
+    if conn.dialect.name == "postgresql":
+        return await records(conn, _lateral_line_pages(conn, budget_ids, after=after, limit=limit), LineItemRecord)
     ordering = keyset.order(line_items.c.position, line_items.c.id, descending=False)
     rank = func.row_number().over(partition_by=line_items.c.budget_id, order_by=ordering).label("rn")
-    filtered = _lines_with_codes(rank).where(line_items.c.budget_id.in_(list(budget_ids)))
+    filtered = _lines_with_codes(rank).where(among(conn, line_items.c.budget_id, budget_ids))
     if after is not None:
         filtered = filtered.where(keyset.after(line_items.c.position, line_items.c.id, after, descending=False))
     ranked = filtered.subquery()
@@ -200,9 +226,36 @@ async def line_item_pages(
     return await records(conn, stmt, LineItemRecord)
 
 
+def _lateral_line_pages(
+    conn: AsyncConnection, budget_ids: Sequence[str], *, after: Position | None, limit: int
+) -> Select[Any]:
+    each = select(line_items).where(line_items.c.budget_id == budgets.c.id)
+    if after is not None:
+        each = each.where(keyset.after(line_items.c.position, line_items.c.id, after, descending=False))
+    page = each.order_by(*keyset.order(line_items.c.position, line_items.c.id, descending=False)).limit(limit)
+    lines = page.lateral("page")
+    return (
+        select(
+            lines,
+            cost_codes.c.code.label("cost_code"),
+            cost_codes.c.description.label("cost_code_description"),
+            cost_codes.c.erp_synced.label("cost_code_synced"),
+            cost_types.c.code.label("cost_type"),
+            cost_types.c.name.label("cost_type_name"),
+            cost_types.c.erp_synced.label("cost_type_synced"),
+        )
+        .select_from(budgets)
+        .join(lines, true())
+        .join(cost_codes, cost_codes.c.id == lines.c.cost_code_id)
+        .join(cost_types, cost_types.c.id == lines.c.cost_type_id)
+        .where(among(conn, budgets.c.id, budget_ids))
+        .order_by(lines.c.budget_id, lines.c.position, lines.c.id)
+    )
+
+
 async def line_items_by_ids(conn: AsyncConnection, ids: Sequence[str], company_id: str | None) -> list[LineItemRecord]:
     def build(chunk: list[str]) -> Select[Any]:
-        stmt = _lines_with_codes().where(line_items.c.id.in_(chunk))
+        stmt = _lines_with_codes().where(among(conn, line_items.c.id, chunk))
         return stmt if company_id is None else stmt.where(line_items.c.company_id == company_id)
 
     return await _chunked(conn, ids, build, LineItemRecord)
@@ -212,7 +265,7 @@ async def lines_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> 
     """Every line of these budgets with its cost code and cost type, for computing what a send contains."""
     stmt = (
         _lines_with_codes()
-        .where(line_items.c.budget_id.in_(list(budget_ids)))
+        .where(among(conn, line_items.c.budget_id, budget_ids))
         .order_by(line_items.c.budget_id, line_items.c.position)
     )
     return await records(conn, stmt, LineItemRecord)
@@ -221,7 +274,7 @@ async def lines_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> 
 async def modifications_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[ModificationRecord]:
     stmt = (
         select(modifications)
-        .where(modifications.c.budget_id.in_(list(budget_ids)))
+        .where(among(conn, modifications.c.budget_id, budget_ids))
         .order_by(modifications.c.budget_id, modifications.c.number)
     )
     return await records(conn, stmt, ModificationRecord)
@@ -234,7 +287,7 @@ def _entries_with_status() -> Select[Any]:
 
 
 async def entries_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[ExportEntryRecord]:
-    stmt = _entries_with_status().where(export_entries.c.budget_id.in_(list(budget_ids)))
+    stmt = _entries_with_status().where(among(conn, export_entries.c.budget_id, budget_ids))
     return await records(conn, stmt, ExportEntryRecord)
 
 
@@ -242,7 +295,7 @@ async def entries_of_lines(conn: AsyncConnection, line_ids: Sequence[str]) -> li
     return await _chunked(
         conn,
         line_ids,
-        lambda chunk: _entries_with_status().where(export_entries.c.line_item_id.in_(chunk)),
+        lambda chunk: _entries_with_status().where(among(conn, export_entries.c.line_item_id, chunk)),
         ExportEntryRecord,
     )
 
@@ -252,7 +305,7 @@ async def modifications_touching(conn: AsyncConnection, line_ids: Sequence[str])
         conn,
         line_ids,
         lambda chunk: select(modifications).where(
-            modifications.c.from_line_item_id.in_(chunk) | modifications.c.to_line_item_id.in_(chunk)
+            among(conn, modifications.c.from_line_item_id, chunk) | among(conn, modifications.c.to_line_item_id, chunk)
         ),
         ModificationRecord,
     )
@@ -262,7 +315,7 @@ async def modifications_touching(conn: AsyncConnection, line_ids: Sequence[str])
 async def requests_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[ErpRequestRecord]:
     stmt = (
         select(erp_requests)
-        .where(erp_requests.c.budget_id.in_(list(budget_ids)))
+        .where(among(conn, erp_requests.c.budget_id, budget_ids))
         .order_by(erp_requests.c.budget_id, erp_requests.c.sequence.desc())
     )
     return await records(conn, stmt, ErpRequestRecord)
@@ -271,7 +324,7 @@ async def requests_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) 
 async def lines_of_requests(conn: AsyncConnection, request_ids: Sequence[str]) -> list[RequestLineRecord]:
     stmt = (
         select(request_lines)
-        .where(request_lines.c.request_id.in_(list(request_ids)))
+        .where(among(conn, request_lines.c.request_id, request_ids))
         .order_by(request_lines.c.request_id, request_lines.c.position)
     )
     return await records(conn, stmt, RequestLineRecord)
@@ -292,7 +345,7 @@ async def entries_of_requests(conn: AsyncConnection, request_ids: Sequence[str])
         .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
         .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
         .outerjoin(modifications, modifications.c.id == export_entries.c.source_id)
-        .where(export_entries.c.request_id.in_(list(request_ids)))
+        .where(among(conn, export_entries.c.request_id, request_ids))
         .order_by(
             export_entries.c.request_id,
             line_items.c.position,
@@ -406,13 +459,15 @@ async def latest(
 
 
 async def budget_history(
-    conn: AsyncConnection, budget_id: str, *, limit: int, before: int | None
-) -> tuple[list[EventRecord], int]:
-    """A page of the budget's events, newest first, and how many it has in all."""
+    conn: AsyncConnection, budget_id: str, *, limit: int, before: int | None, counted: bool = True
+) -> tuple[list[EventRecord], int | None]:
+    """A page of the budget's events, newest first, and how many it has in all (only when `counted`)."""
     stmt = select(events).where(events.c.budget_id == budget_id)
     if before is not None:
         stmt = stmt.where(events.c.sequence < before)
     page = await records(conn, stmt.order_by(events.c.sequence.desc()).limit(limit), EventRecord)
+    if not counted:
+        return page, None
     total = (await conn.execute(select(func.count()).where(events.c.budget_id == budget_id))).scalar_one()
     return page, int(total)
 

@@ -1,17 +1,21 @@
 """The read side's seam: `ReadStore` answers every question the GraphQL reads ask, in records.
 
-One per app (built from the `Database`, hung on `Services.reads`). Each method opens a read connection,
-runs the batched selects of `persistence.queries` and returns records (persistence.records) or domain
-values; rows and connections never leave this module. Methods that need several statements for one answer
-(a line's sync inputs, a budget's export inputs, the related rows of some events) run them on one
-connection. Lookups by id take the company and find nothing of another company; `None` is the system's
-view across companies (the shared event tail), never a viewer's.
+One per app (built from the `Database`, hung on `Services.reads`). Each method runs the batched selects of
+`persistence.queries` on a read connection and returns records (persistence.records) or domain values; rows
+and connections never leave this module. Inside `session()` (one GraphQL request, one execution of a
+subscription's event, one re-read of its access) every method shares one connection, opened on first use and
+returned when the session ends; outside one, each method takes a pooled connection of its own. Methods that
+need several statements for one answer (a line's sync inputs, a budget's export inputs, the related rows of
+some events) run them on one connection. Lookups by id take the company and find nothing of another
+company; `None` is the system's view across companies (the shared event tail), never a viewer's.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -108,12 +112,112 @@ def _by_id(found: Sequence[Id]) -> dict[str, Id]:
     return {record.id: record for record in found}
 
 
+class ReadSession:
+    """One connection for every read of one request: opened on first use, used by one read at a time (the
+    request's DataLoaders run their batches as concurrent tasks, and asyncpg refuses a second operation on a
+    busy connection), and returned by `close`. A read that fails takes the connection down with it (its
+    transaction may be aborted); the next read opens another. Once closed, reads that still come (a task the
+    request started and left running) take pooled connections of their own."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self.opened = 0  # connections taken from the pool (for tests)
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[AsyncConnection | None]:
+        """The session's connection, held for one read; None once the session is closed."""
+        async with self._lock:
+            if self._closed:
+                yield None
+                return
+            if self._conn is None:
+                self._conn = await self.db.engine.connect()
+                self.opened += 1
+            try:
+                yield self._conn
+            except BaseException:
+                await self._release()
+                raise
+
+    async def release(self) -> None:
+        """Return the connection to the pool now (a unit of work is about to take another); a later read opens
+        one again."""
+        async with self._lock:
+            await self._release()
+
+    async def close(self) -> None:
+        """End the session: wait for the read in progress, then return the connection. Shielded, so that a
+        request cancelled while it ends still gives its connection back."""
+        if self._conn is None and not self._lock.locked():
+            self._closed = True  # nothing to give back, nor a read in progress that could open one
+            return
+        await asyncio.shield(asyncio.ensure_future(self._close()))
+
+    async def _close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            await self._release()
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # Shielded: the pool's reset (ROLLBACK) must finish even when the read was cancelled, or the
+            # connection is neither in use nor back in the pool.
+            await asyncio.shield(asyncio.ensure_future(conn.close()))
+
+
+_SESSION: ContextVar[ReadSession | None] = ContextVar("budgetbridge_read_session", default=None)
+
+
 class ReadStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     @asynccontextmanager
+    async def session(self) -> AsyncIterator[ReadSession]:
+        """Every read of this store inside the block (and in tasks started in it, which inherit it) shares one
+        connection; the block's end returns it, on errors and cancellation too. Inside another session of
+        the same database, that one is used."""
+        outer = _SESSION.get()
+        if outer is not None and outer.db is self._db:
+            yield outer
+            return
+        session = ReadSession(self._db)
+        token = _SESSION.set(session)
+        try:
+            yield session
+        finally:
+            _SESSION.reset(token)
+            await session.close()
+
+    @asynccontextmanager
+    async def outside_session(self) -> AsyncIterator[None]:
+        """Reads inside the block take pooled connections of their own, and the current session's connection
+        goes back to the pool first: a mutation's unit of work takes a connection of its own, and a request
+        must not sit on an idle one meanwhile (enough such requests would empty the pool, each waiting for a
+        second connection)."""
+        session = _SESSION.get()
+        if session is None:
+            yield
+            return
+        await session.release()
+        token = _SESSION.set(None)
+        try:
+            yield
+        finally:
+            _SESSION.reset(token)
+
+    @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        session = _SESSION.get()
+        if session is not None and session.db is self._db:
+            async with session.lease() as shared:
+                if shared is not None:
+                    yield shared
+                    return
         async with self._db.read() as conn:
             yield conn
 
@@ -175,12 +279,15 @@ class ReadStore:
     # --- projects, budgets and lines ------------------------------------------------------------------
 
     async def project_page(
-        self, company_id: str, user_id: str, sees_all: bool, *, after: Position | None, limit: int
-    ) -> tuple[list[ProjectRecord], int]:
+        self, company_id: str, user_id: str, sees_all: bool, *, after: Position | None, limit: int,
+        counted: bool = True,
+    ) -> tuple[list[ProjectRecord], int | None]:
         """A page of the projects the user sees (all of the company's when `sees_all`), oldest first after the
-        one at `after` = (created_at, id), and how many there are."""
+        one at `after` = (created_at, id), and how many there are (None unless `counted`)."""
         return await self._run(
-            lambda conn: queries.project_page(conn, company_id, user_id, sees_all, after=after, limit=limit)
+            lambda conn: queries.project_page(
+                conn, company_id, user_id, sees_all, after=after, limit=limit, counted=counted
+            )
         )
 
     async def budgets_by_project(self, company_id: str, project_ids: Sequence[str]) -> list[BudgetRecord]:
@@ -307,9 +414,13 @@ class ReadStore:
 
     # --- the event log --------------------------------------------------------------------------------
 
-    async def budget_history(self, budget_id: str, *, limit: int, before: int | None) -> tuple[list[EventRecord], int]:
-        """A page of the budget's events, newest first, and how many it has in all."""
-        return await self._run(lambda conn: queries.budget_history(conn, budget_id, limit=limit, before=before))
+    async def budget_history(
+        self, budget_id: str, *, limit: int, before: int | None, counted: bool = True
+    ) -> tuple[list[EventRecord], int | None]:
+        """A page of the budget's events, newest first, and how many it has in all (None unless `counted`)."""
+        return await self._run(
+            lambda conn: queries.budget_history(conn, budget_id, limit=limit, before=before, counted=counted)
+        )
 
     async def company_events_after(self, company_id: str, after: int, *, limit: int) -> list[EventRecord]:
         """Up to `limit` of the company's events after sequence `after`, oldest first."""

@@ -217,7 +217,7 @@ line_items = Table(
     Column("position", BigInteger, nullable=False),
     _ts("created_at", nullable=False),
     UniqueConstraint("budget_id", "cost_code_id", "cost_type_id", "sub_job", name="uq_budget_line_items_key"),
-    Index("ix_budget_line_items_budget_position", "budget_id", "position"),
+    Index("ix_budget_line_items_budget_position_id", "budget_id", "position", "id"),
 )
 
 modifications = Table(

@@ -38,7 +38,8 @@ from resolvers.views import LineItemView, ModificationView, line_item_views, mod
 V = TypeVar("V")
 L = TypeVar("L", bound=DataLoader[Any, Any])
 
-LinePageKey = tuple[str, Position | None, int]  # (budget id, after (position, line id), limit)
+# (budget id, after (position, line id), limit, whether erpSynced is computed)
+LinePageKey = tuple[str, Position | None, int, bool]
 
 
 class _Identified(Protocol):
@@ -191,19 +192,24 @@ class Loaders:
         return line_item_views(lines, inputs.modifications, inputs.entries)
 
     async def _load_line_pages(self, keys: Sequence[LinePageKey]) -> list[list[LineItemView]]:
-        groups: dict[tuple[Position | None, int], list[str]] = defaultdict(list)
-        for budget_id, after, limit in keys:
-            groups[(after, limit)].append(budget_id)
-        group_of: list[tuple[Position | None, int]] = []
-        lines: list[LineItemRecord] = []
+        """One statement per distinct (after, limit) for all the budgets' pages; erpSynced only for the pages
+        that select it (two statements for all of those)."""
+        groups: dict[tuple[Position | None, int], set[str]] = defaultdict(set)
+        for budget_id, after, limit, _synced in keys:
+            groups[(after, limit)].add(budget_id)
+        wanted = {(budget_id, after, limit) for budget_id, after, limit, synced in keys if synced}
+        found: dict[tuple[str, Position | None, int], list[LineItemRecord]] = defaultdict(list)
         for (after, limit), budget_ids in groups.items():
-            page = await self._reads.line_item_pages(budget_ids, after=after, limit=limit)
-            lines += page
-            group_of += [(after, limit)] * len(page)
-        pages: dict[LinePageKey, list[LineItemView]] = defaultdict(list)
-        for (after, limit), view in zip(group_of, await self._views(lines), strict=True):
-            pages[(view.budget_id, after, limit)].append(view)
-        return [pages.get(key, []) for key in keys]
+            for line in await self._reads.line_item_pages(sorted(budget_ids), after=after, limit=limit):
+                found[(line.budget_id, after, limit)].append(line)
+        to_sync = [line for page, lines in found.items() if page in wanted for line in lines]
+        synced = {view.id: view for view in await self._views(to_sync)}
+        pages: dict[LinePageKey, list[LineItemView]] = {}
+        for key in keys:
+            budget_id, after, limit, with_sync = key
+            lines = found.get((budget_id, after, limit), [])
+            pages[key] = [synced[line.id] for line in lines] if with_sync else line_item_views(lines, None, None)
+        return [pages[key] for key in keys]
 
     async def _load_line_items(self, ids: Sequence[str]) -> list[LineItemView | None]:
         if self._company is None:

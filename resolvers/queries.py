@@ -92,12 +92,15 @@ def event_cursor(event: EventRecord) -> str:
     return pagination.encode("event", event.sequence)
 
 
-async def projects(ctx: Context, first: int | None, after: str | None) -> Page[ProjectRecord]:
+async def projects(
+    ctx: Context, first: int | None, after: str | None, *, counted: bool = True
+) -> Page[ProjectRecord]:
+    """`counted`: whether the total is asked for (a statement of its own)."""
     limit = pagination.check_first(first, 200)
     position = pagination.decode("project", after, pagination.timestamp, pagination.text)
     actor = ctx.actor
     found, total = await ctx.services.reads.project_page(
-        actor.company_id, actor.user_id, _sees_all_projects(ctx), after=position, limit=limit + 1
+        actor.company_id, actor.user_id, _sees_all_projects(ctx), after=position, limit=limit + 1, counted=counted
     )
     page = Page.fetched(found, limit, project_cursor, total=total)
     for project in page.items:  # later fields of the same request reuse these records
@@ -105,20 +108,28 @@ async def projects(ctx: Context, first: int | None, after: str | None) -> Page[P
     return page
 
 
-async def line_item_page(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[LineItemView]:
+async def line_item_page(
+    ctx: Context, budget_id: str, first: int | None, after: str | None, *, counted: bool = True, synced: bool = True
+) -> Page[LineItemView]:
+    """`counted`: whether the total is asked for; `synced`: whether the lines' erpSynced is (two statements
+    for the whole batch of pages when it is)."""
     limit = pagination.check_first(first, default=100)
     position = pagination.decode("line", after, pagination.integer, pagination.text)
-    views = await ctx.loaders.line_page.load((budget_id, position, limit + 1))
-    totals = await ctx.loaders.budget_totals.load(budget_id)
-    total = int(totals.line_count) if totals else 0
+    views = await ctx.loaders.line_page.load((budget_id, position, limit + 1, synced))
+    total: int | None = None
+    if counted:
+        totals = await ctx.loaders.budget_totals.load(budget_id)
+        total = int(totals.line_count) if totals else 0
     return Page.fetched(views, limit, line_cursor, total=total)
 
 
-async def history(ctx: Context, budget_id: str, first: int | None, after: str | None) -> Page[EventRecord]:
+async def history(
+    ctx: Context, budget_id: str, first: int | None, after: str | None, *, counted: bool = True
+) -> Page[EventRecord]:
     limit = pagination.check_first(first, 500)
     position = pagination.decode("event", after, pagination.integer)
     before = position[0] if position is not None else None
-    found, total = await ctx.services.reads.budget_history(budget_id, limit=limit + 1, before=before)
+    found, total = await ctx.services.reads.budget_history(budget_id, limit=limit + 1, before=before, counted=counted)
     return Page.fetched(found, limit, event_cursor, total=total)
 
 

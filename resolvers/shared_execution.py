@@ -23,6 +23,7 @@ on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -30,9 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, FieldNode, print_ast
+from graphql import ExecutionResult, FieldNode, OperationType, print_ast
 from graphql.language import VariableNode, Visitor, visit
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from persistence.reads import ReadStore
 
 # Fields whose answer depends on the viewer's identity, not only on their rights: selecting one makes the
 # key per user. A new field of that kind, reachable from a subscription, must be listed here.
@@ -178,17 +181,30 @@ class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         found = self._shared_key()
-        if found is None:
+        reads = self._reads()
+        if found is None and reads is None:
             return super().execute_operation(serially)
-        executions, key = found
         inner = super().execute_operation
 
         async def execute() -> ExecutionResult:
-            result: Any = inner(serially)
-            done: ExecutionResult = await result if self.is_awaitable(result) else result
-            return done
+            # A query (or one event of a subscription) reads on one connection, returned when it is done; a
+            # mutation's unit of work takes its own, and the request's goes back to the pool meanwhile.
+            scope = contextlib.nullcontext() if reads is None else (
+                reads.outside_session() if self.operation.operation is OperationType.MUTATION else reads.session()
+            )
+            async with scope:
+                result: Any = inner(serially)
+                done: ExecutionResult = await result if self.is_awaitable(result) else result
+                return done
 
+        if found is None:
+            return execute()
+        executions, key = found
         return executions.run(key, execute)
+
+    def _reads(self) -> ReadStore | None:
+        reads = getattr(getattr(self.context_value, "services", None), "reads", None)
+        return reads if isinstance(reads, ReadStore) else None
 
     def _shared_key(self) -> tuple[SharedExecutions, Key] | None:
         context, document = self.context_value, self._document

@@ -91,10 +91,12 @@ class _Rights:
 
 async def _reread(ctx: Context) -> _Rights:
     """A viewer whose access was taken back ends the stream (the connection is closed already)."""
-    if not await ctx.still_allowed():
-        raise AccessTakenBackError()
-    actor = ctx.actor
-    return _Rights(actor, await ctx.services.reads.all_access(actor.user_id), time.monotonic())
+    reads = ctx.services.reads
+    async with reads.session():  # the viewer and their grants on one connection, returned before the next wait
+        if not await ctx.still_allowed():
+            raise AccessTakenBackError()
+        actor = ctx.actor
+        return _Rights(actor, await reads.all_access(actor.user_id), time.monotonic())
 
 
 async def export_status_changed(
@@ -154,10 +156,11 @@ async def _next_events(
             raise SubscriberTooSlowError(last)
         return events[:PAGE], related
     reads = ctx.services.reads
-    events = await reads.company_events_after(company_id, last, limit=PAGE)
-    # Only a long read can mean a long backlog; count it exactly then.
-    if caught_up and len(events) >= min(PAGE, max_lag + 1) and await reads.backlog(company_id, last) > max_lag:
-        raise SubscriberTooSlowError(last)
+    async with reads.session():
+        events = await reads.company_events_after(company_id, last, limit=PAGE)
+        # Only a long read can mean a long backlog; count it exactly then.
+        if caught_up and len(events) >= min(PAGE, max_lag + 1) and await reads.backlog(company_id, last) > max_lag:
+            raise SubscriberTooSlowError(last)
     return events, EventRelations()
 
 

@@ -28,7 +28,7 @@ class LineItemView:
     unit_of_measure: str | None
     unit_cost: Decimal | None
     position: int
-    erp_synced: bool
+    erp_synced: bool | None  # None: not computed (a page whose query does not select erpSynced)
     cost_code: str
     cost_code_description: str
     cost_code_synced: bool
@@ -81,11 +81,15 @@ def domain_line(row: LineItemRecord) -> export.Line:
 
 
 def line_item_views(
-    rows: list[LineItemRecord], mod_rows: list[ModificationRecord], entry_rows: list[ExportEntryRecord]
+    rows: list[LineItemRecord],
+    mod_rows: list[ModificationRecord] | None,
+    entry_rows: list[ExportEntryRecord] | None,
 ) -> list[LineItemView]:
-    mods_by_line = export.modifications_by_line(domain_modification(r) for r in mod_rows)
+    """Views of lines; without their sync inputs (None), erp_synced is None."""
+    synced = mod_rows is not None and entry_rows is not None
+    mods_by_line = export.modifications_by_line(domain_modification(r) for r in mod_rows or [])
     entries_by_line: dict[str, list[ExportedEntry]] = {}
-    for entry_row in entry_rows:
+    for entry_row in entry_rows or []:
         entries_by_line.setdefault(entry_row.line_item_id, []).append(exported_entry(entry_row))
     return [
         LineItemView(
@@ -104,7 +108,9 @@ def line_item_views(
             position=row.position,
             erp_synced=export.line_synced(
                 domain_line(row), mods_by_line.get(row.id, []), entries_by_line.get(row.id, [])
-            ),
+            )
+            if synced
+            else None,
             cost_code=row.cost_code,
             cost_code_description=row.cost_code_description,
             cost_code_synced=row.cost_code_synced,

@@ -27,6 +27,7 @@ from schema.common import (
     described,
     first_argument,
     node_id,
+    selects,
 )
 from schema.enums import ExportStatus
 from schema.events import BudgetEvent
@@ -84,7 +85,8 @@ class BudgetLineItem(Node):
             quantity=v.quantity,
             unit_of_measure=v.unit_of_measure,
             unit_cost=v.unit_cost,
-            erp_synced=v.erp_synced,
+            # None only in a page whose query does not select erpSynced (resolvers.loaders): never sent.
+            erp_synced=bool(v.erp_synced),
             budget_id=v.budget_id,
             cost_code=CostCode(
                 id=strawberry.ID(v.cost_code_id),
@@ -311,8 +313,11 @@ class Budget(Node):
         first: Annotated[Optional[int], strawberry.argument(description=first_argument(100, 1000))] = 100,
         after: Annotated[Optional[str], strawberry.argument(description=AFTER)] = None,
     ) -> Connection[BudgetLineItem]:
-        page = await queries.line_item_page(info.context, self.record.id, first, after)
-        return connection(page, BudgetLineItem.from_view)
+        page = await queries.line_item_page(
+            info.context, self.record.id, first, after,
+            counted=selects(info, "totalCount"), synced=selects(info, "edges", "node", "erpSynced"),
+        )
+        return connection(page, BudgetLineItem.from_view, info)
 
     @described(f"The budget's modifications, by number. {at_most('Budget.modifications')}")
     async def modifications(self, info: Ctx) -> list[BudgetModification]:
@@ -356,8 +361,8 @@ class Budget(Node):
         first: Annotated[Optional[int], strawberry.argument(description=first_argument(50, 500))] = 50,
         after: Annotated[Optional[str], strawberry.argument(description=AFTER)] = None,
     ) -> Connection[BudgetEvent]:
-        page = await queries.history(info.context, self.record.id, first, after)
-        return connection(page, BudgetEvent.from_record)
+        page = await queries.history(info.context, self.record.id, first, after, counted=selects(info, "totalCount"))
+        return connection(page, BudgetEvent.from_record, info)
 
     @described("Whether each action would succeed now for the viewer: the same checks the mutations run.")
     def viewer_can(self) -> BudgetActions:

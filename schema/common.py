@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Optional, TypeVar, ca
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from domain.errors import DomainError
 from persistence.ids import PREFIXES
@@ -23,6 +24,23 @@ Ctx = Info[Context, None]
 S = TypeVar("S")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _selects(selections: Sequence[Selection], path: Sequence[str]) -> bool:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            if selection.name == path[0] and (len(path) == 1 or _selects(selection.selections, path[1:])):
+                return True
+        elif _selects(selection.selections, path):  # a fragment: its fields are the field's own
+            return True
+    return False
+
+
+def selects(info: Ctx, *path: str) -> bool:
+    """Whether the field being resolved selects `path` (GraphQL names, under any alias, through fragments):
+    what is not asked for is not read or computed. Directives are not evaluated: a field under
+    `@include(if: false)` counts as selected, which only costs the work."""
+    return any(_selects(field.selections, path) for field in info.selected_fields)
 
 
 def described(description: str) -> Callable[[F], F]:
@@ -166,11 +184,15 @@ class Connection(Generic[T]):
     total_count: int = strawberry.field(description="How many items the whole list holds (filters applied).")
 
 
-def connection(page: Page[S], node: Callable[[S], T]) -> Connection[T]:
-    """The connection of a page, each item shaped by `node`."""
-    edges = [Edge(node=node(item), cursor=cursor) for item, cursor in zip(page.items, page.cursors, strict=True)]
+def connection(page: Page[S], node: Callable[[S], T], info: Ctx | None = None) -> Connection[T]:
+    """The connection of a page, each item shaped by `node`. With the field's `info`, each edge's cursor is
+    made only when the query selects `edges { cursor }` (an edge's cursor is otherwise never sent)."""
+    if info is None or selects(info, "edges", "cursor"):
+        edges = [Edge(node=node(item), cursor=page.cursor_of(item)) for item in page.items]
+    else:
+        edges = [Edge(node=node(item), cursor="") for item in page.items]
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None),
-        total_count=page.total,
+        page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+        total_count=page.total if page.total is not None else 0,  # None: not selected, so never sent
     )

@@ -19,7 +19,7 @@ from persistence.records import (
 from resolvers import queries
 from resolvers.views import LineItemView, ModificationView
 from schema.budgets import Budget, BudgetLineItem, BudgetModification
-from schema.common import AFTER, Connection, Ctx, Node, at_most, connection, described, first_argument
+from schema.common import AFTER, Connection, Ctx, Node, at_most, connection, described, first_argument, selects
 from schema.enums import ExportStatus
 from schema.people import Company, User
 from schema.projects import CostCode, CostType, Project
@@ -72,7 +72,8 @@ class Query:
         first: Annotated[Optional[int], strawberry.argument(description=first_argument(50, 200))] = 50,
         after: Annotated[Optional[str], strawberry.argument(description=AFTER)] = None,
     ) -> Connection[Project]:
-        return connection(await queries.projects(info.context, first, after), Project.from_record)
+        page = await queries.projects(info.context, first, after, counted=selects(info, "totalCount"))
+        return connection(page, Project.from_record, info)
 
     @described("A project by id; null when it does not exist or the viewer cannot see it.")
     async def project(
@@ -126,7 +127,7 @@ class Query:
             where=filter.plain() if filter is not None else None,
             order=order_by.plain() if order_by is not None else None,
         )
-        return connection(page, ErpRequest.from_record)
+        return connection(page, ErpRequest.from_record, info)
 
     @described("An ERP request by id; null when it does not exist or the viewer cannot see its project.")
     async def erp_request(

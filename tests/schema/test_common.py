@@ -27,10 +27,13 @@ def test_an_empty_page_has_no_end_cursor_and_keeps_its_total() -> None:
 
 def test_a_fetched_page_drops_the_extra_row_that_only_says_more_follow() -> None:
     page = Page.fetched(["a", "b", "c"], 2, lambda item: f"c-{item}", total=8)
-    assert page == Page(["a", "b"], ["c-a", "c-b"], True, 8)
+    assert (page.items, page.cursors, page.end_cursor) == (["a", "b"], ["c-a", "c-b"], "c-b")
+    assert (page.has_next, page.total) == (True, 8)
     assert Page.fetched(["a", "b"], 2, str, total=2).has_next is False
-    assert Page.fetched(["a"], 0, str, total=1) == Page([], [], True, 1)
-    assert Page.empty() == Page([], [], False, 0)
+    zero = Page.fetched(["a"], 0, str, total=1)
+    assert (zero.items, zero.end_cursor, zero.has_next, zero.total) == ([], None, True, 1)
+    empty: Page[str] = Page.empty()
+    assert (empty.items, empty.cursors, empty.end_cursor, empty.has_next, empty.total) == ([], [], None, False, 0)
 
 
 def test_refusals_keep_the_domain_code_message_and_field() -> None:
