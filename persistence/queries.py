@@ -186,20 +186,22 @@ async def budget_totals(conn: AsyncConnection, budget_ids: Sequence[str]) -> lis
     return await records(conn, stmt, BudgetTotalsRecord)
 
 
+# What every line read carries of its cost code and cost type, so a line's costCode / costType are plain
+# fields, not one loader call per line.
+_CODE_AND_TYPE = (
+    cost_codes.c.code.label("cost_code"),
+    cost_codes.c.description.label("cost_code_description"),
+    cost_codes.c.erp_synced.label("cost_code_synced"),
+    cost_types.c.code.label("cost_type"),
+    cost_types.c.name.label("cost_type_name"),
+    cost_types.c.erp_synced.label("cost_type_synced"),
+)
+
+
 def _lines_with_codes(*extra: Any) -> Select[Any]:
-    """Lines joined with their cost code and cost type: every line read carries them, so a line's
-    costCode / costType are plain fields, not one loader call per line."""
+    """Lines joined with their cost code and cost type."""
     return (
-        select(
-            line_items,
-            cost_codes.c.code.label("cost_code"),
-            cost_codes.c.description.label("cost_code_description"),
-            cost_codes.c.erp_synced.label("cost_code_synced"),
-            cost_types.c.code.label("cost_type"),
-            cost_types.c.name.label("cost_type_name"),
-            cost_types.c.erp_synced.label("cost_type_synced"),
-            *extra,
-        )
+        select(line_items, *_CODE_AND_TYPE, *extra)
         .join(cost_codes, cost_codes.c.id == line_items.c.cost_code_id)
         .join(cost_types, cost_types.c.id == line_items.c.cost_type_id)
     )
@@ -235,15 +237,7 @@ def _lateral_line_pages(
     page = each.order_by(*keyset.order(line_items.c.position, line_items.c.id, descending=False)).limit(limit)
     lines = page.lateral("page")
     return (
-        select(
-            lines,
-            cost_codes.c.code.label("cost_code"),
-            cost_codes.c.description.label("cost_code_description"),
-            cost_codes.c.erp_synced.label("cost_code_synced"),
-            cost_types.c.code.label("cost_type"),
-            cost_types.c.name.label("cost_type_name"),
-            cost_types.c.erp_synced.label("cost_type_synced"),
-        )
+        select(lines, *_CODE_AND_TYPE)
         .select_from(budgets)
         .join(lines, true())
         .join(cost_codes, cost_codes.c.id == lines.c.cost_code_id)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.permissions import ProjectAccess
 from persistence import api_tokens, queries
 from persistence.api_tokens import ApiTokenRecord
-from persistence.database import Database
+from persistence.database import Database, run_to_completion
 from persistence.keyset import Position, RequestOrder, RequestQueueFilter
 from persistence.records import (
     BudgetRecord,
@@ -149,12 +149,12 @@ class ReadSession:
             await self._release()
 
     async def close(self) -> None:
-        """End the session: wait for the read in progress, then return the connection. Shielded, so that a
-        request cancelled while it ends still gives its connection back."""
+        """End the session: wait for the read in progress, then return the connection, to the end even when
+        the request is cancelled meanwhile (run_to_completion)."""
         if self._conn is None and not self._lock.locked():
             self._closed = True  # nothing to give back, nor a read in progress that could open one
             return
-        await asyncio.shield(asyncio.ensure_future(self._close()))
+        await run_to_completion(self._close())
 
     async def _close(self) -> None:
         async with self._lock:
@@ -164,9 +164,9 @@ class ReadSession:
     async def _release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            # Shielded: the pool's reset (ROLLBACK) must finish even when the read was cancelled, or the
+            # To the end: the pool's reset (ROLLBACK) must finish even when the read was cancelled, or the
             # connection is neither in use nor back in the pool.
-            await asyncio.shield(asyncio.ensure_future(conn.close()))
+            await run_to_completion(conn.close())
 
 
 _SESSION: ContextVar[ReadSession | None] = ContextVar("budgetbridge_read_session", default=None)
