@@ -136,6 +136,11 @@ class Loaders:
         return self._seeded("line_item", DataLoader(self._load_line_items))
 
     @cached_property
+    def line_item_unsynced(self) -> DataLoader[str, LineItemView | None]:
+        """Lines by id without erpSynced (None): for a selection that does not ask for it."""
+        return DataLoader(self._load_unsynced_line_items)
+
+    @cached_property
     def modifications(self) -> DataLoader[str, list[ModificationView]]:
         return self._seeded("modifications", DataLoader(self._load_modifications))
 
@@ -215,6 +220,11 @@ class Loaders:
         if self._company is None:
             return [None for _ in ids]
         return _in_order(ids, await self._views(await self._reads.line_items(ids, self._company)))
+
+    async def _load_unsynced_line_items(self, ids: Sequence[str]) -> list[LineItemView | None]:
+        if self._company is None:
+            return [None for _ in ids]
+        return _in_order(ids, line_item_views(await self._reads.line_items(ids, self._company), None, None))
 
     async def _load_modifications(self, budget_ids: Sequence[str]) -> list[list[ModificationView]]:
         found = await self._reads.modifications_of_budgets(budget_ids)

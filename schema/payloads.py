@@ -11,7 +11,7 @@ import strawberry
 from resolvers.context import Context
 from resolvers.service import Outcome
 from schema.budgets import Budget, BudgetLineItem, BudgetModification
-from schema.common import UserError, described, user_errors, user_errors_field
+from schema.common import Ctx, UserError, described, selects, user_errors, user_errors_field
 from schema.projects import CostCode, CostType, Project
 from schema.requests import ErpRequest
 
@@ -40,8 +40,10 @@ class Loaded:
         row = await self._load(self.changed.erp_request_id, self.ctx.loaders.erp_request)
         return ErpRequest.from_record(row) if row else None
 
-    async def line_item(self) -> BudgetLineItem | None:
-        view = await self._load(self.changed.line_item_id, self.ctx.loaders.line_item)
+    async def line_item(self, synced: bool) -> BudgetLineItem | None:
+        """The line; its erpSynced (two more statements) only when `synced`."""
+        loaders = self.ctx.loaders
+        view = await self._load(self.changed.line_item_id, loaders.line_item if synced else loaders.line_item_unsynced)
         return BudgetLineItem.from_view(view) if view else None
 
     async def modification(self) -> BudgetModification | None:
@@ -101,8 +103,8 @@ class BudgetPayload(_Payload):
 @strawberry.type(description="The outcome of createBudgetLineItem or updateBudgetLineItem.")
 class BudgetLineItemPayload(_Payload):
     @described("The line created or changed; null when refused.")
-    async def line_item(self) -> Optional[BudgetLineItem]:
-        return await self.loaded.line_item()
+    async def line_item(self, info: Ctx) -> Optional[BudgetLineItem]:
+        return await self.loaded.line_item(synced=selects(info, "erpSynced"))
 
     @described(BUDGET_AFTER)
     async def budget(self) -> Optional[Budget]:
