@@ -31,7 +31,7 @@ from app.main import create_app
 from app.settings import Settings
 from bench.floor import Floor, floor_app
 from bench.measure import Tally, count_round_trips, counting, percentile
-from tests.live_server import bound_socket
+from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 16
@@ -71,17 +71,16 @@ def rss_bytes(url: str) -> int:
 
 @contextlib.contextmanager
 def uvicorn_process(factory: str, env: dict[str, str]) -> Iterator[str]:
-    """`uvicorn <factory> --factory` on a socket bound here and handed over (--fd): a port picked free and
-    bound later by the server could be taken meanwhile by another server (a test's, another bench's), and the
-    bench would time that one. Yields its base URL."""
-    sock = bound_socket()
-    port = int(sock.getsockname()[1])
+    """`uvicorn <factory> --factory` on a free port; yields its base URL. Not on a socket handed over with
+    --fd: uvicorn takes such a socket for a Unix one, so its connections go without TCP_NODELAY and small
+    answers wait for delayed ACKs (40 ms). A port picked free can be taken by another process before the
+    server binds it: run the benches alone (the suite's own servers bind their sockets first)."""
+    port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", factory, "--factory", "--fd", str(sock.fileno()),
+        [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, pass_fds=[sock.fileno()],
+        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
     )
-    sock.close()  # the server has its own copy of the descriptor
     url = f"http://127.0.0.1:{port}"
     SERVER_PIDS[url] = process.pid
     try:
