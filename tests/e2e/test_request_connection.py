@@ -3,16 +3,11 @@ gives it back before the response is sent, when the request fails too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
-from sqlalchemy import event
 
-from persistence.database import Database
+from tests.database_use import database_use
 from tests.e2e.conftest import RunningApp, post_graphql
 from tests.erp.workflow import add_line
 from tests.support import Tenant
@@ -25,30 +20,6 @@ NESTED = """query { projects(first: 5) { totalCount edges { node { budget { line
 _OURS: ContextVar[bool] = ContextVar("ours", default=False)
 
 
-@dataclass
-class PoolUse:
-    checkouts: int = 0
-    checkins: int = 0
-
-
-@contextmanager
-def pool_use(db: Database) -> Iterator[PoolUse]:
-    use = PoolUse()
-
-    def checked_out(*_: Any) -> None:
-        use.checkouts += _OURS.get()
-
-    def checked_in(*_: Any) -> None:
-        use.checkins += _OURS.get()
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "checkout", checked_out)
-    event.listen(engine, "checkin", checked_in)
-    try:
-        yield use
-    finally:
-        event.remove(engine, "checkout", checked_out)
-        event.remove(engine, "checkin", checked_in)
 
 
 async def request(client: httpx.AsyncClient, token: str, query: str) -> httpx.Response:
@@ -64,7 +35,7 @@ async def test_a_request_reads_on_one_connection_and_gives_it_back(
 ) -> None:
     for sub_job in ("A", "B"):
         await add_line(tenant, "03-300", "L", "10.00", sub_job)
-    with pool_use(running_app.runtime.services.db) as use:
+    with database_use(running_app.runtime.services.db, counted=_OURS.get) as use:
         response = await request(client, tenant.token("admin"), NESTED)
     assert response.status_code == 200 and "errors" not in response.json(), response.text
     assert response.json()["data"]["projects"]["totalCount"] == 1
@@ -74,7 +45,7 @@ async def test_a_request_reads_on_one_connection_and_gives_it_back(
 async def test_a_failing_request_gives_its_connection_back(
     running_app: RunningApp, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    with pool_use(running_app.runtime.services.db) as use:
+    with database_use(running_app.runtime.services.db, counted=_OURS.get) as use:
         response = await request(client, tenant.token("admin"), "query { node(id: \"li_nope\") { id } nope }")
     assert response.status_code == 200 and response.json()["errors"]
     assert use.checkouts == use.checkins == 1  # the token was checked; validation refused the document

@@ -5,23 +5,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from alembic import command
-from sqlalchemy.engine import Connection
-
 from persistence.database import Database
-from persistence.migrate import alembic_config, is_current
+from persistence.migrate import is_current
 from persistence.reads import ReadStore
 from tests.erp.workflow import SEND, add_line, locked_with_one_line
+from tests.persistence.migrating import migration_to
 from tests.support import make_services, make_tenant
-
-
-def _to(revision: str, *, down: bool) -> object:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    return run
 
 
 async def test_totals_are_backfilled_from_the_request_lines(engine_db: Database) -> None:
@@ -35,10 +24,10 @@ async def test_totals_are_backfilled_from_the_request_lines(engine_db: Database)
     assert written.total_original_budget == Decimal("2501.25")
 
     async with engine_db.engine.begin() as conn:
-        await conn.run_sync(_to("0003", down=True))  # type: ignore[arg-type]
+        await conn.run_sync(migration_to("0003", down=True))
     assert not await is_current(engine_db)
     async with engine_db.engine.begin() as conn:
-        await conn.run_sync(_to("head", down=False))  # type: ignore[arg-type]
+        await conn.run_sync(migration_to("head", down=False))
     assert await is_current(engine_db)
     (backfilled,) = await reads.requests([request_id], tenant.company_id)
     assert backfilled == written

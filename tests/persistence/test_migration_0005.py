@@ -5,27 +5,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from alembic import command
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
 from app import admin
 from persistence.database import Database
-from persistence.migrate import alembic_config, is_current
+from persistence.migrate import is_current
 from persistence.tables import users
+from tests.persistence.migrating import migration_to
 from tests.support import make_services, make_tenant
 
 ACCESS_COLUMNS = {"disabled_at", "tokens_valid_after"}
 AT = datetime(2026, 12, 1, 17, 0, 0, 250_000, tzinfo=UTC)
 
-
-def _to(revision: str, *, down: bool) -> object:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    return run
 
 
 def _user_columns(connection: Connection) -> set[str]:
@@ -48,11 +40,11 @@ async def test_the_access_columns_come_and_go_and_the_users_stay(engine_db: Data
         before = set((await conn.execute(select(users.c.id, users.c.email))).all())
 
     async with engine_db.engine.begin() as conn:
-        await conn.run_sync(_to("0004", down=True))  # type: ignore[arg-type]
+        await conn.run_sync(migration_to("0004", down=True))
         assert ACCESS_COLUMNS.isdisjoint(await conn.run_sync(_user_columns))
     assert not await is_current(engine_db)
     async with engine_db.engine.begin() as conn:
-        await conn.run_sync(_to("head", down=False))  # type: ignore[arg-type]
+        await conn.run_sync(migration_to("head", down=False))
         assert await conn.run_sync(_user_columns) >= ACCESS_COLUMNS
     assert await is_current(engine_db)
 

@@ -3,27 +3,19 @@ line pages read along, on both engines, and goes down and up again cleanly, keep
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
 from persistence.database import Database
-from persistence.migrate import alembic_config, is_current
+from persistence.migrate import is_current
 from persistence.tables import line_items
 from tests.erp.workflow import add_line
+from tests.persistence.migrating import migration_to
 from tests.support import make_services, make_tenant
 
 OLD = ("ix_budget_line_items_budget_position", ["budget_id", "position"])
 NEW = ("ix_budget_line_items_budget_position_id", ["budget_id", "position", "id"])
 
-
-def _to(revision: str, *, down: bool) -> object:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    return run
 
 
 def _line_indexes(connection: Connection) -> set[tuple[str | None, tuple[str | None, ...]]]:
@@ -43,11 +35,11 @@ async def test_the_line_page_index_comes_and_goes_and_the_lines_stay(engine_db: 
         assert await conn.run_sync(_line_indexes) == {(NEW[0], tuple(NEW[1]))}
 
     async with engine_db.engine.begin() as conn:
-        await conn.run_sync(_to("0007", down=True))  # type: ignore[arg-type]
+        await conn.run_sync(migration_to("0007", down=True))
         assert await conn.run_sync(_line_indexes) == {(OLD[0], tuple(OLD[1]))}
     assert not await is_current(engine_db)
     async with engine_db.engine.begin() as conn:
-        await conn.run_sync(_to("head", down=False))  # type: ignore[arg-type]
+        await conn.run_sync(migration_to("head", down=False))
         assert await conn.run_sync(_line_indexes) == {(NEW[0], tuple(NEW[1]))}
     assert await is_current(engine_db)
 

@@ -5,43 +5,14 @@ and when a read fails (its transaction may be aborted: the next read opens anoth
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from persistence.database import Database
 from persistence.reads import ReadStore
+from tests.database_use import database_use
 from tests.support import Tenant, make_services, make_tenant
-
-
-@dataclass
-class PoolUse:
-    checkouts: int = 0
-    checkins: int = 0
-
-
-@contextmanager
-def pool_use(db: Database) -> Iterator[PoolUse]:
-    use = PoolUse()
-
-    def checked_out(*_: Any) -> None:
-        use.checkouts += 1
-
-    def checked_in(*_: Any) -> None:
-        use.checkins += 1
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "checkout", checked_out)
-    event.listen(engine, "checkin", checked_in)
-    try:
-        yield use
-    finally:
-        event.remove(engine, "checkout", checked_out)
-        event.remove(engine, "checkin", checked_in)
 
 
 async def tenant_of(db: Database) -> Tenant:
@@ -69,7 +40,7 @@ async def some_reads(reads: ReadStore, tenant: Tenant) -> None:
 async def test_every_read_of_a_session_shares_one_connection_even_concurrent_ones(engine_db: Database) -> None:
     tenant = await tenant_of(engine_db)
     reads = ReadStore(engine_db)
-    with pool_use(engine_db) as use:
+    with database_use(engine_db) as use:
         async with reads.session() as session:
             await some_reads(reads, tenant)
             async with reads.session() as inner:  # a nested session is the same one
@@ -78,14 +49,14 @@ async def test_every_read_of_a_session_shares_one_connection_even_concurrent_one
             assert use.checkins == 0  # still held: the outer session has not ended
     assert (use.checkouts, use.checkins, session.opened) == (1, 1, 1)
 
-    with pool_use(engine_db) as use:  # outside a session, each read takes a connection of its own
+    with database_use(engine_db) as use:  # outside a session, each read takes a connection of its own
         await some_reads(reads, tenant)
     assert use.checkouts == use.checkins >= 6
 
 
 async def test_a_session_opens_no_connection_until_it_reads(engine_db: Database) -> None:
     reads = ReadStore(engine_db)
-    with pool_use(engine_db) as use:
+    with database_use(engine_db) as use:
         async with reads.session() as session:
             pass
     assert (use.checkouts, session.opened) == (0, 0)
@@ -94,7 +65,7 @@ async def test_a_session_opens_no_connection_until_it_reads(engine_db: Database)
 async def test_a_failed_read_gives_its_connection_back_and_the_next_read_opens_another(engine_db: Database) -> None:
     tenant = await tenant_of(engine_db)
     reads = ReadStore(engine_db)
-    with pool_use(engine_db) as use:
+    with database_use(engine_db) as use:
         async with reads.session():
             with pytest.raises(Exception, match="no_such_table"):
                 await reads._run(lambda conn: conn.execute(text("SELECT * FROM no_such_table")))
@@ -108,7 +79,7 @@ async def test_a_failed_read_gives_its_connection_back_and_the_next_read_opens_a
 async def test_a_session_that_fails_gives_its_connection_back(engine_db: Database) -> None:
     tenant = await tenant_of(engine_db)
     reads = ReadStore(engine_db)
-    with pool_use(engine_db) as use, pytest.raises(RuntimeError, match="resolver failed"):
+    with database_use(engine_db) as use, pytest.raises(RuntimeError, match="resolver failed"):
         async with reads.session():
             await some_reads(reads, tenant)
             raise RuntimeError("resolver failed")
@@ -126,7 +97,7 @@ async def test_a_cancelled_request_gives_its_connection_back(engine_db: Database
             has_read.set()
             await asyncio.Event().wait()  # a client that never finishes
 
-    with pool_use(engine_db) as use:
+    with database_use(engine_db) as use:
         task = asyncio.create_task(request())
         await has_read.wait()
         assert (use.checkouts, use.checkins) == (1, 0)
@@ -139,7 +110,7 @@ async def test_a_cancelled_request_gives_its_connection_back(engine_db: Database
 async def test_a_read_cancelled_midway_gives_the_connection_back(engine_db: Database) -> None:
     tenant = await tenant_of(engine_db)
     reads = ReadStore(engine_db)
-    with pool_use(engine_db) as use:
+    with database_use(engine_db) as use:
         async with reads.session():
             task = asyncio.create_task(some_reads(reads, tenant))
             await asyncio.sleep(0)  # the reads have started and wait for the connection or the database
@@ -159,7 +130,7 @@ async def test_reads_a_request_leaves_running_take_their_own_connection_once_it_
         await go_on.wait()
         return len(await reads.budgets([tenant.budget_id], tenant.company_id))
 
-    with pool_use(engine_db) as use:
+    with database_use(engine_db) as use:
         async with reads.session():
             left_running = asyncio.create_task(later())  # inherits the session
         go_on.set()
@@ -170,7 +141,7 @@ async def test_reads_a_request_leaves_running_take_their_own_connection_once_it_
 async def test_outside_a_session_the_sessions_connection_goes_back_first(engine_db: Database) -> None:
     tenant = await tenant_of(engine_db)
     reads = ReadStore(engine_db)
-    with pool_use(engine_db) as use:
+    with database_use(engine_db) as use:
         async with reads.session():
             await reads.latest_sequence(tenant.company_id)
             async with reads.outside_session():  # a mutation's unit of work takes its own connection

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 from graphql import ExecutionResult
-from sqlalchemy import event
 
-from persistence.database import Database
 from resolvers.context import Services
 from schema.build import schema
+from tests.database_use import Use, database_use
 from tests.erp.workflow import SEND, add_line, locked_with_one_line
 from tests.support import Tenant, make_tenant
 
@@ -32,40 +29,6 @@ LEAN = """query { projects { edges { node { budget {
 BY_FRAGMENT = """query { projects { edges { node { budget { lineItems(first: 2) { ...Lines } } } } } }
 fragment Lines on BudgetLineItemConnection { count: totalCount edges { node { ... on BudgetLineItem {
   id synced: erpSynced } } } }"""
-
-
-@dataclass
-class Use:
-    checkouts: int = 0
-    checkins: int = 0
-    statements: int = 0
-
-
-@contextmanager
-def database_use(db: Database) -> Iterator[Use]:
-    use = Use()
-
-    def checked_out(*_: Any) -> None:
-        use.checkouts += 1
-
-    def checked_in(*_: Any) -> None:
-        use.checkins += 1
-
-    def statement(*_: Any) -> None:
-        use.statements += 1
-
-    engine = db.engine.sync_engine
-    listeners = [("checkout", checked_out), ("checkin", checked_in), ("before_cursor_execute", statement)]
-    for name, listener in listeners:
-        event.listen(engine, name, listener)
-    try:
-        yield use
-    finally:
-        for name, listener in listeners:
-            event.remove(engine, name, listener)
-
-
-pool_use = database_use
 
 
 async def run(tenant: Tenant, query: str) -> tuple[dict[str, Any], Use]:
@@ -154,7 +117,7 @@ async def test_a_live_subscription_holds_no_connection_while_it_waits(services: 
     after = str(await locked_with_one_line(tenant))
     await tenant.ok("admin", SEND, b=tenant.budget_id)
     context = await tenant.context("approver")
-    with pool_use(services.db) as use:
+    with database_use(services.db) as use:
         stream = await schema.subscribe(LIVE, variable_values={"after": after}, context_value=context)
         assert not isinstance(stream, ExecutionResult)
         first = await anext(stream)
