@@ -96,7 +96,13 @@ class CollectorGuard:
     again: one full collection, off the delivery path, only when it has something to reclaim.
     """
 
-    def __init__(self, *, max_pause_seconds: float = 2.0, settle_seconds: float = 10.0, growth: float = 1.25) -> None:
+    def __init__(
+        self, *, max_pause_seconds: float = 2.0, settle_seconds: float = 10.0, growth: float = 1.25, freeze: bool = True
+    ) -> None:
+        # freeze=False: only pause collection (bounded). For SQLite, whose single write lock a connection
+        # dropped with its transaction open holds until the collector finalizes it, which it never does
+        # for a frozen one (the embedded mode is not where thousands of subscribers are).
+        self._freeze = freeze
         self._max_pause = max_pause_seconds
         self._settle = settle_seconds
         self._growth = growth
@@ -125,11 +131,14 @@ class CollectorGuard:
 
     def _pause(self) -> None:
         loop = asyncio.get_running_loop()
-        gc.freeze()
+        if self._freeze:
+            gc.freeze()
         if not self._paused and gc.isenabled():
             gc.disable()
             self._paused = True
             self._resume = loop.call_later(self._max_pause, self._unpause)
+        if not self._freeze:
+            return
         if self._compaction is not None:
             self._compaction.cancel()
         self._compaction = loop.call_later(self._settle, self._compact)
@@ -141,7 +150,8 @@ class CollectorGuard:
         self._woken.clear()  # a subscriber still busy after max_pause_seconds no longer holds collection off
         if self._paused:
             self._paused = False
-            gc.freeze()  # what the delivery left alive is not walked by the next young collection either
+            if self._freeze:
+                gc.freeze()  # what the delivery left alive is not walked by the next young collection either
             gc.enable()
 
     def _compact(self) -> None:
@@ -169,6 +179,7 @@ class LiveHub:
         heartbeat_seconds: float = 2.0,
         reconnect_seconds: float = 1.0,
         on_wake: Callable[[str | None], None] = lambda company_id: None,
+        freeze_collector: bool = True,
     ) -> None:
         self.url = url
         self._on_wake = on_wake  # runs before subscribers are rung (the shared event cache goes stale)
@@ -184,7 +195,7 @@ class LiveHub:
         # connection, which refuses concurrent statements ("another operation is in progress").
         self._publish_lock = asyncio.Lock()
         self.connected = asyncio.Event()
-        self.collector = CollectorGuard()
+        self.collector = CollectorGuard(freeze=freeze_collector)
 
     # --- local side ------------------------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ async def start_runtime(
     # Subscribers re-read at least every reread interval; a tail untouched for several is not being followed.
     lag = metrics.EventTailLag(reads, followed_within=max(4 * settings.subscription_reread_seconds, 10.0))
     tails = EventTails(lag, max_age=settings.subscription_reread_seconds / 2)
-    live = LiveHub(settings.broadcast_url, on_wake=tails.invalidate)
+    live = LiveHub(settings.broadcast_url, on_wake=tails.invalidate, freeze_collector=not db.is_sqlite)
     services = Services(
         db=db,
         read_store=reads,
@@ -197,9 +197,11 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
         app.state.runtime = runtime
         await runtime.live.start()
         # Everything built so far lives as long as the process: keep it out of the garbage collector's
-        # generations, so full collections during large responses scan only per-request objects.
-        gc.collect()
-        gc.freeze()
+        # generations, so full collections during large responses scan only per-request objects. Not on
+        # SQLite (app.live.CollectorGuard's freeze=False says why).
+        if not runtime.db.is_sqlite:
+            gc.collect()
+            gc.freeze()
         if run_worker and settings.run_export_worker:
             runtime.worker.start()
             if runtime.notifier is not None:

@@ -9,8 +9,13 @@ import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from asgi_lifespan import LifespanManager
 
 from app.live import CollectorGuard, LiveHub
+from app.main import create_app
+from app.settings import Settings
+from persistence.database import Database
+from tests.support import JWT_SECRET
 from tests.waiting import eventually
 
 # The guard's own timers decide when: nothing announces it, so these poll (tests/waiting.py).
@@ -90,3 +95,24 @@ async def test_frozen_objects_are_compacted_once_deliveries_are_quiet(monkeypatc
         assert steps == ["unfreeze", "collect"]  # then everything alive is frozen again
     finally:
         await hub.stop()
+
+
+async def test_on_sqlite_nothing_is_frozen_though_collection_is_still_paused_for_deliveries(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite server freezes nothing, at start or at a delivery: a connection dropped with its transaction
+    open holds SQLite's one write lock until the collector finalizes it, and a frozen one never is."""
+    freezes: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.append("freeze"))
+    application = create_app(Settings(database_url=db.url, jwt_secret=JWT_SECRET, run_export_worker=False),
+                             run_worker=False)
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
+        hub: LiveHub = application.state.runtime.live
+        assert bool(freezes) == (not db.is_sqlite)  # PostgreSQL servers freeze what start-up built
+        freezes.clear()
+        async with hub.listen("co_a") as waiter:
+            hub.notify("co_a")
+            assert hub.collector.paused  # collection is paused while delivering, whatever the engine
+            assert await waiter.wait(1)
+            await asyncio.wait_for(waiter.wait(0), 1)
+        assert bool(freezes) == (not db.is_sqlite)
