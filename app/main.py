@@ -215,6 +215,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False, run_work
                 await run_bounded(runtime.notifier.stop(), 15, "stopping the notifier")
             await run_bounded(runtime.live.stop(), 10, "stopping live updates")
             await run_bounded(runtime.services.connectors.aclose(), 10, "closing ERP connectors")
+            await run_bounded(runtime.rate_limits.aclose(), 10, "closing the rate limits' storage")
             if runtime.auth.oidc is not None:
                 await run_bounded(runtime.auth.oidc.keys.aclose(), 10, "closing the identity providers' client")
             await run_bounded(runtime.db.dispose(), 10, "closing the database pool")

@@ -56,6 +56,13 @@ class RateLimits:
             return None
         return Refusal(max(1, math.ceil(stats.reset_time - time.time())))
 
+    async def aclose(self) -> None:
+        """Close a Redis storage's connections at shutdown. `limits` has no close of its own: its storage holds
+        a redis-py client (`bridge.storage`), whose pool would otherwise be left to the garbage collector."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
+
     async def auth_blocked(self, address: str) -> Refusal | None:
         """Has this address failed to authenticate too often? (Checked before the token is.)"""
         return await self._over(self.failed_auth, "auth", address, hit=False)
