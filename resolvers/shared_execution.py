@@ -36,6 +36,7 @@ from graphql.language import VariableNode, Visitor, visit
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from persistence.reads import ReadStore
+from resolvers.planned_execution import PlannedExecutor
 
 # Fields whose answer depends on the viewer's identity, not only on their rights: selecting one makes the
 # key per user. A new field of that kind, reachable from a subscription, must be listed here.
@@ -169,8 +170,9 @@ def _stable(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
 
 
-class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
-    """strawberry's graphql-core executor, with subscription events answered through SharedExecutions."""
+class SharingExecutor(PlannedExecutor):
+    """The planned executor (resolvers.planned_execution), with subscription events answered through
+    SharedExecutions."""
 
     _document: _Document | None = None
 

@@ -1,0 +1,264 @@
+"""Planned execution: graphql-core's executor with a direct path for the plain parts of a selection.
+
+graphql-core executes every field the same way: a resolve-info object, the resolver through strawberry's
+wrapper, an awaitable check, then value completion by type. That costs about 10 us per field, so a page of
+500 budget lines with ten fields each spends most of its time there, although almost every one of those
+fields is a plain attribute of an object already built from rows (strawberry marks such a field's resolver
+`_is_default`).
+
+So, once per selection set and request, a plan is made: for each field whose whole sub-selection is plain
+(default resolvers, no arguments, no directives, object types whose type check ignores the resolve info,
+leaf values of ordinary Python types), a function that builds its JSON value straight from the object. The
+other fields (resolvers, loaders, abstract types, @defer/@stream) run through graphql-core as before, and
+their children are planned again in turn.
+
+graphql-core stays the reference: whenever a planned field meets anything its plan does not expect (a null
+in a non-null position, an exception instance, an awaitable, a value of another type), it gives up on that
+field and graphql-core executes it again from the start, which is exactly what happens without a plan.
+Plain fields are attribute reads, so executing one twice changes nothing. tests/resolvers/
+test_planned_execution.py compares both executions over every field of the schema.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Callable
+from decimal import Decimal
+from operator import attrgetter
+from typing import Any
+
+from graphql import (
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    Undefined,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.pyutils import Path, gather_with_cancel
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+Complete = Callable[[Any], Any]
+Read = Callable[[Any], Any]
+FieldPlan = tuple[Read, Complete]  # (the field's value read off its parent, completion of that value)
+
+# Leaf values the direct path coerces itself; anything else (awaitables, exceptions, exotic values) is left
+# to graphql-core, which knows what to do with it.
+_PLAIN_LEAVES = (str, bool, int, float, Decimal, datetime.datetime, datetime.date, enum.Enum)
+
+
+class _GiveUp(Exception):
+    """The plan does not cover this value: graphql-core executes the field instead."""
+
+
+_GIVE_UP = _GiveUp()
+
+
+def _non_null(inner: Complete) -> Complete:
+    def complete(value: Any) -> Any:
+        completed = inner(value)
+        if completed is None:  # graphql-core reports this one, with its path
+            raise _GIVE_UP
+        return completed
+
+    return complete
+
+
+def _list_of(item: Complete) -> Complete:
+    def complete(value: Any) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if type(value) is not list and type(value) is not tuple:  # generators, async iterables: graphql-core
+            raise _GIVE_UP
+        return [item(element) for element in value]
+
+    return complete
+
+
+def _leaf(type_: GraphQLLeafType) -> Complete:
+    coerce = type_.coerce_output_value
+
+    def complete(value: Any) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if not isinstance(value, _PLAIN_LEAVES):
+            raise _GIVE_UP
+        coerced = coerce(value)
+        if coerced is None or coerced is Undefined:
+            raise _GIVE_UP
+        return coerced
+
+    return complete
+
+
+def _object(type_check: Callable[[Any, Any], Any] | None, fields: list[tuple[str, Read, Complete]]) -> Complete:
+    def complete(value: Any) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if type_check is not None and type_check(value, None) is not True:
+            raise _GIVE_UP
+        return {key: finish(read(value)) for key, read, finish in fields}
+
+    return complete
+
+
+def _type_name(name: str) -> Read:
+    def read(_source: Any) -> str:
+        return name
+
+    return read
+
+
+def _reader(field_def: GraphQLField) -> Read:
+    """How a plain field's value is read: strawberry's own resolver reads the attribute through two calls;
+    an attrgetter of the same attribute does it in C, when strawberry's default resolver is getattr."""
+    definition = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if isinstance(definition, StrawberryField) and definition.base_resolver is None and (
+        definition.default_resolver is getattr
+    ):
+        return attrgetter(definition.python_name)
+    resolve = field_def.resolve
+    assert resolve is not None
+
+    def read(source: Any) -> Any:
+        return resolve(source, None)
+
+    return read
+
+
+def _strawberry_type_check(check: Callable[..., Any]) -> bool:
+    """strawberry's generated is_type_of (an isinstance test) never reads the resolve info; a custom one might."""
+    return check.__qualname__.endswith("_get_is_type_of.<locals>.is_type_of")
+
+
+class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's graphql-core executor, building plain sub-selections directly (see the module doc)."""
+
+    planned = True  # False: graphql-core executes everything (the reference, for the comparison tests)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Keyed by id() of graphql-core's memoized field groups, each kept alive beside its plan so that its
+        # id cannot be reused during this execution.
+        self._field_plans: dict[int, tuple[Any, FieldPlan | None]] = {}
+        self._set_plans: dict[int, tuple[Any, list[tuple[str, Any, FieldPlan | None]] | None]] = {}
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        plans = self._plan_set(parent_type, grouped_field_set)
+        if plans is None:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for response_name, field_details_list, plan in plans:
+                if plan is not None:
+                    read, complete = plan
+                    try:
+                        results[response_name] = complete(read(source_value))
+                        continue
+                    except Exception:  # graphql-core executes it again, and reports what it finds its own way
+                        pass
+                result = self.execute_field(
+                    parent_type, source_value, field_details_list, Path(path, response_name, parent_type.name),
+                    position_context,
+                )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+        # The rest, as graphql-core does it: the awaitable fields concurrently, then the same dict.
+        return self._gather_fields(results, awaitable_fields)
+
+    async def _gather_fields(self, results: dict[str, Any], awaitable_fields: list[str]) -> dict[str, Any]:
+        if len(awaitable_fields) == 1:
+            field = awaitable_fields[0]
+            results[field] = await results[field]
+        else:
+            awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+            results.update(zip(awaitable_fields, awaited, strict=True))
+        return results
+
+    def _plan_set(
+        self, parent_type: GraphQLObjectType, grouped_field_set: Any
+    ) -> list[tuple[str, Any, FieldPlan | None]] | None:
+        """The fields of one selection set with a plan each (None: graphql-core's); None when none has one."""
+        manager = self.middleware_manager  # strawberry always passes one; it has middlewares only for extensions
+        if not self.planned or (manager is not None and manager.middlewares):  # that hook every field's resolve
+            return None
+        found = self._set_plans.get(id(grouped_field_set))
+        if found is not None:
+            return found[1]
+        plans: list[tuple[str, Any, FieldPlan | None]] | None = [
+            (name, details, self._plan_field(parent_type, details)) for name, details in grouped_field_set.items()
+        ]
+        if all(plan is None for _name, _details, plan in plans or ()):
+            plans = None
+        self._set_plans[id(grouped_field_set)] = (grouped_field_set, plans)
+        return plans
+
+    def _plan_field(self, parent_type: GraphQLObjectType, field_details_list: Any) -> FieldPlan | None:
+        found = self._field_plans.get(id(field_details_list))
+        if found is not None:
+            return found[1]
+        plan = self._make_field_plan(parent_type, field_details_list)
+        self._field_plans[id(field_details_list)] = (field_details_list, plan)
+        return plan
+
+    def _make_field_plan(self, parent_type: GraphQLObjectType, field_details_list: Any) -> FieldPlan | None:
+        if any(details.node.directives or details.node.arguments for details in field_details_list):
+            return None  # @stream and friends, or arguments a default resolver would not read anyway
+        name = field_details_list[0].node.name.value
+        if name == "__typename":
+            return _type_name(parent_type.name), _leaf(self.schema.type_map["String"])  # type: ignore[arg-type]
+        field_def = self.schema.get_field(parent_type, name)
+        resolve = None if field_def is None else field_def.resolve
+        if resolve is None or field_def is None or field_def.args or not getattr(resolve, "_is_default", False):
+            return None
+        complete = self._completion(field_def.type, field_details_list)
+        return None if complete is None else (_reader(field_def), complete)
+
+    def _completion(self, type_: GraphQLOutputType, field_details_list: Any) -> Complete | None:
+        if is_non_null_type(type_):
+            inner = self._completion(type_.of_type, field_details_list)
+            return None if inner is None else _non_null(inner)
+        if is_list_type(type_):
+            item = self._completion(type_.of_type, field_details_list)
+            return None if item is None else _list_of(item)
+        if is_leaf_type(type_):
+            return _leaf(type_)
+        if not is_object_type(type_):
+            return None  # interfaces and unions: graphql-core resolves the runtime type
+        assert isinstance(type_, GraphQLObjectType)
+        type_check = type_.is_type_of
+        if type_check is not None and not _strawberry_type_check(type_check):
+            return None
+        grouped_field_set, defer_usages, forbidden = self.collect_subfields(type_, field_details_list)
+        if defer_usages or forbidden:
+            return None
+        fields: list[tuple[str, Read, Complete]] = []
+        for name, details in grouped_field_set.items():
+            plan = self._plan_field(type_, details)
+            if plan is None:
+                return None  # the object is built by graphql-core; its plain fields are planned there
+            fields.append((name, plan[0], plan[1]))
+        return _object(type_check, fields)
