@@ -9,17 +9,22 @@ is 1,000 records).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
+from operator import itemgetter
 from typing import Any, Self
 
 
 @cache
-def _names(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+def _columns(cls: type[Any]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The record's fields taken from a mapping, in field order, in one C call (a page is 1,000 of them)."""
+    names = [f.name for f in fields(cls)]
+    if len(names) == 1:  # itemgetter of one name answers the value, not a 1-tuple
+        return lambda mapping: (mapping[names[0]],)
+    return itemgetter(*names)
 
 
 class Record:
@@ -30,8 +35,7 @@ class Record:
     @classmethod
     def of(cls, row: Any) -> Self:
         mapping: Mapping[str, Any] = row._mapping if hasattr(row, "_mapping") else row
-        names: tuple[str, ...] = _names(cls)  # type: ignore[arg-type]  # classes are hashable
-        return cls(**{name: mapping[name] for name in names})
+        return cls(*_columns(cls)(mapping))  # type: ignore[arg-type]  # classes are hashable
 
 
 @dataclass(frozen=True, slots=True)

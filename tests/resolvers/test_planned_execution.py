@@ -42,7 +42,7 @@ DEPTH = 4  # object levels below each root field: every type of the schema is re
 def _selection(type_: GraphQLOutputType, depth: int) -> str:
     named: GraphQLNamedType = get_named_type(type_)
     if is_abstract_type(named):
-        possible = schema._schema.get_possible_types(named)  # type: ignore[arg-type]
+        possible = schema._schema.get_possible_types(named)
         # aliased per type: two types may have fields of one name and different types (`number`)
         return "__typename " + " ".join(f"... on {t.name} {{ {_fields(t, depth, t.name)} }}" for t in possible)
     assert isinstance(named, GraphQLObjectType)
@@ -211,7 +211,7 @@ class SmallQuery:
             leaves=[_leafy(nested=_leafy(name="inner")), broken, failing, waiting, iterated, foreign],
             named=[_leafy(name="n")],
             checked=Checked(value="c"),
-            strange=_leafy(amount=_Bad()),  # type: ignore[arg-type]
+            strange=_leafy(amount=_Bad()),
         )
 
 
