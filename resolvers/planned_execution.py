@@ -24,7 +24,8 @@ from __future__ import annotations
 import datetime
 import enum
 import keyword
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -37,12 +38,14 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLString,
+    OperationDefinitionNode,
     Undefined,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
     is_object_type,
 )
+from graphql.language import BREAK, Visitor, visit
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -162,6 +165,63 @@ def _strawberry_type_check(check: Callable[..., Any]) -> bool:
     return check.__qualname__.endswith("_get_is_type_of.<locals>.is_type_of")
 
 
+class _KeptPlans:
+    """Field plans kept across requests, for documents whose plans cannot depend on variables.
+
+    A plan depends on its parent type, its field nodes (with their sub-selections and the document's
+    fragments) and, through @skip/@include/@defer, on variables. For a document without directives, the
+    parsed document's nodes (kept by the document cache and the trusted documents) name the plan: the next
+    request with the same document builds none. Keys are node ids, so each entry keeps its nodes alive.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._plans: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], FieldPlan | None]] = OrderedDict()
+        self._fixed: OrderedDict[int, tuple[OperationDefinitionNode, bool]] = OrderedDict()
+
+    def fixed(self, operation: OperationDefinitionNode, fragments: Mapping[str, Any]) -> bool:
+        """Whether nothing in the operation or its fragments is a directive (so plans ignore variables)."""
+        found = self._fixed.get(id(operation))
+        if found is not None and found[0] is operation:
+            return found[1]
+        nodes = [operation, *(getattr(f, "definition", f) for f in fragments.values())]
+        fixed = not any(_has_directive(node) for node in nodes)
+        self._fixed[id(operation)] = (operation, fixed)
+        if len(self._fixed) > self._capacity:
+            self._fixed.popitem(last=False)
+        return fixed
+
+    def get(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], FieldPlan | None] | None:
+        found = self._plans.get(key)
+        if found is not None:
+            self._plans.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[Any, ...], nodes: tuple[Any, ...], plan: FieldPlan | None) -> None:
+        self._plans[key] = (nodes, plan)
+        if len(self._plans) > self._capacity:
+            self._plans.popitem(last=False)
+
+
+class _Directives(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found = False
+
+    def enter_directive(self, *_args: Any) -> Any:
+        self.found = True
+        return BREAK
+
+
+def _has_directive(node: Any) -> bool:
+    finder = _Directives()
+    visit(node, finder)
+    return finder.found
+
+
+KEPT_PLANS = _KeptPlans()
+
+
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     """strawberry's graphql-core executor, building plain sub-selections directly (see the module doc)."""
 
@@ -173,6 +233,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         # id cannot be reused during this execution.
         self._field_plans: dict[int, tuple[Any, FieldPlan | None]] = {}
         self._set_plans: dict[int, tuple[Any, list[tuple[str, Any, FieldPlan | None]] | None]] = {}
+        self._plans_kept: bool | None = None  # whether this document's plans are kept across requests
 
     def execute_fields(
         self,
@@ -245,7 +306,19 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         found = self._field_plans.get(id(field_details_list))
         if found is not None:
             return found[1]
-        plan = self._make_field_plan(parent_type, field_details_list)
+        if self._plans_kept is None:
+            self._plans_kept = KEPT_PLANS.fixed(self.operation, self.fragment_definitions)
+        if self._plans_kept:
+            nodes = tuple(details.node for details in field_details_list)
+            key = (parent_type, *map(id, nodes))
+            kept = KEPT_PLANS.get(key)
+            if kept is None:
+                plan = self._make_field_plan(parent_type, field_details_list)
+                KEPT_PLANS.put(key, nodes, plan)
+            else:
+                plan = kept[1]
+        else:
+            plan = self._make_field_plan(parent_type, field_details_list)
         self._field_plans[id(field_details_list)] = (field_details_list, plan)
         return plan
 

@@ -11,8 +11,7 @@ back to graphql-core whenever a value is not what it expects. Both executions ar
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +27,7 @@ from graphql import (
     is_leaf_type,
     is_non_null_type,
 )
+from strawberry.extensions import ParserCache
 
 from bench.nested_reads import QUERY as BENCH_QUERY
 from resolvers.context import QueryLimits, Services
@@ -193,6 +193,15 @@ def _odd_values() -> Iterator[Any]:
     yield "from a generator"
 
 
+class _Later:
+    """An awaitable that is no coroutine: left unawaited (a query that does not select it), it warns of nothing."""
+
+    def __await__(self) -> Generator[None, None, str]:
+        if False:  # a generator: awaiting it finishes at once, with this value
+            yield
+        return "awaited"
+
+
 class _Bad:
     def __repr__(self) -> str:  # the same text in both executions (Decimal's serializer takes str())
         return "bad"
@@ -204,7 +213,7 @@ class SmallQuery:
     def holder(self) -> Holder:
         broken: Any = _leafy(required=None)  # null in a non-null field
         failing: Any = _leafy(maybe=ValueError("a stored exception"))
-        waiting: Any = _leafy(maybe=asyncio.sleep(0, "awaited"))
+        waiting: Any = _leafy(maybe=_Later())
         iterated: Any = _leafy(items=_odd_values())
         foreign: Any = _leafy(nested=_Bad())  # not a Leafy: the type check fails
         return Holder(
@@ -215,7 +224,8 @@ class SmallQuery:
         )
 
 
-SMALL = strawberry.Schema(query=SmallQuery, execution_context_class=PlannedExecutor)
+# ParserCache: one parsed document per text, as the app's DocumentGuard keeps them
+SMALL = strawberry.Schema(query=SmallQuery, execution_context_class=PlannedExecutor, extensions=[ParserCache])
 SMALL_DOCUMENT = """query($with: Boolean!) { holder {
   leaves { __typename name amount maybe required items nested { name amount } also: name @include(if: $with) }
   named { __typename name ... on Leafy { amount } }
@@ -248,3 +258,32 @@ async def test_plans_give_each_unexpected_value_back_to_graphql_core(
     assert data["holder"]["leaves"][3]["maybe"] == "awaited"  # an awaitable is awaited, by graphql-core
     assert data["holder"]["leaves"][4]["items"] == ["from a generator"]
     assert data["holder"]["strange"] == {"amount": "bad"}
+
+
+async def test_plans_of_a_document_without_directives_are_kept_across_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+    original = PlannedExecutor._make_field_plan
+
+    def counted(executor: PlannedExecutor, parent_type: Any, details: Any) -> Any:
+        made.append(f"{parent_type.name}.{details[0].node.name.value}")
+        return original(executor, parent_type, details)
+
+    monkeypatch.setattr(PlannedExecutor, "_make_field_plan", counted)
+    fixed = "{ holder { leaves { name amount nested { name } } checked { value } } }"
+    varying = "query($with: Boolean!) { holder { leaves { name also: amount @include(if: $with) } } }"
+    answers = {}
+    for document, variables in ((fixed, {}), (varying, {"with": True}), (varying, {"with": False})):
+        for run in ("first", "again"):
+            made.clear()
+            result = await SMALL.execute(document, variable_values=variables)
+            answers[document, str(variables), run] = (result.data, made[:])
+    first, again = answers[fixed, "{}", "first"], answers[fixed, "{}", "again"]
+    assert first[0] == again[0] and "Leafy.name" in first[1]
+    assert again[1] == []  # the parsed document is cached, and so are its plans
+    # with a directive, the plan depends on variables: made again for every request, and each is right
+    assert answers[varying, "{'with': True}", "again"][1] and answers[varying, "{'with': False}", "again"][1]
+    with_also = answers[varying, "{'with': True}", "again"][0]
+    without = answers[varying, "{'with': False}", "again"][0]
+    assert with_also is not None and without is not None
+    assert with_also["holder"]["leaves"][0] == {"name": "a", "also": "1.50"}
+    assert without["holder"]["leaves"][0] == {"name": "a"}
