@@ -151,6 +151,8 @@ def pending_export(
 
 def line_synced(line: Line, modifications: Sequence[Modification], exported: Sequence[ExportedEntry]) -> bool:
     """Everything on the line was exported, and every request that carried it reached SYNCED."""
+    if not exported:  # never exported: its original budget is still to send (a page of new lines stops here)
+        return False
     if pending_line(line, modifications, exported) is not None:
         return False
     return all(e.synced for e in exported if not e.withdrawn)
