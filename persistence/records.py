@@ -13,18 +13,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from operator import itemgetter
 from typing import Any, Self
 
+Take = Callable[[Any], tuple[Any, ...]]
+
+
+def _getter(keys: list[Any]) -> Take:
+    if len(keys) == 1:  # itemgetter of one key answers the value, not a 1-tuple
+        return lambda source: (source[keys[0]],)
+    return itemgetter(*keys)
+
 
 @cache
-def _columns(cls: type[Any]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """The record's fields taken from a mapping, in field order, in one C call (a page is 1,000 of them)."""
+def _by_name(cls: type[Any]) -> Take:
+    """The record's fields taken from a mapping, in field order, in one C call."""
+    return _getter([f.name for f in fields(cls)])
+
+
+@lru_cache(maxsize=1024)
+def _by_position(cls: type[Any], keys: tuple[str, ...]) -> Take | None:
+    """The same from a row of these column names, by position: a row's values by index cost far less than
+    by name (a page is 1,000 rows). None when a name is missing or repeated: the mapping decides then."""
     names = [f.name for f in fields(cls)]
-    if len(names) == 1:  # itemgetter of one name answers the value, not a 1-tuple
-        return lambda mapping: (mapping[names[0]],)
-    return itemgetter(*names)
+    if any(keys.count(name) != 1 for name in names):
+        return None
+    return _getter([keys.index(name) for name in names])
 
 
 class Record:
@@ -34,8 +49,12 @@ class Record:
 
     @classmethod
     def of(cls, row: Any) -> Self:
+        keys = getattr(row, "_fields", None)  # a SQLAlchemy Row: a tuple with its column names
+        take = None if keys is None else _by_position(cls, keys)  # type: ignore[arg-type]  # classes hash
+        if take is not None:
+            return cls(*take(row))
         mapping: Mapping[str, Any] = row._mapping if hasattr(row, "_mapping") else row
-        return cls(*_columns(cls)(mapping))  # type: ignore[arg-type]  # classes are hashable
+        return cls(*_by_name(cls)(mapping))  # type: ignore[arg-type]  # classes are hashable
 
 
 @dataclass(frozen=True, slots=True)
