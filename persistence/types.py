@@ -47,6 +47,7 @@ class ScaledDecimal(TypeDecorator[Decimal]):
         super().__init__(precision, scale)
         self.precision = precision
         self.scale = scale
+        self._quantum = Decimal(1).scaleb(-scale)  # made once: every amount of every row is quantized to it
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -68,7 +69,7 @@ class ScaledDecimal(TypeDecorator[Decimal]):
             return None
         if dialect.name == "sqlite":
             return Decimal(int(value)).scaleb(-self.scale)
-        return Decimal(value).quantize(Decimal(1).scaleb(-self.scale))
+        return (value if type(value) is Decimal else Decimal(value)).quantize(self._quantum)
 
 
 def Money() -> ScaledDecimal:
