@@ -51,10 +51,14 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+DOCUMENTS_PLANNED = 512  # as many as schema.build keeps parsed (DOCUMENTS_KEPT)
+
 Complete = Callable[[Any], Any]
 Read = Callable[[Any], Any]
 # (the field's value read off its parent, completion of that value, the attribute read when it is one)
 FieldPlan = tuple[Read, Complete, str | None]
+Key = tuple[Any, ...]  # (parent type, id of each field node)
+Kept = tuple[tuple[Any, ...], FieldPlan | None]  # (the field nodes, kept alive, their plan)
 
 # Leaf values the direct path coerces itself; anything else (awaitables, exceptions, exotic values) is left
 # to graphql-core, which knows what to do with it.
@@ -166,41 +170,32 @@ def _strawberry_type_check(check: Callable[..., Any]) -> bool:
 
 
 class _KeptPlans:
-    """Field plans kept across requests, for documents whose plans cannot depend on variables.
+    """Field plans kept across requests, per document, for documents whose plans cannot depend on variables.
 
     A plan depends on its parent type, its field nodes (with their sub-selections and the document's
     fragments) and, through @skip/@include/@defer, on variables. For a document without directives, the
-    parsed document's nodes (kept by the document cache and the trusted documents) name the plan: the next
-    request with the same document builds none. Keys are node ids, so each entry keeps its nodes alive.
+    parsed document's nodes (the document cache and the trusted documents hand out the same ones each time)
+    name the plan: the next request with the same document builds none. Kept per operation, for as many
+    operations as schema.build keeps parsed documents, so memory is bounded by documents, not by fields.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = DOCUMENTS_PLANNED) -> None:
         self._capacity = capacity
-        self._plans: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], FieldPlan | None]] = OrderedDict()
-        self._fixed: OrderedDict[int, tuple[OperationDefinitionNode, bool]] = OrderedDict()
+        # id(operation) -> (the operation, kept alive so its id stays its own; its plans, None: not kept)
+        self._documents: OrderedDict[int, tuple[OperationDefinitionNode, dict[Key, Kept] | None]] = OrderedDict()
 
-    def fixed(self, operation: OperationDefinitionNode, fragments: Mapping[str, Any]) -> bool:
-        """Whether nothing in the operation or its fragments is a directive (so plans ignore variables)."""
-        found = self._fixed.get(id(operation))
+    def of(self, operation: OperationDefinitionNode, fragments: Mapping[str, Any]) -> dict[Key, Kept] | None:
+        """The kept plans of this operation's document; None when they would depend on variables."""
+        found = self._documents.get(id(operation))
         if found is not None and found[0] is operation:
+            self._documents.move_to_end(id(operation))
             return found[1]
         nodes = [operation, *(getattr(f, "definition", f) for f in fragments.values())]
-        fixed = not any(_has_directive(node) for node in nodes)
-        self._fixed[id(operation)] = (operation, fixed)
-        if len(self._fixed) > self._capacity:
-            self._fixed.popitem(last=False)
-        return fixed
-
-    def get(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], FieldPlan | None] | None:
-        found = self._plans.get(key)
-        if found is not None:
-            self._plans.move_to_end(key)
-        return found
-
-    def put(self, key: tuple[Any, ...], nodes: tuple[Any, ...], plan: FieldPlan | None) -> None:
-        self._plans[key] = (nodes, plan)
-        if len(self._plans) > self._capacity:
-            self._plans.popitem(last=False)
+        plans: dict[Key, Kept] | None = None if any(_has_directive(node) for node in nodes) else {}
+        self._documents[id(operation)] = (operation, plans)
+        if len(self._documents) > self._capacity:
+            self._documents.popitem(last=False)
+        return plans
 
 
 class _Directives(Visitor):
@@ -233,7 +228,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         # id cannot be reused during this execution.
         self._field_plans: dict[int, tuple[Any, FieldPlan | None]] = {}
         self._set_plans: dict[int, tuple[Any, list[tuple[str, Any, FieldPlan | None]] | None]] = {}
-        self._plans_kept: bool | None = None  # whether this document's plans are kept across requests
+        self._kept: dict[Key, Kept] | None = None  # this document's plans kept across requests, if it has any
+        self._kept_looked_up = False
 
     def execute_fields(
         self,
@@ -306,15 +302,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         found = self._field_plans.get(id(field_details_list))
         if found is not None:
             return found[1]
-        if self._plans_kept is None:
-            self._plans_kept = KEPT_PLANS.fixed(self.operation, self.fragment_definitions)
-        if self._plans_kept:
+        if not self._kept_looked_up:
+            self._kept, self._kept_looked_up = KEPT_PLANS.of(self.operation, self.fragment_definitions), True
+        if self._kept is not None:
             nodes = tuple(details.node for details in field_details_list)
             key = (parent_type, *map(id, nodes))
-            kept = KEPT_PLANS.get(key)
+            kept = self._kept.get(key)
             if kept is None:
                 plan = self._make_field_plan(parent_type, field_details_list)
-                KEPT_PLANS.put(key, nodes, plan)
+                self._kept[key] = (nodes, plan)
             else:
                 plan = kept[1]
         else:

@@ -26,12 +26,13 @@ from graphql import (
     is_abstract_type,
     is_leaf_type,
     is_non_null_type,
+    parse,
 )
 from strawberry.extensions import ParserCache
 
 from bench.nested_reads import QUERY as BENCH_QUERY
 from resolvers.context import QueryLimits, Services
-from resolvers.planned_execution import PlannedExecutor
+from resolvers.planned_execution import PlannedExecutor, _KeptPlans
 from schema.build import schema
 from tests.resolvers.spa_support import MODIFY, STATES, Session, case_in, new_world
 from tests.support import ROLES
@@ -287,3 +288,15 @@ async def test_plans_of_a_document_without_directives_are_kept_across_requests(m
     assert with_also is not None and without is not None
     assert with_also["holder"]["leaves"][0] == {"name": "a", "also": "1.50"}
     assert without["holder"]["leaves"][0] == {"name": "a"}
+
+
+def test_kept_plans_are_bounded_by_documents_and_skip_documents_with_directives() -> None:
+    kept = _KeptPlans(capacity=2)
+    first, second, third = (parse(f"{{ holder {{ n{i}: checked {{ value }} }} }}") for i in range(3))
+    operations = [document.definitions[0] for document in (first, second, third)]
+    plans = [kept.of(operation, {}) for operation in operations]  # type: ignore[arg-type]
+    assert all(found == {} for found in plans)
+    assert kept.of(operations[2], {}) is plans[2]  # type: ignore[arg-type]  # the same document: its plans
+    assert kept.of(operations[0], {}) is not plans[0]  # type: ignore[arg-type]  # evicted (two kept): new
+    with_directive = parse("query($v: Boolean!) { holder { checked @include(if: $v) { value } } }")
+    assert kept.of(with_directive.definitions[0], {}) is None  # type: ignore[arg-type]
