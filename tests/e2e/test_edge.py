@@ -330,3 +330,32 @@ async def test_rate_limits_in_redis_are_shared_between_processes(db: Database, s
         assert (await gql(first, token, VIEWER))["data"]
         response = await second.post("/graphql", json={"query": VIEWER}, headers=bearer(token))
         assert response.status_code == 429 and code_of(response.json()) == ["RATE_LIMITED"]
+
+
+async def test_rate_limits_close_their_redis_connections_at_shutdown() -> None:
+    """limits has no close of its own: RateLimits.aclose closes the redis-py pool its storage holds, so no
+    connection is left to the garbage collector (whose ResourceWarning once failed an unrelated test)."""
+    from app.rate_limits import RateLimits, storage_url
+    from tests.e2e.test_scale_out import REDIS_URL, host_port, redis_alive
+    from tests.support import in_ci
+
+    if not await redis_alive(*host_port(REDIS_URL)):
+        if in_ci():
+            pytest.fail(f"Redis is needed at {REDIS_URL}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    limits = RateLimits(storage_url(REDIS_URL, "memory://"), "5/minute", "5/minute", namespace="aclose-test")
+    assert await limits.operation("someone") is None  # a round trip: the pool now holds a connection
+    pool = limits.storage.bridge.storage.connection_pool  # type: ignore[union-attr]
+    held = [*pool._available_connections, *pool._in_use_connections]
+    assert held and any(connection.is_connected for connection in held)
+    await limits.aclose()
+    assert not any(connection.is_connected for connection in held)
+
+
+async def test_rate_limits_in_memory_close_as_a_no_op() -> None:
+    from app.rate_limits import RateLimits, storage_url
+
+    limits = RateLimits(storage_url("", "memory://"), "5/minute", "1/minute")
+    assert await limits.operation("someone") is None
+    await limits.aclose()
+    assert await limits.operation("someone") is not None  # still counting: nothing was torn down
