@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from persistence.database import Database
 from resolvers.context import Services
+from tests.resolvers.spa_support import Session, case_in, new_world
 from tests.support import Tenant, make_tenant
 
 NESTED = """
@@ -267,3 +268,29 @@ async def test_unpaged_lists_are_cut_at_their_maximum_and_their_counts_still_cou
     assert cut["erpRequest"]["entryCount"] == 3  # the counts and totals still count every item
     assert cut["budget"]["reconciliation"]["totals"] == whole["budget"]["reconciliation"]["totals"]
     assert cut["budget"]["reconciliation"]["lines"] == whole["budget"]["reconciliation"]["lines"][:2]
+
+
+async def test_what_a_page_computes_only_when_selected_is_found_through_every_kind_of_fragment(
+    services: Services,
+) -> None:
+    """erpSynced, totalCount and cursors are computed only when selected (schema.common.selects): selected
+    through a named fragment, an inline fragment or a fragment inside a fragment, they must still be there."""
+    world = await new_world(services)
+    case = await case_in(world, "synced")  # synced lines: a missed erpSynced would read false, not true
+    direct = "lineItems { totalCount edges { cursor node { erpSynced } } }"
+    variants = {
+        "direct": f"query($b: ID!) {{ budget(id: $b) {{ {direct} }} }}",
+        "named": "query($b: ID!) { budget(id: $b) { ...Page } } fragment Page on Budget { " + direct + " }",
+        "inline": "query($b: ID!) { budget(id: $b) { lineItems { ... on BudgetLineItemConnection { totalCount "
+                  "edges { ... on BudgetLineItemEdge { cursor node { ... on BudgetLineItem { erpSynced } } } } } } } }",
+        "nested": "query($b: ID!) { budget(id: $b) { lineItems { ...Count edges { ...Edge } } } } "
+                  "fragment Count on BudgetLineItemConnection { totalCount } "
+                  "fragment Edge on BudgetLineItemEdge { ...Cursor node { ...Synced } } "
+                  "fragment Cursor on BudgetLineItemEdge { cursor } fragment Synced on BudgetLineItem { erpSynced }",
+    }
+    session = Session(world.tenant)
+    answers = {name: await session.execute("admin", document, b=case.budget_id) for name, document in variants.items()}
+    page = answers["direct"]["budget"]["lineItems"]
+    assert page["totalCount"] == 2 and all(edge["node"]["erpSynced"] is True for edge in page["edges"])
+    assert all(edge["cursor"] for edge in page["edges"])
+    assert all(answer == answers["direct"] for answer in answers.values()), answers
