@@ -150,6 +150,11 @@ class LiveFanout:
             waiter.unpark(rung)
             group.leave(member)
 
+    @property
+    def parked(self) -> int:
+        """Subscriptions parked now (those handed back and not yet gone on included)."""
+        return sum(len(group.members) for group in self._groups.values())
+
     def _forget(self, group: _Group) -> None:
         if self._groups.get(group.company_id) is group:
             del self._groups[group.company_id]
