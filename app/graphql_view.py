@@ -216,7 +216,12 @@ class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHand
     async def run_operation(self, operation: Any) -> None:
         scope = current()
         sent = (lambda: scope.note_outcome(OK)) if scope is not None else (lambda: None)
-        current_delivery.set(Delivery(operation.id, self.outbox, sent))  # this operation's task only
+        operations = self.operations
+
+        def is_open() -> bool:
+            return operations.get(operation.id) is operation
+
+        current_delivery.set(Delivery(operation.id, self.outbox, sent, is_open))  # this operation's task only
         await self.run_traced(super().run_operation(operation))
 
     async def send_message(self, message: Any) -> None:

@@ -1,20 +1,21 @@
-"""Live fan-out: one task per company delivers each new event to every idle live subscription of the process.
+"""Live fan-out: one task per company delivers each new event to every caught-up live subscription of the process.
 
 A subscription that has caught up with the log would otherwise wake its own task for every event and pass
 it through three async generators (ours, graphql-core's, strawberry's), strawberry's per-result handling and
-its own JSON encoding. Here, a caught-up subscription whose transport can take ready-made frames
-(`Delivery`, set by the graphql-transport-ws handler) parks: it leaves its own wait and joins its company's
-`_Group`. When the company's log grows, the group reads the new events once (the shared event tail) and,
-for every parked subscription, decides whether the event is sent to it (its visibility and project filter,
-exactly as resolvers.subscriptions does), executes each distinct answer once (resolvers.shared_execution's
-key: document, variables, visibility scope), encodes it once, and posts the same text, framed with each
-subscription's operation id, to its connection's outbox.
+its own JSON encoding. Here, a caught-up subscription whose transport takes ready-made frames (`Delivery`,
+set by the graphql-transport-ws handler) parks instead of waiting: its doorbell rings its company's `_Group`
+from then on, and its task sleeps until it is handed back. When the company's log grows, the group reads the
+new events once (the shared event tail) and, for every parked subscription, decides whether the event is
+sent to it (its rights and project filter, the very check of resolvers.subscriptions), executes each
+distinct answer once (resolvers.shared_execution's key: document, variables, visibility scope), encodes it
+once, and posts the same text, framed with each subscription's operation id, to its connection's outbox.
 
 Anything that is not a plain shared answer goes back to the subscription's own loop, which then runs as it
 always did (`_hand_back`): an answer with errors (never shared: the subscriber executes the event itself), a
 re-read of the viewer's access that is due, a backlog beyond max_lag, an event cache that no longer reaches
-back far enough, or a connection that does not take the frame (closed, or not reading: its outbox is full).
-A parked subscription is resumed after the last event it was sent, so its events stay in order.
+back far enough, a client that does not read (its outbox is full: its own sends wait). A parked subscription
+goes on after the last event it was sent, so its events stay in order. One whose connection is closed is
+sent nothing more; it ends with its connection.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Delivery:
     operation_id: str
     outbox: Outbox
     sent: Callable[[], None] = lambda: None  # a frame was sent (the operation's access line)
+    # False once the client completed the operation (its task is being cancelled): nothing more is sent.
+    is_open: Callable[[], bool] = lambda: True
 
     def prefix(self) -> str:
         # The bytes strawberry would send: {"id": ..., "type": "next", "payload": {"data": ...}}
@@ -244,8 +247,8 @@ class _Group:
             if member not in self.members or member.resumed.done():
                 continue
             outbox = member.delivery.outbox
-            if outbox.closed:
-                continue  # the connection is gone: its operations are being ended
+            if outbox.closed or not member.delivery.is_open():
+                continue  # the connection is gone, or the operation completed: it is being ended
             for event, key in plan.frames:
                 answer = answers.get(key) if key is not None else None
                 if answer is None or not outbox.post(member.prefix + answer + "}}"):

@@ -23,7 +23,7 @@ from resolvers.live_fanout import LiveFanout
 from tests.erp.workflow import SEND, locked_with_one_line
 from tests.live_server import LiveServer, live_server, server_settings_for
 from tests.support import Tenant, make_tenant
-from tests.ws_support import initialise, latest_sequence, open_raw_socket, subscribe
+from tests.ws_support import initialise, latest_sequence, open_raw_socket, send, subscribe
 
 SUBSCRIPTION = """subscription($after: String, $first: Int) { exportStatusChanged(after: $after) {
   sequence previousStatus status reason actor { id name } project { id name viewerPermission }
@@ -224,3 +224,22 @@ async def test_a_client_that_goes_away_holds_up_no_one_else_and_drops_out(
     for ws in staying:
         assert json.loads((await frames(ws, 1))[0])["payload"]["data"]["exportStatusChanged"]["status"] == "RETRIEVED"
         await ws.close()
+
+
+async def test_a_completed_subscription_is_sent_nothing_more_and_its_id_is_free_again(
+    services: Services, server: LiveServer
+) -> None:
+    tenant, after = await ready(services)
+    fanout = fanout_of(server)
+    assert server.wakeups is not None
+    ws = await connected(server, tenant.token("approver"))
+    await subscribed(server, ws, "a", after=after, first=5)
+    await subscribed(server, ws, "b", after=after, first=5)
+    await send(ws, {"id": "a", "type": "complete"})
+    await server.wakeups.until(lambda: fanout.parked == 1, what="the completed subscription to end")
+    await change(server, tenant, SEND)
+    assert [json.loads(f)["id"] for f in await frames(ws, 1)] == ["b"]  # "a" joined first: it would come first
+    await subscribed(server, ws, "a", after=await latest_sequence(services, tenant.company_id), first=5)
+    await change(server, tenant, RETRIEVE)
+    assert sorted(json.loads(f)["id"] for f in await frames(ws, 2)) == ["a", "b"]
+    await ws.close()
