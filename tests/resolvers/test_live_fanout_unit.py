@@ -42,9 +42,11 @@ class Doorbell:
 
     def __init__(self) -> None:
         self.parked_with: Any = None
+        self.was_parked = asyncio.Event()
 
     def park(self, to: Any) -> None:
         self.parked_with = to
+        self.was_parked.set()
 
     def unpark(self, rung: bool) -> None:
         self.parked_with = None
@@ -129,8 +131,8 @@ class Subscriber:
 
 async def parked(*subscribers: Subscriber) -> None:
     """Until each is parked (its doorbell rings the group)."""
-    while not all(s.doorbell.parked_with is not None for s in subscribers):
-        await asyncio.sleep(0)
+    for subscriber in subscribers:
+        await subscriber.doorbell.was_parked.wait()
 
 
 def commit(tail: Tail, *subscribers: Subscriber, count: int = 1) -> None:
