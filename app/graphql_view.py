@@ -16,9 +16,10 @@ import orjson
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
@@ -26,11 +27,13 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 from app import auth, pages
 from app.errors import BAD_REQUEST, RATE_LIMITED
 from app.logs import LogScope, current, scoped
-from app.operations import MAX_NAME, finish, note_viewer, note_ws_message, observe_schema, traced
+from app.operations import MAX_NAME, OK, finish, note_viewer, note_ws_message, observe_schema, traced
+from app.outbox import Outbox
 from app.request_ids import derived_request_id, new_request_id
 from app.trusted_documents import DocumentLookupError
 from domain.access import AccessRefusal
 from resolvers.context import Context
+from resolvers.live_fanout import Delivery, current_delivery
 
 if TYPE_CHECKING:
     from app.main import Runtime
@@ -170,10 +173,27 @@ class LimitedLegacyWSHandler(ObservedOperations, BaseGraphQLWSHandler[Context, N
 
 
 class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws, observed, with keep-alive pings once acknowledged. strawberry keeps only the legacy
-    protocol alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts."""
+    """graphql-transport-ws, observed, with keep-alive pings once acknowledged (strawberry keeps only the legacy
+    protocol alive (`ka`), so an idle graphql-transport-ws connection would be cut by proxies' idle timeouts).
+
+    Every frame goes out through the connection's outbox (app.outbox), in order, and each operation's task
+    offers it to its subscription as a `Delivery`: a caught-up subscription then has its events sent by the
+    live fan-out (resolvers.live_fanout) as ready-made frames, not through strawberry's runner."""
 
     _pinger: asyncio.Task[None] | None = None
+    _outbox: Outbox | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._outbox = Outbox(self._send_text)
+        return self._outbox
+
+    async def _send_text(self, text: str) -> None:
+        try:
+            await self.websocket.ws.send_text(text)  # type: ignore[attr-defined]  # strawberry's ASGI adapter
+        except WebSocketDisconnect as exc:  # as strawberry's adapter reports it
+            raise WebSocketDisconnected from exc
 
     def task_of(self, operation_id: Any) -> asyncio.Task[Any] | None:
         operation = self.operations.get(operation_id)
@@ -194,11 +214,19 @@ class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHand
         await self.start_observed(message, super().handle_subscribe)
 
     async def run_operation(self, operation: Any) -> None:
+        scope = current()
+        sent = (lambda: scope.note_outcome(OK)) if scope is not None else (lambda: None)
+        operations = self.operations
+
+        def is_open() -> bool:
+            return operations.get(operation.id) is operation
+
+        current_delivery.set(Delivery(operation.id, self.outbox, sent, is_open))  # this operation's task only
         await self.run_traced(super().run_operation(operation))
 
     async def send_message(self, message: Any) -> None:
         if not _closed_by_us(self.context):
-            await super().send_message(message)
+            await self.outbox.send(self.view.encode_json(note_ws_message(message)))
 
     async def _ping(self, interval: float) -> None:
         with contextlib.suppress(Exception):  # the socket is gone: shutdown() is on its way
@@ -212,6 +240,8 @@ class KeepAliveTransportWSHandler(ObservedOperations, BaseGraphQLTransportWSHand
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pinger
         await super().shutdown()
+        if self._outbox is not None:
+            self._outbox.close()
 
 
 class GraphQLView(GraphQL[Context, None]):

@@ -19,13 +19,14 @@ import gc
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 
 from broadcaster import Broadcast
 from broadcaster._backends.redis import RedisBackend
 
 from app.metrics import SUBSCRIPTIONS_OPEN, tracking
 from app.tasks import cancel_and_wait, run_bounded
+from resolvers.live_fanout import Ringable
 
 log = logging.getLogger("budgetbridge.live")
 
@@ -56,16 +57,30 @@ def _broadcast_for(url: str) -> Broadcast:
 
 
 class Waiter:
-    """One subscription's doorbell: set by hints for its company, cleared when it re-reads."""
+    """One subscription's doorbell: set by hints for its company, cleared when it re-reads. While the
+    subscription is parked with the live fan-out (resolvers.live_fanout), it rings the fan-out instead."""
 
     def __init__(self, collector: CollectorGuard | None = None) -> None:
         self._event = asyncio.Event()
         self._collector = collector
+        self._parked_with: Ringable | None = None
 
     def ring(self) -> None:
+        if self._parked_with is not None:
+            self._parked_with.ring()
+            return
         if self._collector is not None and not self._event.is_set():
             self._collector.delivering(self)
         self._event.set()
+
+    def park(self, to: Ringable) -> None:
+        self._parked_with = to
+        self._event.clear()  # the subscription reads the log before it waits on the fan-out
+        if self._collector is not None:
+            self._collector.delivered(self)
+
+    def unpark(self, rung: bool) -> None:
+        self._parked_with = None
 
     async def wait(self, timeout: float) -> bool:
         """True when rung, False on timeout; either way the caller re-reads the log."""
@@ -107,7 +122,7 @@ class CollectorGuard:
         self._settle = settle_seconds
         self._growth = growth
         self._baseline = gc.get_freeze_count()
-        self._woken: set[Waiter] = set()
+        self._woken: set[Hashable] = set()  # waiters, and live fan-out groups
         self._paused = False
         self._resume: asyncio.TimerHandle | None = None
         self._compaction: asyncio.TimerHandle | None = None
@@ -117,13 +132,13 @@ class CollectorGuard:
     def paused(self) -> bool:
         return self._paused
 
-    def delivering(self, waiter: Waiter) -> None:
-        """`waiter` is being woken for an event."""
+    def delivering(self, waiter: Hashable) -> None:
+        """`waiter` (or a live fan-out group) is being woken for an event."""
         if not self._woken:
             self._pause()
         self._woken.add(waiter)
 
-    def delivered(self, waiter: Waiter) -> None:
+    def delivered(self, waiter: Hashable) -> None:
         """`waiter` is waiting again (or for the first time), or gone."""
         self._woken.discard(waiter)
         if not self._woken and self._paused:

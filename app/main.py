@@ -37,6 +37,7 @@ from persistence.migrate import is_current, migrate
 from persistence.reads import ReadStore
 from resolvers.context import QueryLimits, Services
 from resolvers.event_tail import EventTails
+from resolvers.live_fanout import LiveFanout
 from schema.build import schema
 
 log = logging.getLogger("budgetbridge")
@@ -133,6 +134,7 @@ async def start_runtime(
         events_committed=live.notify,
         live=live,
         event_tails=tails,
+        live_fanout=LiveFanout(tails, live.collector),
         live_reread_seconds=settings.subscription_reread_seconds,
         max_subscriber_lag=settings.max_subscriber_lag,
         query_limits=QueryLimits(max_mutations=settings.max_mutations_per_request),

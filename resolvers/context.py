@@ -74,6 +74,9 @@ class Services:
     # subscription reads the log itself).
     event_tails: Any = None
     max_subscriber_lag: int = 10_000
+    # resolvers.live_fanout.LiveFanout: delivers events to the caught-up subscriptions of a transport that takes
+    # ready-made frames, one task per company (None: each subscription waits and delivers on its own).
+    live_fanout: Any = None
     # The read side; None means a ReadStore on `db` (see `reads`).
     read_store: ReadStore | None = None
     # What one operation may ask for (checked before it runs).

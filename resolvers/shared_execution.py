@@ -26,7 +26,8 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterable, Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,16 +171,44 @@ def _stable(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
 
 
+# The executor of the subscription whose event stream is starting in this task: set when graphql-core wraps
+# the stream (just before the stream's first step, in the same task), read by the stream when it starts, so
+# that it can have its events executed by resolvers.live_fanout.
+subscription_executor: ContextVar[SharingExecutor | None] = ContextVar("budgetbridge_subscription", default=None)
+
+
 class SharingExecutor(PlannedExecutor):
     """The planned executor (resolvers.planned_execution), with subscription events answered through
     SharedExecutions."""
 
     _document: _Document | None = None
+    _answer_key: tuple[str, tuple[tuple[str, bytes], ...], bool] | None = None  # the document's part of keys
 
     def build_per_event_executor(self, payload: Any) -> Any:
-        if self._document is None and self.operation.selection_set is not None:
-            self._document = _document_of(self)  # on the subscription's executor: every event's copy has it
+        self._analysed()  # on the subscription's executor: every event's copy has it
         return super().build_per_event_executor(payload)
+
+    def cancellable_iterable(self, iterable: AsyncIterable[Any]) -> AsyncIterable[Any]:
+        subscription_executor.set(self)
+        return super().cancellable_iterable(iterable)
+
+    def _analysed(self) -> _Document | None:
+        if self._document is None and self.operation.selection_set is not None:
+            self._document = _document_of(self)
+        return self._document
+
+    def shared_key_of(self, scope: LiveScope) -> Key | None:
+        """The key of this subscription's answer to `scope.event`: equal keys, equal answers."""
+        found = self._answer_key
+        if found is None:
+            document = self._analysed()
+            if document is None:
+                return None
+            coerced = self.variable_values.coerced
+            variables = tuple((name, _stable(coerced.get(name))) for name in document.variables)
+            found = self._answer_key = (document.text, variables, document.personal)  # the same for every event
+        text, variables, personal = found
+        return text, variables, scope.key, scope.user_id if personal else None
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         found = self._shared_key()
@@ -214,8 +243,7 @@ class SharingExecutor(PlannedExecutor):
         if document is None or scope is None or getattr(self.root_value, "record", None) is not scope.event:
             return None
         executions: SharedExecutions | None = getattr(context.services, "shared_executions", None)
-        if executions is None:
+        key = self.shared_key_of(scope)
+        if executions is None or key is None:
             return None
-        coerced = self.variable_values.coerced
-        variables = tuple((name, _stable(coerced.get(name))) for name in document.variables)
-        return executions, (document.text, variables, scope.key, scope.user_id if document.personal else None)
+        return executions, key

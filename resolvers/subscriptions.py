@@ -8,10 +8,10 @@ de-duplicated by sequence; sequences are gapless per company, so "everything aft
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from graphql import GraphQLError
 
@@ -22,7 +22,8 @@ from persistence.records import EventRecord
 from resolvers import input_validation as check
 from resolvers.context import Context
 from resolvers.event_tail import EventTails
-from resolvers.shared_execution import LiveScope
+from resolvers.live_fanout import Delivery, LiveFanout, Member, ParkingWaiter, current_delivery
+from resolvers.shared_execution import LiveScope, SharingExecutor, subscription_executor
 
 PAGE = 500
 
@@ -108,39 +109,101 @@ async def export_status_changed(
     reread_seconds: float,
     max_lag: int,
     tails: EventTails | None = None,
+    root_of: Callable[[EventRecord], Any] | None = None,
 ) -> AsyncGenerator[EventRecord, None]:
+    """The events the viewer may see, in order. Once caught up, a subscription whose transport takes
+    ready-made frames parks with the process's fan-out (resolvers.live_fanout) instead of waiting on its own,
+    and goes on here whenever the fan-out hands it back. `root_of` maps an event to the field's value."""
     actor = ctx.actor
     check.argument(project_id, "projectId")
     start = parse_after(check.argument(after, "after"))
+    delivery, executor = current_delivery.get(), subscription_executor.get()  # set in this task, before the stream
     async with wakeups.listen(actor.company_id) as waiter:
+        parking = _parking(ctx, tails, root_of, delivery, executor, waiter)
         last = start if start is not None else await ctx.services.reads.latest_sequence(actor.company_id)
         caught_up = False
+        park_next = parking is not None
         rights = await _reread(ctx)
         while True:
             events, related = await _next_events(ctx, tails, last, caught_up=caught_up, max_lag=max_lag)
             for event in events:
                 last = event.sequence
-                if not is_status_change(event):
+                if not _visible(event, project_id, rights):
                     continue
-                if project_id is not None and event.project_id != project_id:
-                    continue
-                if not permissions.can_view_project(rights.actor, rights.of(event.project_id)):
-                    continue
-                ctx.reset_loaders()  # nested fields of a long-lived stream must not read stale cache
-                _seed(ctx, related, event, rights)
-                ctx.live_scope = rights.scope(event)
+                _prepare(ctx, related, event, rights)
                 yield event
             if len(events) == PAGE:
                 continue
             caught_up = True
-            # Until the next re-read is due (not a whole interval after a wake-up), so it is never late.
-            rung = await waiter.wait(max(0.0, rights.read_at + reread_seconds - time.monotonic()))
+            if parking is not None and park_next:
+                fanout, parked_waiter, member_of = parking
+                member = member_of(last, project_id, rights, reread_seconds, max_lag)
+                # Not parked again at once when the event cache does not reach back to it: one wait of its own.
+                rung, park_next = await fanout.park(actor.company_id, member, parked_waiter)
+                last = member.last
+            else:
+                park_next = parking is not None
+                # Until the next re-read is due (not a whole interval after a wake-up), so it is never late.
+                rung = await waiter.wait(max(0.0, rights.read_at + reread_seconds - time.monotonic()))
             # Access and permissions are re-read once per interval, not per event: a disabled, deleted or
             # revoked viewer's connection is closed, and a revoked grant stops the stream, within reread_seconds.
             # On the timer, so that a burst of events after a quiet spell does not start with reads for every
             # subscriber; when woken, only if the re-read is due.
             if not rung or time.monotonic() - rights.read_at >= reread_seconds:
                 rights = await _reread(ctx)
+
+
+MemberOf = Callable[[int, "str | None", _Rights, float, int], Member]
+
+
+def _parking(
+    ctx: Context,
+    tails: EventTails | None,
+    root_of: Callable[[EventRecord], Any] | None,
+    delivery: Delivery | None,
+    executor: SharingExecutor | None,
+    waiter: Waiter,
+) -> tuple[LiveFanout, ParkingWaiter, MemberOf] | None:
+    """The process's fan-out and how to park this subscription with it, when it can be parked: its transport
+    takes ready-made frames, its events are shared (the event cache, shared executions), its executor is known
+    and its doorbell can ring the fan-out."""
+    fanout: LiveFanout | None = ctx.services.live_fanout
+    if (fanout is None or delivery is None or executor is None or tails is None or root_of is None
+            or ctx.services.shared_executions is None or executor.context_value is not ctx
+            or not isinstance(waiter, ParkingWaiter)):
+        return None
+    known_delivery, known_executor, known_root_of = delivery, executor, root_of
+
+    def member(last: int, project_id: str | None, rights: _Rights, reread_seconds: float, max_lag: int) -> Member:
+        return Member(
+            delivery=known_delivery,
+            executor=known_executor,
+            root_of=known_root_of,
+            visible=lambda event: _visible(event, project_id, rights),
+            scope_of=rights.scope,
+            prepare=lambda event, related: _prepare(ctx, related, event, rights),
+            last=last,
+            deadline=rights.read_at + reread_seconds,
+            max_lag=max_lag,
+        )
+
+    return fanout, waiter, member
+
+
+def _visible(event: EventRecord, project_id: str | None, rights: _Rights) -> bool:
+    """Whether the event is sent to this subscriber at all (the same check parked or not)."""
+    return (
+        is_status_change(event)
+        and (project_id is None or event.project_id == project_id)
+        and permissions.can_view_project(rights.actor, rights.of(event.project_id))
+    )
+
+
+def _prepare(ctx: Context, related: EventRelations, event: EventRecord, rights: _Rights) -> None:
+    """The context made ready to execute `event` for this subscriber."""
+    ctx.reset_loaders()  # nested fields of a long-lived stream must not read stale cache
+    _seed(ctx, related, event, rights)
+    ctx.live_scope = rights.scope(event)
 
 
 async def _next_events(

@@ -48,6 +48,7 @@ class Subscription:
             reread_seconds=services.live_reread_seconds,
             max_lag=services.max_subscriber_lag,
             tails=services.event_tails,
+            root_of=BudgetEvent.from_record,
         )
         async for event in stream:
             yield BudgetEvent.from_record(event)

@@ -140,12 +140,27 @@ class _ObservedWaiter:
         self._changes = changes
 
     async def wait(self, timeout: float) -> bool:
+        self._parked()
+        rung: bool = await self._inner.wait(timeout)
+        self._woken(rung)
+        return rung
+
+    # Parked with the live fan-out (resolvers.live_fanout) is waiting too: for the fan-out to hand it back.
+    def park(self, to: Any) -> None:
+        self._inner.park(to)
+        self._parked()
+
+    def unpark(self, rung: bool) -> None:
+        self._inner.unpark(rung)
+        self._woken(rung)
+
+    def _parked(self) -> None:
         self._record.journal.append("park")
         self._changes.notify()
-        rung: bool = await self._inner.wait(timeout)
+
+    def _woken(self, rung: bool) -> None:
         self._record.journal.append("rung" if rung else "timer")
         self._changes.notify()
-        return rung
 
 
 class ObservedWakeups:
