@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Executable, Table, and_, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -212,6 +212,29 @@ class SqlBudgets(_Sql, BudgetRepository):
         row = (await self._conn.execute(stmt.with_for_update())).first()
         return BudgetRecord.of(row) if row is not None else None
 
+    async def _get_for_change(
+        self, company_id: str, user_id: str, *, budget_id: str | None = None, line_id: str | None = None
+    ) -> tuple[BudgetRecord, ProjectAccess] | None:
+        key = budget_id if budget_id is not None else line_id
+        if key is None or not storable(key):
+            return None
+        grant = project_permissions
+        stmt = (
+            select(budgets, grant.c.budget_permission, grant.c.grants)
+            .outerjoin(grant, and_(grant.c.project_id == budgets.c.project_id, grant.c.user_id == user_id))
+            .where(budgets.c.company_id == company_id)
+        )
+        if line_id is not None:
+            stmt = stmt.join(line_items, line_items.c.budget_id == budgets.c.id).where(
+                line_items.c.id == line_id, line_items.c.company_id == company_id
+            )
+        else:
+            stmt = stmt.where(budgets.c.id == budget_id)
+        row = (await self._conn.execute(stmt.with_for_update(of=budgets))).first()
+        if row is None:
+            return None
+        return BudgetRecord.of(row), queries.access_value(row.budget_permission, row.grants)
+
     async def of_project(self, company_id: str, project_id: str) -> BudgetRecord | None:
         stmt = select(budgets).where(budgets.c.company_id == company_id, budgets.c.project_id == project_id)
         row = (await self._conn.execute(stmt)).first()
@@ -230,12 +253,11 @@ class SqlBudgets(_Sql, BudgetRepository):
             "last_request_id": after.last_request_id,
             "request_count": after.request_count,
         }
-        result = await self._write(
-            update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
-        )
-        if result.rowcount != 1:
+        stmt = update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
+        row = (await self._write(stmt.returning(*budgets.c))).first()  # as stored (timestamps as read back)
+        if row is None:
             raise VersionConflictError(actual=None)
-        return BudgetRecord(**{**asdict(before), **values})
+        return BudgetRecord.of(row)
 
 
 class SqlLineItems(_Sql, LineItemRepository):
@@ -276,6 +298,17 @@ class SqlLineItems(_Sql, LineItemRepository):
                 .values({name: bindparam(name) for name in columns}),
                 params,
             )
+
+    async def update(self, line: LineItemRecord, values: Mapping[str, Any]) -> LineItemRecord:
+        unknown = set(values) - set(LINE_UPDATABLE)
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if not values:
+            return line
+        columns = [line_items.c[name] for name in sorted(values)]
+        stmt = update(line_items).where(line_items.c.id == line.id).values(dict(values)).returning(*columns)
+        row = (await self._write(stmt)).one()  # the values as stored (amounts at their column's scale)
+        return replace(line, **row._asdict())
 
     async def delete(self, line_id: str) -> None:
         await self._write(delete(line_items).where(line_items.c.id == line_id))
@@ -365,30 +398,38 @@ class SqlEventLog(_Sql, EventLog):
         EventLog.__init__(self)
 
     async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
-        sequence = (
-            await self._write(
-                update(companies)
-                .where(companies.c.id == company_id)
-                .values(event_sequence=companies.c.event_sequence + 1)
-                .returning(companies.c.event_sequence)
-            )
-        ).scalar_one()
-        await self._write(
-            insert(events).values(
-                company_id=company_id,
-                sequence=sequence,
-                occurred_at=at,
-                type=event.type,
-                actor_id=event.actor_id,
-                project_id=event.project_id,
-                budget_id=event.budget_id,
-                erp_request_id=event.erp_request_id,
-                previous_status=event.previous_status.value if event.previous_status else None,
-                status=event.status.value,
-                reason=event.reason,
-                data=event.data,
-            )
+        next_sequence = (
+            update(companies)
+            .where(companies.c.id == company_id)
+            .values(event_sequence=companies.c.event_sequence + 1)
+            .returning(companies.c.event_sequence)
         )
+        row = {
+            "company_id": company_id,
+            "occurred_at": at,
+            "type": event.type,
+            "actor_id": event.actor_id,
+            "project_id": event.project_id,
+            "budget_id": event.budget_id,
+            "erp_request_id": event.erp_request_id,
+            "previous_status": event.previous_status.value if event.previous_status else None,
+            "status": event.status.value,
+            "reason": event.reason,
+            "data": event.data,
+        }
+        if self._conn.dialect.name == "postgresql":
+            # One statement: the counter's UPDATE in a WITH, the event inserted from what it returned.
+            counter = next_sequence.cte("next_sequence")
+            values = [literal(value, events.c[name].type) for name, value in row.items()]
+            stmt = (
+                insert(events)
+                .from_select([*row, "sequence"], select(*values, counter.c.event_sequence))
+                .add_cte(counter, nest_here=True)
+                .returning(events.c.sequence)
+            )
+            return int((await self._write(stmt)).scalar_one())
+        sequence = (await self._write(next_sequence)).scalar_one()  # SQLite: no UPDATE inside a WITH
+        await self._write(insert(events).values(**row, sequence=sequence))
         return int(sequence)
 
 

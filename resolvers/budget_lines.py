@@ -117,23 +117,21 @@ async def update_line_item(ctx: Context, line_id: str, changes: Mapping[str, Any
     actor = ctx.actor
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
-        line = await line_for_change(ctx, uow, line_id, ["input", "id"])
-        budget, access = await budget_for_change(ctx, uow, line.budget_id, expected)
+        line, budget, access = await line_for_change(ctx, uow, line_id, ["input", "id"], expected)
         change = wf.change_line(budget_state(budget), access, actor.user_id, line_id=line.id)
         values = _line_changes(changes)
         if "original_amount" in values:
-            current = await uow.line_items.get(actor.company_id, line.id)  # as it stands under the budget's lock
-            assert current is not None  # a line is deleted only under its budget's lock
             field = ("input", "originalAmount")
-            before = _amounts(current)
+            before = _amounts(line)
             after = replace(before, original=values["original_amount"], field=field)
             totals = await uow.line_items.totals(budget.id)
             wf.require_amounts_in_range([after], totals.replacing(before, after), field)
-        if values:  # an update that names no field changes nothing, not even the version
-            await uow.line_items.update_many({line.id: values})
-            await uow.budgets.save(budget, change.budget)
-            await uow.events.append(actor.company_id, change.event, ctx.services.clock())
-        return Changed(line_item_id=line.id, budget_id=budget.id)
+        if not values:  # an update that names no field changes nothing, not even the version
+            return Changed(line_item_id=line.id, budget_id=budget.id, line_item=line, budget=budget)
+        line = await uow.line_items.update(line, values)
+        budget = await uow.budgets.save(budget, change.budget)
+        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
+        return Changed(line_item_id=line.id, budget_id=budget.id, line_item=line, budget=budget)
 
     return await run_mutation(ctx, "updateBudgetLineItem", body)
 
@@ -142,8 +140,7 @@ async def delete_line_item(ctx: Context, line_id: str, expected: int | None) -> 
     actor = ctx.actor
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
-        line = await line_for_change(ctx, uow, line_id, ["id"])
-        budget, access = await budget_for_change(ctx, uow, line.budget_id, expected)
+        line, budget, access = await line_for_change(ctx, uow, line_id, ["id"], expected)
         change = wf.delete_line(
             budget_state(budget),
             access,

@@ -19,10 +19,16 @@ async def budget_for_change(
     ctx: Context, uow: AbstractUnitOfWork, budget_id: str, expected: int | None
 ) -> tuple[BudgetRecord, ProjectAccess]:
     check.identifier(budget_id, ["input", "budgetId"])
-    budget = await uow.budgets.get_for_update(ctx.actor.company_id, budget_id)
-    if budget is None:
+    found = await uow.budgets.get_for_change(ctx.actor.company_id, ctx.actor.user_id, budget_id)
+    if found is None:
         raise not_found("budget", ["input", "budgetId"])
-    access = await uow.access.of(ctx.actor.user_id, budget.project_id)
+    return _may_change(ctx, *found, expected)
+
+
+def _may_change(
+    ctx: Context, budget: BudgetRecord, access: ProjectAccess, expected: int | None
+) -> tuple[BudgetRecord, ProjectAccess]:
+    """The locked budget and the viewer's access, once they may see it and `expected` is its version."""
     if not permissions.can_view_project(ctx.actor, access):
         raise not_found("budget", ["input", "budgetId"])
     if expected is not None and expected != budget.version:
@@ -30,12 +36,20 @@ async def budget_for_change(
     return budget, access
 
 
-async def line_for_change(ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str]) -> LineItemRecord:
+async def line_for_change(
+    ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str], expected: int | None
+) -> tuple[LineItemRecord, BudgetRecord, ProjectAccess]:
+    """The line, read once under its budget's lock (the budget locked through the line), with its budget and
+    the viewer's access, checked as `budget_for_change` checks them."""
     check.identifier(line_id, field)
-    line = await uow.line_items.get(ctx.actor.company_id, line_id)
-    if line is None:
+    found = await uow.budgets.get_for_change_of_line(ctx.actor.company_id, ctx.actor.user_id, line_id)
+    if found is None:
         raise not_found("budget line item", field)
-    return line
+    budget, access = _may_change(ctx, *found, expected)
+    line = await uow.line_items.get(ctx.actor.company_id, line_id)
+    if line is None:  # deleted while this waited for the lock
+        raise not_found("budget line item", field)
+    return line, budget, access
 
 
 async def request_for_change(
