@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -14,9 +15,12 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from domain.errors import ConcurrentChangeError
+from domain.budget import BudgetState
+from domain.errors import ConcurrentChangeError, VersionConflictError
+from domain.events import BudgetEvent
 from persistence.job_queue import SqlJobQueue
 from persistence.notifications import SqlNotificationContext, SqlNotificationOutbox
+from persistence.records import BudgetRecord
 from persistence.repositories import (
     SqlAccess,
     SqlBudgets,
@@ -192,7 +196,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.projects = SqlProjects(conn)
         self.cost_codes = SqlCostCodes(conn)
         self.cost_types = SqlCostTypes(conn)
-        self.budgets = SqlBudgets(conn)
+        self.budgets = self._budgets = SqlBudgets(conn)
         self.line_items = SqlLineItems(conn)
         self.modifications = SqlModifications(conn)
         self.requests = SqlErpRequests(conn)
@@ -202,6 +206,19 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.idempotency = SqlIdempotency(conn)
         self.notifications = SqlNotificationOutbox(conn)
         self.notification_context = SqlNotificationContext(conn)
+
+    async def save_with_event(
+        self, before: BudgetRecord, after: BudgetState, company_id: str, event: BudgetEvent, at: datetime
+    ) -> BudgetRecord:
+        if self._db.is_sqlite:  # no UPDATE inside a WITH
+            return await super().save_with_event(before, after, company_id, event, at)
+        self.events.lock_order.take_counter()
+        found = await self._budgets.save_with_event(before, after, company_id, event, at)
+        if found is None:
+            raise VersionConflictError(actual=None)
+        saved, sequence = found
+        self.events.appended(company_id, event, at, sequence)
+        return saved
 
     @property
     def connection(self) -> AsyncConnection:

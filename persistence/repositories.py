@@ -8,9 +8,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, Table, and_, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    CursorResult,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from domain.budget import BudgetState, BudgetTotals, LineKey
 from domain.errors import ConcurrentChangeError, VersionConflictError
@@ -244,26 +260,31 @@ class SqlBudgets(_Sql, BudgetRepository):
         await self._write(insert(budgets).values(**asdict(budget)))
 
     async def save(self, before: BudgetRecord, after: BudgetState) -> BudgetRecord:
-        values = {
-            "locked": after.locked,
-            "locked_at": after.locked_at,
-            "locked_by_id": after.locked_by_id,
-            "version": before.version + 1,
-            "export_status": after.export_status.value,
-            "last_request_id": after.last_request_id,
-            "request_count": after.request_count,
-        }
-        stmt = update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
-        row = (await self._write(stmt.returning(*budgets.c))).first()  # as stored (timestamps as read back)
+        row = (await self._write(_saving(before, after))).first()  # as stored (timestamps as read back)
         if row is None:
             raise VersionConflictError(actual=None)
         return BudgetRecord.of(row)
+
+    async def save_with_event(
+        self, before: BudgetRecord, after: BudgetState, company_id: str, event: BudgetEvent, at: datetime
+    ) -> tuple[BudgetRecord, int] | None:
+        """PostgreSQL: `save` and `SqlEventLog._append` in one statement (UPDATEs and the INSERT in a WITH);
+        the budget as stored and the event's sequence, or None (nothing written) when the version moved."""
+        saved = _saving(before, after).cte("saved")
+        counter = _next_sequence(company_id, select(literal(1)).select_from(saved).exists()).cte("next_sequence")
+        appended = _event_from(counter, company_id, event, at).cte("appended")
+        both = select(saved, appended.c.sequence).select_from(saved.join(appended, true()))  # one row or none
+        row = (await self._write(both)).first()
+        return (BudgetRecord.of(row), int(row.sequence)) if row is not None else None
 
 
 class SqlLineItems(_Sql, LineItemRepository):
     async def get(self, company_id: str, line_id: str) -> LineItemRecord | None:
         found = await queries.line_items_by_ids(self._conn, [line_id], company_id)
         return found[0] if found else None
+
+    async def get_with_totals(self, company_id: str, line_id: str) -> tuple[LineItemRecord, BudgetTotals] | None:
+        return await queries.line_with_budget_totals(self._conn, line_id, company_id)
 
     async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
         return await queries.lines_of_budgets(self._conn, [budget_id])
@@ -398,39 +419,64 @@ class SqlEventLog(_Sql, EventLog):
         EventLog.__init__(self)
 
     async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
-        next_sequence = (
-            update(companies)
-            .where(companies.c.id == company_id)
-            .values(event_sequence=companies.c.event_sequence + 1)
-            .returning(companies.c.event_sequence)
-        )
-        row = {
-            "company_id": company_id,
-            "occurred_at": at,
-            "type": event.type,
-            "actor_id": event.actor_id,
-            "project_id": event.project_id,
-            "budget_id": event.budget_id,
-            "erp_request_id": event.erp_request_id,
-            "previous_status": event.previous_status.value if event.previous_status else None,
-            "status": event.status.value,
-            "reason": event.reason,
-            "data": event.data,
-        }
+        next_sequence = _next_sequence(company_id)
         if self._conn.dialect.name == "postgresql":
             # One statement: the counter's UPDATE in a WITH, the event inserted from what it returned.
             counter = next_sequence.cte("next_sequence")
-            values = [literal(value, events.c[name].type) for name, value in row.items()]
-            stmt = (
-                insert(events)
-                .from_select([*row, "sequence"], select(*values, counter.c.event_sequence))
-                .add_cte(counter, nest_here=True)
-                .returning(events.c.sequence)
-            )
+            stmt = _event_from(counter, company_id, event, at).add_cte(counter, nest_here=True)
             return int((await self._write(stmt)).scalar_one())
         sequence = (await self._write(next_sequence)).scalar_one()  # SQLite: no UPDATE inside a WITH
-        await self._write(insert(events).values(**row, sequence=sequence))
+        await self._write(insert(events).values(**_event_values(company_id, event, at), sequence=sequence))
         return int(sequence)
+
+
+def _saving(before: BudgetRecord, after: BudgetState) -> ReturningUpdate[Any]:
+    """The budget's UPDATE to a decision's state, compare-and-set on `before.version`, returning the row."""
+    values = {
+        "locked": after.locked,
+        "locked_at": after.locked_at,
+        "locked_by_id": after.locked_by_id,
+        "version": before.version + 1,
+        "export_status": after.export_status.value,
+        "last_request_id": after.last_request_id,
+        "request_count": after.request_count,
+    }
+    stmt = update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
+    return stmt.returning(*budgets.c)
+
+
+def _next_sequence(company_id: str, *only_if: ColumnElement[bool]) -> ReturningUpdate[Any]:
+    """The company's event counter moved on (its row locked until commit), returning the new sequence."""
+    return (
+        update(companies)
+        .where(companies.c.id == company_id, *only_if)
+        .values(event_sequence=companies.c.event_sequence + 1)
+        .returning(companies.c.event_sequence)
+    )
+
+
+def _event_values(company_id: str, event: BudgetEvent, at: datetime) -> dict[str, Any]:
+    return {
+        "company_id": company_id,
+        "occurred_at": at,
+        "type": event.type,
+        "actor_id": event.actor_id,
+        "project_id": event.project_id,
+        "budget_id": event.budget_id,
+        "erp_request_id": event.erp_request_id,
+        "previous_status": event.previous_status.value if event.previous_status else None,
+        "status": event.status.value,
+        "reason": event.reason,
+        "data": event.data,
+    }
+
+
+def _event_from(counter: CTE, company_id: str, event: BudgetEvent, at: datetime) -> ReturningInsert[Any]:
+    """The event's INSERT with the sequence the counter's UPDATE (a CTE) returned, returning it."""
+    values = _event_values(company_id, event, at)
+    columns = [literal(value, events.c[name].type) for name, value in values.items()]
+    stmt = insert(events).from_select([*values, "sequence"], select(*columns, counter.c.event_sequence))
+    return stmt.returning(events.c.sequence)
 
 
 class SqlIdempotency(_Sql, IdempotencyStore):

@@ -310,6 +310,10 @@ class LineItemRepository(abc.ABC):
     async def get(self, company_id: str, line_id: str) -> LineItemRecord | None: ...
 
     @abc.abstractmethod
+    async def get_with_totals(self, company_id: str, line_id: str) -> tuple[LineItemRecord, BudgetTotals] | None:
+        """The line and its budget's `totals`, read together (under the budget's lock: as they stand)."""
+
+    @abc.abstractmethod
     async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
         """Every line of the budget with its cost code and type, in position order."""
 
@@ -439,9 +443,14 @@ class EventLog(abc.ABC):
         takes the company's counter, the last lock of a unit of work (LockOrder)."""
         self.lock_order.take_counter()
         sequence = await self._append(company_id, event, at)
+        self.appended(company_id, event, at, sequence)
+        return sequence
+
+    def appended(self, company_id: str, event: BudgetEvent, at: datetime, sequence: int) -> None:
+        """What `append` notes of an event it wrote (a unit of work that writes one in a statement of its own
+        notes it here too)."""
         self.companies_written.add(company_id)
         self._appended.append(AppendedEvent(company_id, event, at, sequence))
-        return sequence
 
     def take_appended(self) -> list[AppendedEvent]:
         """The events appended since the last call, in order (the runner plans their notifications once)."""
@@ -615,6 +624,16 @@ class AbstractUnitOfWork(abc.ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._end()  # rolls back whatever was not committed
+
+    async def save_with_event(
+        self, before: BudgetRecord, after: BudgetState, company_id: str, event: BudgetEvent, at: datetime
+    ) -> BudgetRecord:
+        """A decision on a budget: its state saved (`budgets.save`, compare-and-set on the version) and its
+        event appended (`events.append`), in one statement where the database allows. Returns the budget as
+        now stored."""
+        saved = await self.budgets.save(before, after)
+        await self.events.append(company_id, event, at)
+        return saved
 
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)

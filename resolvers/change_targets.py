@@ -5,8 +5,10 @@ FORBIDDEN that would confirm it exists)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from domain import permissions
+from domain.budget import BudgetTotals
 from domain.errors import VersionConflictError, not_found
 from domain.permissions import ProjectAccess
 from persistence.records import BudgetRecord, ErpRequestRecord, LineItemRecord
@@ -36,20 +38,35 @@ def _may_change(
     return budget, access
 
 
+@dataclass(frozen=True)
+class LineChange:
+    """What a change of one line loads first, under its budget's lock."""
+
+    line: LineItemRecord
+    budget: BudgetRecord
+    access: ProjectAccess
+    totals: BudgetTotals | None  # the budget's, read with the line when asked for
+
+
 async def line_for_change(
-    ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str], expected: int | None
-) -> tuple[LineItemRecord, BudgetRecord, ProjectAccess]:
+    ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str], expected: int | None,
+    *, totals: bool = False,
+) -> LineChange:
     """The line, read once under its budget's lock (the budget locked through the line), with its budget and
-    the viewer's access, checked as `budget_for_change` checks them."""
+    the viewer's access, checked as `budget_for_change` checks them; with its budget's totals if `totals`."""
     check.identifier(line_id, field)
     found = await uow.budgets.get_for_change_of_line(ctx.actor.company_id, ctx.actor.user_id, line_id)
     if found is None:
         raise not_found("budget line item", field)
     budget, access = _may_change(ctx, *found, expected)
-    line = await uow.line_items.get(ctx.actor.company_id, line_id)
+    if totals:
+        with_totals = await uow.line_items.get_with_totals(ctx.actor.company_id, line_id)
+        line, sums = with_totals if with_totals is not None else (None, None)
+    else:
+        line, sums = await uow.line_items.get(ctx.actor.company_id, line_id), None
     if line is None:  # deleted while this waited for the lock
         raise not_found("budget line item", field)
-    return line, budget, access
+    return LineChange(line, budget, access, sums)
 
 
 async def request_for_change(

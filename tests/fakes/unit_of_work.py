@@ -601,6 +601,10 @@ class FakeLineItems(_Repo, LineItemRepository):
         row = s.line_items.get(line_id)
         return line_record(s, row) if row is not None and row.company_id == company_id else None
 
+    async def get_with_totals(self, company_id: str, line_id: str) -> tuple[LineItemRecord, BudgetTotals] | None:
+        line = await self.get(company_id, line_id)
+        return (line, await self.totals(line.budget_id)) if line is not None else None
+
     async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
         s = self._state("line_items.of_budget")
         rows = sorted((r for r in s.line_items.values() if r.budget_id == budget_id), key=lambda r: r.position)
