@@ -256,22 +256,28 @@ async def line_items_by_ids(conn: AsyncConnection, ids: Sequence[str], company_i
     return await _chunked(conn, ids, build, LineItemRecord)
 
 
-async def line_with_budget_totals(
-    conn: AsyncConnection, line_id: str, company_id: str
-) -> tuple[LineItemRecord, BudgetTotals] | None:
-    """The line (with its cost code and type) and the sums over every line of its budget, in one statement."""
-    if not storable(line_id):
-        return None
+def _line_with_budget_totals() -> Select[Any]:
     budget_lines = line_items.alias("budget_lines")
 
     def total(column: str) -> Label[Any]:
         of_budget = budget_lines.c.budget_id == line_items.c.budget_id
         return select(func.sum(budget_lines.c[column])).where(of_budget).scalar_subquery().label(f"{column}_total")
 
-    stmt = _lines_with_codes(total("original_amount"), total("modifications_amount")).where(
-        line_items.c.id == line_id, line_items.c.company_id == company_id
+    return _lines_with_codes(total("original_amount"), total("modifications_amount")).where(
+        line_items.c.id == bindparam("line_id"), line_items.c.company_id == bindparam("company_id")
     )
-    row = (await conn.execute(stmt)).first()
+
+
+_LINE_WITH_BUDGET_TOTALS = _line_with_budget_totals()  # built once (see persistence.decision_writes)
+
+
+async def line_with_budget_totals(
+    conn: AsyncConnection, line_id: str, company_id: str
+) -> tuple[LineItemRecord, BudgetTotals] | None:
+    """The line (with its cost code and type) and the sums over every line of its budget, in one statement."""
+    if not storable(line_id):
+        return None
+    row = (await conn.execute(_LINE_WITH_BUDGET_TOTALS, {"line_id": line_id, "company_id": company_id})).first()
     if row is None:
         return None
     return LineItemRecord.of(row), BudgetTotals(row.original_amount_total, row.modifications_amount_total)

@@ -9,24 +9,21 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
-    ColumnElement,
     CursorResult,
     Executable,
+    Select,
     Table,
     and_,
     bindparam,
     delete,
     func,
     insert,
-    literal,
     select,
-    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from domain.budget import BudgetState, BudgetTotals, LineKey
 from domain.errors import ConcurrentChangeError, VersionConflictError
@@ -34,7 +31,7 @@ from domain.events import BudgetEvent
 from domain.money import MAX_AMOUNT, ZERO
 from domain.permissions import NO_ACCESS, ProjectAccess
 from domain.text import storable
-from persistence import queries, revisions
+from persistence import decision_writes, queries, revisions
 from persistence.records import (
     BudgetRecord,
     CompanyRecord,
@@ -55,7 +52,6 @@ from persistence.tables import (
     cost_codes,
     cost_types,
     erp_requests,
-    events,
     export_entries,
     idempotency_keys,
     line_items,
@@ -234,19 +230,8 @@ class SqlBudgets(_Sql, BudgetRepository):
         key = budget_id if budget_id is not None else line_id
         if key is None or not storable(key):
             return None
-        grant = project_permissions
-        stmt = (
-            select(budgets, grant.c.budget_permission, grant.c.grants)
-            .outerjoin(grant, and_(grant.c.project_id == budgets.c.project_id, grant.c.user_id == user_id))
-            .where(budgets.c.company_id == company_id)
-        )
-        if line_id is not None:
-            stmt = stmt.join(line_items, line_items.c.budget_id == budgets.c.id).where(
-                line_items.c.id == line_id, line_items.c.company_id == company_id
-            )
-        else:
-            stmt = stmt.where(budgets.c.id == budget_id)
-        row = (await self._conn.execute(stmt.with_for_update(of=budgets))).first()
+        stmt = _FOR_CHANGE_OF_LINE if line_id is not None else _FOR_CHANGE
+        row = (await self._conn.execute(stmt, {"company_id": company_id, "user_id": user_id, "key": key})).first()
         if row is None:
             return None
         return BudgetRecord.of(row), queries.access_value(row.budget_permission, row.grants)
@@ -260,22 +245,41 @@ class SqlBudgets(_Sql, BudgetRepository):
         await self._write(insert(budgets).values(**asdict(budget)))
 
     async def save(self, before: BudgetRecord, after: BudgetState) -> BudgetRecord:
-        row = (await self._write(_saving(before, after))).first()  # as stored (timestamps as read back)
+        row = (await self._write(decision_writes.SAVE, decision_writes.state_params(before, after))).first()
         if row is None:
             raise VersionConflictError(actual=None)
-        return BudgetRecord.of(row)
+        return BudgetRecord.of(row)  # as stored (timestamps as read back)
 
     async def save_with_event(
         self, before: BudgetRecord, after: BudgetState, company_id: str, event: BudgetEvent, at: datetime
     ) -> tuple[BudgetRecord, int] | None:
-        """PostgreSQL: `save` and `SqlEventLog._append` in one statement (UPDATEs and the INSERT in a WITH);
-        the budget as stored and the event's sequence, or None (nothing written) when the version moved."""
-        saved = _saving(before, after).cte("saved")
-        counter = _next_sequence(company_id, select(literal(1)).select_from(saved).exists()).cte("next_sequence")
-        appended = _event_from(counter, company_id, event, at).cte("appended")
-        both = select(saved, appended.c.sequence).select_from(saved.join(appended, true()))  # one row or none
-        row = (await self._write(both)).first()
+        """PostgreSQL: `save` and `SqlEventLog._append` in one statement; the budget as stored and the event's
+        sequence, or None (nothing written) when the version moved."""
+        params = {**decision_writes.state_params(before, after), **decision_writes.event_params(company_id, event, at)}
+        row = (await self._write(decision_writes.SAVE_WITH_EVENT, params)).first()
         return (BudgetRecord.of(row), int(row.sequence)) if row is not None else None
+
+
+def _for_change(*, of_line: bool) -> Select[Any]:
+    """The budget (`key`, or the budget of the line `key`) of `company_id`, locked, with the grant of `user_id`
+    on its project. Built once (see persistence.decision_writes)."""
+    grant = project_permissions
+    stmt = (
+        select(budgets, grant.c.budget_permission, grant.c.grants)
+        .outerjoin(grant, and_(grant.c.project_id == budgets.c.project_id, grant.c.user_id == bindparam("user_id")))
+        .where(budgets.c.company_id == bindparam("company_id"))
+    )
+    if of_line:
+        stmt = stmt.join(line_items, line_items.c.budget_id == budgets.c.id).where(
+            line_items.c.id == bindparam("key"), line_items.c.company_id == bindparam("company_id")
+        )
+    else:
+        stmt = stmt.where(budgets.c.id == bindparam("key"))
+    return stmt.with_for_update(of=budgets)
+
+
+_FOR_CHANGE = _for_change(of_line=False)
+_FOR_CHANGE_OF_LINE = _for_change(of_line=True)
 
 
 class SqlLineItems(_Sql, LineItemRepository):
@@ -326,9 +330,17 @@ class SqlLineItems(_Sql, LineItemRepository):
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if not values:
             return line
-        columns = [line_items.c[name] for name in sorted(values)]
-        stmt = update(line_items).where(line_items.c.id == line.id).values(dict(values)).returning(*columns)
-        row = (await self._write(stmt)).one()  # the values as stored (amounts at their column's scale)
+        names = tuple(sorted(values))
+        stmt = _LINE_UPDATES.get(names)
+        if stmt is None:  # built once per set of columns (see persistence.decision_writes)
+            stmt = _LINE_UPDATES[names] = (
+                update(line_items)
+                .where(line_items.c.id == bindparam("line_id"))
+                .values({name: bindparam(f"new_{name}") for name in names})
+                .returning(*(line_items.c[name] for name in names))
+            )
+        params = {"line_id": line.id, **{f"new_{name}": value for name, value in values.items()}}
+        row = (await self._write(stmt, params)).one()  # the values as stored (amounts at their column's scale)
         return replace(line, **row._asdict())
 
     async def delete(self, line_id: str) -> None:
@@ -355,6 +367,9 @@ class SqlLineItems(_Sql, LineItemRepository):
         if not found:
             return BudgetTotals(ZERO, ZERO)
         return BudgetTotals(found[0].original_total, found[0].modifications_total)
+
+
+_LINE_UPDATES: dict[tuple[str, ...], ReturningUpdate[Any]] = {}
 
 
 class SqlModifications(_Sql, ModificationRepository):
@@ -419,64 +434,12 @@ class SqlEventLog(_Sql, EventLog):
         EventLog.__init__(self)
 
     async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
-        next_sequence = _next_sequence(company_id)
-        if self._conn.dialect.name == "postgresql":
-            # One statement: the counter's UPDATE in a WITH, the event inserted from what it returned.
-            counter = next_sequence.cte("next_sequence")
-            stmt = _event_from(counter, company_id, event, at).add_cte(counter, nest_here=True)
-            return int((await self._write(stmt)).scalar_one())
-        sequence = (await self._write(next_sequence)).scalar_one()  # SQLite: no UPDATE inside a WITH
-        await self._write(insert(events).values(**_event_values(company_id, event, at), sequence=sequence))
+        params = decision_writes.event_params(company_id, event, at)
+        if self._conn.dialect.name == "postgresql":  # the counter's UPDATE in a WITH, the event from what it returned
+            return int((await self._write(decision_writes.APPEND_EVENT, params)).scalar_one())
+        sequence = (await self._write(decision_writes.NEXT_SEQUENCE, params)).scalar_one()  # SQLite: no WITH UPDATE
+        await self._write(decision_writes.INSERT_EVENT, {**params, "event_sequence": sequence})
         return int(sequence)
-
-
-def _saving(before: BudgetRecord, after: BudgetState) -> ReturningUpdate[Any]:
-    """The budget's UPDATE to a decision's state, compare-and-set on `before.version`, returning the row."""
-    values = {
-        "locked": after.locked,
-        "locked_at": after.locked_at,
-        "locked_by_id": after.locked_by_id,
-        "version": before.version + 1,
-        "export_status": after.export_status.value,
-        "last_request_id": after.last_request_id,
-        "request_count": after.request_count,
-    }
-    stmt = update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
-    return stmt.returning(*budgets.c)
-
-
-def _next_sequence(company_id: str, *only_if: ColumnElement[bool]) -> ReturningUpdate[Any]:
-    """The company's event counter moved on (its row locked until commit), returning the new sequence."""
-    return (
-        update(companies)
-        .where(companies.c.id == company_id, *only_if)
-        .values(event_sequence=companies.c.event_sequence + 1)
-        .returning(companies.c.event_sequence)
-    )
-
-
-def _event_values(company_id: str, event: BudgetEvent, at: datetime) -> dict[str, Any]:
-    return {
-        "company_id": company_id,
-        "occurred_at": at,
-        "type": event.type,
-        "actor_id": event.actor_id,
-        "project_id": event.project_id,
-        "budget_id": event.budget_id,
-        "erp_request_id": event.erp_request_id,
-        "previous_status": event.previous_status.value if event.previous_status else None,
-        "status": event.status.value,
-        "reason": event.reason,
-        "data": event.data,
-    }
-
-
-def _event_from(counter: CTE, company_id: str, event: BudgetEvent, at: datetime) -> ReturningInsert[Any]:
-    """The event's INSERT with the sequence the counter's UPDATE (a CTE) returned, returning it."""
-    values = _event_values(company_id, event, at)
-    columns = [literal(value, events.c[name].type) for name, value in values.items()]
-    stmt = insert(events).from_select([*values, "sequence"], select(*columns, counter.c.event_sequence))
-    return stmt.returning(events.c.sequence)
 
 
 class SqlIdempotency(_Sql, IdempotencyStore):

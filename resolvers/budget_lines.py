@@ -91,8 +91,8 @@ async def create_line_item(ctx: Context, budget_id: str, item: LineFields, expec
         wf.require_amounts_in_range([new], totals.replacing(None, new), field)
         position = await uow.line_items.next_position(budget.id)
         await uow.line_items.add_many([_new_line(ctx, budget.id, line, line_id, position)])
-        await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
-        return Changed(line_item_id=line_id, budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(line_item_id=line_id, budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "createBudgetLineItem", body)
 
@@ -154,8 +154,8 @@ async def delete_line_item(ctx: Context, line_id: str, expected: int | None) -> 
         assert found.totals is not None
         wf.require_amounts_in_range([], found.totals.replacing(_amounts(line), None), ["id"])
         await uow.line_items.delete(line.id)
-        await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
-        return Changed(budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "deleteBudgetLineItem", body)
 
@@ -194,8 +194,10 @@ async def import_line_items(ctx: Context, budget_id: str, items: Sequence[LineFi
             ]
         )
         await uow.line_items.update_many({line_id: _updatable(valid[row]) for row, line_id in plan.updates})
-        await uow.save_with_event(budget, plan.change.budget, actor.company_id, plan.change.event, ctx.services.clock())
-        return Changed(budget_id=budget.id)
+        saved = await uow.save_with_event(
+            budget, plan.change.budget, actor.company_id, plan.change.event, ctx.services.clock()
+        )
+        return Changed(budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "importBudgetLineItems", body)
 
@@ -281,7 +283,7 @@ async def create_modification(
                 created_by_id=actor.user_id,
             )
         )
-        await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
-        return Changed(modification_id=modification_id, budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(modification_id=modification_id, budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "createBudgetModification", body)

@@ -80,3 +80,36 @@ async def test_a_full_payload_answers_what_a_fresh_query_does(services: Services
     (node,) = [edge["node"] for edge in fresh["lineItems"]["edges"] if edge["node"]["id"] == line_id]
     assert payload["lineItem"] == {"id": line_id, "originalAmount": "130.00", "erpSynced": node["erpSynced"]}
     assert payload["budget"] == {"id": tenant.budget_id, "version": fresh["version"]}
+
+
+BUDGET_AFTER = f"budget {{ {BUDGET_FIELDS} }} userErrors {{ code }}"
+LINE_MUTATIONS = {
+    "createBudgetLineItem": f"""mutation($i: CreateBudgetLineItemInput!) {{ createBudgetLineItem(input: $i) {{
+      {BUDGET_AFTER} }} }}""",
+    "importBudgetLineItems": f"""mutation($i: ImportBudgetLineItemsInput!) {{ importBudgetLineItems(input: $i) {{
+      {BUDGET_AFTER} }} }}""",
+    "createBudgetModification": f"""mutation($i: CreateBudgetModificationInput!) {{
+      createBudgetModification(input: $i) {{ {BUDGET_AFTER} }} }}""",
+    "deleteBudgetLineItem": f"""mutation($id: ID!) {{ deleteBudgetLineItem(id: $id) {{ {BUDGET_AFTER} }} }}""",
+}
+
+
+async def test_the_budget_after_every_change_of_its_lines_is_what_a_fresh_query_answers(services: Services) -> None:
+    """Each payload's budget is the one the unit of work committed (not read again)."""
+    tenant = await make_tenant(services)
+    line_id, kept = await add_line(tenant, "03-300", "L", "100.00"), await add_line(tenant, "03-300", "L", "1", "K")
+    item = {"costCodeId": tenant.cost_codes["03-300"], "costTypeId": tenant.cost_types["M"], "originalAmount": "5"}
+    steps: list[tuple[str, dict[str, object]]] = [
+        ("createBudgetLineItem", {"i": {"budgetId": tenant.budget_id, "item": {**item, "subJob": "A"}}}),
+        ("importBudgetLineItems", {"i": {"budgetId": tenant.budget_id, "items": [{**item, "subJob": "B"}]}}),
+        ("deleteBudgetLineItem", {"id": line_id}),
+        ("lockBudget", {"b": tenant.budget_id}),
+        ("createBudgetModification", {"i": {"budgetId": tenant.budget_id, "toLineItemId": kept, "amount": "2.50"}}),
+    ]
+    for name, variables in steps:
+        document = LINE_MUTATIONS.get(name) or LOCKING[name]
+        payload = (await tenant.ok("admin", document, **variables))[name]
+        fresh = (await tenant.ok("reader", f"query($b: ID!) {{ budget(id: $b) {{ {BUDGET_FIELDS} }} }}",
+                                 b=tenant.budget_id))["budget"]
+        assert payload["budget"] == fresh, name
+    assert fresh["version"] == 8 and fresh["locked"] is True
