@@ -8,8 +8,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from persistence import queries, revisions
@@ -120,19 +121,26 @@ async def by_hash(
 _TOKEN_PREFIX = "token__"
 
 
+def _viewer_rows() -> Select[Any]:
+    token_columns = [column.label(_TOKEN_PREFIX + column.name) for column in api_tokens.c]
+    return (
+        select(users, *(column.label(queries.COMPANY_PREFIX + column.name) for column in companies.c), *token_columns)
+        .join(companies, companies.c.id == users.c.company_id)
+        .outerjoin(api_tokens, api_tokens.c.user_id == users.c.id)
+        .where(users.c.id == bindparam("user_id"))
+    )
+
+
+# Built once: every request reads its viewer with it (see persistence.decision_writes).
+_VIEWER_ROWS = _viewer_rows()
+
+
 async def viewer_rows(
     conn: AsyncConnection, user_id: str
 ) -> tuple[UserRecord, CompanyRecord, ApiTokenRecord | None] | None:
     """A user, their company and, for a service principal, its token: in one statement (every request's
     viewer is read with it, so a revoked token or a removed user stops working at once)."""
-    token_columns = [column.label(_TOKEN_PREFIX + column.name) for column in api_tokens.c]
-    stmt = (
-        select(users, *(column.label(queries.COMPANY_PREFIX + column.name) for column in companies.c), *token_columns)
-        .join(companies, companies.c.id == users.c.company_id)
-        .outerjoin(api_tokens, api_tokens.c.user_id == users.c.id)
-        .where(users.c.id == user_id)
-    )
-    row = (await conn.execute(stmt)).first()
+    row = (await conn.execute(_VIEWER_ROWS, {"user_id": user_id})).first()
     if row is None:
         return None
     mapping = row._mapping

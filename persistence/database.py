@@ -6,17 +6,21 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from domain.errors import ConcurrentChangeError
+from domain.budget import BudgetState
+from domain.errors import ConcurrentChangeError, VersionConflictError
+from domain.events import BudgetEvent
 from persistence.job_queue import SqlJobQueue
 from persistence.notifications import SqlNotificationContext, SqlNotificationOutbox
+from persistence.records import BudgetRecord
 from persistence.repositories import (
     SqlAccess,
     SqlBudgets,
@@ -134,11 +138,24 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    def unit_of_work(self, on_events: Callable[[str], None] = lambda company_id: None) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self, on_events)
+    def unit_of_work(
+        self, on_events: Callable[[str], None] = lambda company_id: None, lender: ConnectionLender | None = None
+    ) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self, on_events, lender)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class ConnectionLender(Protocol):
+    """Where a unit of work may take its connection instead of the pool: a request's read session
+    (persistence.reads.ReadSession), so that the request, its mutation and its payload use one connection."""
+
+    async def lend(self) -> AsyncConnection:
+        """A connection for the unit of work (a transaction the lender began may be open on it: it goes on)."""
+
+    async def take_back(self, conn: AsyncConnection, reusable: bool) -> None:
+        """The unit of work is over: `conn` is in no transaction when `reusable`; else it may be broken."""
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
@@ -148,17 +165,27 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     ConcurrentChangeError, a refusal the service layer understands, never as a driver exception; a deadlock
     or serialisation failure leaves as TransactionConflictError, for the runner to run the unit again."""
 
-    def __init__(self, db: Database, on_events: Callable[[str], None] = lambda company_id: None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        on_events: Callable[[str], None] = lambda company_id: None,
+        lender: ConnectionLender | None = None,
+    ) -> None:
         super().__init__(on_events)
         self._db = db
+        self._lender = lender
         self._conn: AsyncConnection | None = None
 
     async def _begin(self) -> None:
         if self._db._write_lock is not None:
             await self._db._write_lock.acquire()
         try:
-            conn = self._conn = await self._db.engine.connect()
-            await conn.begin()
+            conn = self._conn = await (self._lender.lend() if self._lender else self._db.engine.connect())
+            if not conn.in_transaction():
+                # A lent connection may be in the transaction of the request's reads (its authentication):
+                # the unit goes on in it (one BEGIN less). Under READ COMMITTED, and on SQLite (no snapshot
+                # before the first write), that changes nothing of what the unit sees.
+                await conn.begin()
         except BaseException:
             if self._db._write_lock is not None:
                 self._db._write_lock.release()
@@ -169,7 +196,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.projects = SqlProjects(conn)
         self.cost_codes = SqlCostCodes(conn)
         self.cost_types = SqlCostTypes(conn)
-        self.budgets = SqlBudgets(conn)
+        self.budgets = self._budgets = SqlBudgets(conn)
         self.line_items = SqlLineItems(conn)
         self.modifications = SqlModifications(conn)
         self.requests = SqlErpRequests(conn)
@@ -179,6 +206,19 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.idempotency = SqlIdempotency(conn)
         self.notifications = SqlNotificationOutbox(conn)
         self.notification_context = SqlNotificationContext(conn)
+
+    async def save_with_event(
+        self, before: BudgetRecord, after: BudgetState, company_id: str, event: BudgetEvent, at: datetime
+    ) -> BudgetRecord:
+        if self._db.is_sqlite:  # no UPDATE inside a WITH
+            return await super().save_with_event(before, after, company_id, event, at)
+        self.events.lock_order.take_counter()
+        found = await self._budgets.save_with_event(before, after, company_id, event, at)
+        if found is None:
+            raise VersionConflictError(actual=None)
+        saved, sequence = found
+        self.events.appended(company_id, event, at, sequence)
+        return saved
 
     @property
     def connection(self) -> AsyncConnection:
@@ -209,11 +249,26 @@ class SqlUnitOfWork(AbstractUnitOfWork):
 
     async def _end(self) -> None:
         try:
-            if self._conn is not None:
+            if self._conn is not None and self._lender is not None:
+                await run_to_completion(self._give_back(self._conn))
+            elif self._conn is not None:
                 await run_to_completion(self._conn.close())  # closing rolls back what was not committed
         finally:
             if self._db._write_lock is not None:
                 self._db._write_lock.release()
+
+
+    async def _give_back(self, conn: AsyncConnection) -> None:
+        """A committed unit's connection goes back to its lender for more reads (anything begun after the
+        commit rolled back); one that failed goes back to the pool, which rolls it back or drops it."""
+        assert self._lender is not None
+        reusable = self.committed
+        if reusable and conn.in_transaction():
+            try:
+                await conn.rollback()
+            except Exception:
+                reusable = False
+        await self._lender.take_back(conn, reusable)
 
 
 async def run_to_completion(cleanup: Coroutine[Any, Any, None]) -> None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, any_, bindparam, func, select, true
+from sqlalchemy import ColumnElement, Label, Select, Table, and_, any_, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.budget import BudgetTotals
 from domain.permissions import NO_ACCESS, Grant, PermissionLevel, ProjectAccess
 from domain.text import storable
 from persistence import keyset
@@ -253,6 +254,33 @@ async def line_items_by_ids(conn: AsyncConnection, ids: Sequence[str], company_i
         return stmt if company_id is None else stmt.where(line_items.c.company_id == company_id)
 
     return await _chunked(conn, ids, build, LineItemRecord)
+
+
+def _line_with_budget_totals() -> Select[Any]:
+    budget_lines = line_items.alias("budget_lines")
+
+    def total(column: str) -> Label[Any]:
+        of_budget = budget_lines.c.budget_id == line_items.c.budget_id
+        return select(func.sum(budget_lines.c[column])).where(of_budget).scalar_subquery().label(f"{column}_total")
+
+    return _lines_with_codes(total("original_amount"), total("modifications_amount")).where(
+        line_items.c.id == bindparam("line_id"), line_items.c.company_id == bindparam("company_id")
+    )
+
+
+_LINE_WITH_BUDGET_TOTALS = _line_with_budget_totals()  # built once (see persistence.decision_writes)
+
+
+async def line_with_budget_totals(
+    conn: AsyncConnection, line_id: str, company_id: str
+) -> tuple[LineItemRecord, BudgetTotals] | None:
+    """The line (with its cost code and type) and the sums over every line of its budget, in one statement."""
+    if not storable(line_id):
+        return None
+    row = (await conn.execute(_LINE_WITH_BUDGET_TOTALS, {"line_id": line_id, "company_id": company_id})).first()
+    if row is None:
+        return None
+    return LineItemRecord.of(row), BudgetTotals(row.original_amount_total, row.modifications_amount_total)
 
 
 async def lines_of_budgets(conn: AsyncConnection, budget_ids: Sequence[str]) -> list[LineItemRecord]:

@@ -116,8 +116,9 @@ class ReadSession:
     """One connection for every read of one request: opened on first use, used by one read at a time (the
     request's DataLoaders run their batches as concurrent tasks, and asyncpg refuses a second operation on a
     busy connection), and returned by `close`. A read that fails takes the connection down with it (its
-    transaction may be aborted); the next read opens another. Once closed, reads that still come (a task the
-    request started and left running) take pooled connections of their own."""
+    transaction may be aborted); the next read opens another. A mutation's unit of work borrows it (`lend`,
+    `take_back`), so the request's reads, the mutation and its payload share it too. Once closed, reads that
+    still come (a task the request started and left running) take pooled connections of their own."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -142,11 +143,25 @@ class ReadSession:
                 await self._release()
                 raise
 
-    async def release(self) -> None:
-        """Return the connection to the pool now (a unit of work is about to take another); a later read opens
-        one again."""
+    async def lend(self) -> AsyncConnection:
+        """The session's connection (opened now if it has none) for a unit of work, which gives it back with
+        `take_back`: the request, its mutation and the mutation's payload on one connection. Meanwhile the
+        session holds none: a read in between opens another."""
         async with self._lock:
-            await self._release()
+            conn, self._conn = self._conn, None
+            if conn is None:
+                conn = await self.db.engine.connect()
+                self.opened += 1
+            return conn
+
+    async def take_back(self, conn: AsyncConnection, reusable: bool) -> None:
+        """The connection a unit of work borrowed: kept for the session's next reads when `reusable` (in no
+        transaction) and the session still needs one, else returned to the pool."""
+        async with self._lock:
+            if reusable and not self._closed and self._conn is None:
+                self._conn = conn
+                return
+        await run_to_completion(conn.close())
 
     async def close(self) -> None:
         """End the session: wait for the read in progress, then return the connection, to the end even when
@@ -193,22 +208,11 @@ class ReadStore:
             _SESSION.reset(token)
             await session.close()
 
-    @asynccontextmanager
-    async def outside_session(self) -> AsyncIterator[None]:
-        """Reads inside the block take pooled connections of their own, and the current session's connection
-        goes back to the pool first: a mutation's unit of work takes a connection of its own, and a request
-        must not sit on an idle one meanwhile (enough such requests would empty the pool, each waiting for a
-        second connection)."""
+    def current_session(self) -> ReadSession | None:
+        """The session the caller runs in, if it reads this store's database (a unit of work borrows its
+        connection: persistence.database.ConnectionLender)."""
         session = _SESSION.get()
-        if session is None:
-            yield
-            return
-        await session.release()
-        token = _SESSION.set(None)
-        try:
-            yield
-        finally:
-            _SESSION.reset(token)
+        return session if session is not None and session.db is self._db else None
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    CursorResult,
+    Executable,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from domain.budget import BudgetState, BudgetTotals, LineKey
 from domain.errors import ConcurrentChangeError, VersionConflictError
@@ -18,7 +31,7 @@ from domain.events import BudgetEvent
 from domain.money import MAX_AMOUNT, ZERO
 from domain.permissions import NO_ACCESS, ProjectAccess
 from domain.text import storable
-from persistence import queries, revisions
+from persistence import decision_writes, queries, revisions
 from persistence.records import (
     BudgetRecord,
     CompanyRecord,
@@ -39,7 +52,6 @@ from persistence.tables import (
     cost_codes,
     cost_types,
     erp_requests,
-    events,
     export_entries,
     idempotency_keys,
     line_items,
@@ -212,6 +224,18 @@ class SqlBudgets(_Sql, BudgetRepository):
         row = (await self._conn.execute(stmt.with_for_update())).first()
         return BudgetRecord.of(row) if row is not None else None
 
+    async def _get_for_change(
+        self, company_id: str, user_id: str, *, budget_id: str | None = None, line_id: str | None = None
+    ) -> tuple[BudgetRecord, ProjectAccess] | None:
+        key = budget_id if budget_id is not None else line_id
+        if key is None or not storable(key):
+            return None
+        stmt = _FOR_CHANGE_OF_LINE if line_id is not None else _FOR_CHANGE
+        row = (await self._conn.execute(stmt, {"company_id": company_id, "user_id": user_id, "key": key})).first()
+        if row is None:
+            return None
+        return BudgetRecord.of(row), queries.access_value(row.budget_permission, row.grants)
+
     async def of_project(self, company_id: str, project_id: str) -> BudgetRecord | None:
         stmt = select(budgets).where(budgets.c.company_id == company_id, budgets.c.project_id == project_id)
         row = (await self._conn.execute(stmt)).first()
@@ -221,27 +245,50 @@ class SqlBudgets(_Sql, BudgetRepository):
         await self._write(insert(budgets).values(**asdict(budget)))
 
     async def save(self, before: BudgetRecord, after: BudgetState) -> BudgetRecord:
-        values = {
-            "locked": after.locked,
-            "locked_at": after.locked_at,
-            "locked_by_id": after.locked_by_id,
-            "version": before.version + 1,
-            "export_status": after.export_status.value,
-            "last_request_id": after.last_request_id,
-            "request_count": after.request_count,
-        }
-        result = await self._write(
-            update(budgets).where(budgets.c.id == before.id, budgets.c.version == before.version).values(**values)
-        )
-        if result.rowcount != 1:
+        row = (await self._write(decision_writes.SAVE, decision_writes.state_params(before, after))).first()
+        if row is None:
             raise VersionConflictError(actual=None)
-        return BudgetRecord(**{**asdict(before), **values})
+        return BudgetRecord.of(row)  # as stored (timestamps as read back)
+
+    async def save_with_event(
+        self, before: BudgetRecord, after: BudgetState, company_id: str, event: BudgetEvent, at: datetime
+    ) -> tuple[BudgetRecord, int] | None:
+        """PostgreSQL: `save` and `SqlEventLog._append` in one statement; the budget as stored and the event's
+        sequence, or None (nothing written) when the version moved."""
+        params = {**decision_writes.state_params(before, after), **decision_writes.event_params(company_id, event, at)}
+        row = (await self._write(decision_writes.SAVE_WITH_EVENT, params)).first()
+        return (BudgetRecord.of(row), int(row.sequence)) if row is not None else None
+
+
+def _for_change(*, of_line: bool) -> Select[Any]:
+    """The budget (`key`, or the budget of the line `key`) of `company_id`, locked, with the grant of `user_id`
+    on its project. Built once (see persistence.decision_writes)."""
+    grant = project_permissions
+    stmt = (
+        select(budgets, grant.c.budget_permission, grant.c.grants)
+        .outerjoin(grant, and_(grant.c.project_id == budgets.c.project_id, grant.c.user_id == bindparam("user_id")))
+        .where(budgets.c.company_id == bindparam("company_id"))
+    )
+    if of_line:
+        stmt = stmt.join(line_items, line_items.c.budget_id == budgets.c.id).where(
+            line_items.c.id == bindparam("key"), line_items.c.company_id == bindparam("company_id")
+        )
+    else:
+        stmt = stmt.where(budgets.c.id == bindparam("key"))
+    return stmt.with_for_update(of=budgets)
+
+
+_FOR_CHANGE = _for_change(of_line=False)
+_FOR_CHANGE_OF_LINE = _for_change(of_line=True)
 
 
 class SqlLineItems(_Sql, LineItemRepository):
     async def get(self, company_id: str, line_id: str) -> LineItemRecord | None:
         found = await queries.line_items_by_ids(self._conn, [line_id], company_id)
         return found[0] if found else None
+
+    async def get_with_totals(self, company_id: str, line_id: str) -> tuple[LineItemRecord, BudgetTotals] | None:
+        return await queries.line_with_budget_totals(self._conn, line_id, company_id)
 
     async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
         return await queries.lines_of_budgets(self._conn, [budget_id])
@@ -277,6 +324,25 @@ class SqlLineItems(_Sql, LineItemRepository):
                 params,
             )
 
+    async def update(self, line: LineItemRecord, values: Mapping[str, Any]) -> LineItemRecord:
+        unknown = set(values) - set(LINE_UPDATABLE)
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if not values:
+            return line
+        names = tuple(sorted(values))
+        stmt = _LINE_UPDATES.get(names)
+        if stmt is None:  # built once per set of columns (see persistence.decision_writes)
+            stmt = _LINE_UPDATES[names] = (
+                update(line_items)
+                .where(line_items.c.id == bindparam("line_id"))
+                .values({name: bindparam(f"new_{name}") for name in names})
+                .returning(*(line_items.c[name] for name in names))
+            )
+        params = {"line_id": line.id, **{f"new_{name}": value for name, value in values.items()}}
+        row = (await self._write(stmt, params)).one()  # the values as stored (amounts at their column's scale)
+        return replace(line, **row._asdict())
+
     async def delete(self, line_id: str) -> None:
         await self._write(delete(line_items).where(line_items.c.id == line_id))
 
@@ -301,6 +367,9 @@ class SqlLineItems(_Sql, LineItemRepository):
         if not found:
             return BudgetTotals(ZERO, ZERO)
         return BudgetTotals(found[0].original_total, found[0].modifications_total)
+
+
+_LINE_UPDATES: dict[tuple[str, ...], ReturningUpdate[Any]] = {}
 
 
 class SqlModifications(_Sql, ModificationRepository):
@@ -365,30 +434,11 @@ class SqlEventLog(_Sql, EventLog):
         EventLog.__init__(self)
 
     async def _append(self, company_id: str, event: BudgetEvent, at: datetime) -> int:
-        sequence = (
-            await self._write(
-                update(companies)
-                .where(companies.c.id == company_id)
-                .values(event_sequence=companies.c.event_sequence + 1)
-                .returning(companies.c.event_sequence)
-            )
-        ).scalar_one()
-        await self._write(
-            insert(events).values(
-                company_id=company_id,
-                sequence=sequence,
-                occurred_at=at,
-                type=event.type,
-                actor_id=event.actor_id,
-                project_id=event.project_id,
-                budget_id=event.budget_id,
-                erp_request_id=event.erp_request_id,
-                previous_status=event.previous_status.value if event.previous_status else None,
-                status=event.status.value,
-                reason=event.reason,
-                data=event.data,
-            )
-        )
+        params = decision_writes.event_params(company_id, event, at)
+        if self._conn.dialect.name == "postgresql":  # the counter's UPDATE in a WITH, the event from what it returned
+            return int((await self._write(decision_writes.APPEND_EVENT, params)).scalar_one())
+        sequence = (await self._write(decision_writes.NEXT_SEQUENCE, params)).scalar_one()  # SQLite: no WITH UPDATE
+        await self._write(decision_writes.INSERT_EVENT, {**params, "event_sequence": sequence})
         return int(sequence)
 
 

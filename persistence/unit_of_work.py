@@ -263,8 +263,35 @@ class BudgetRepository(abc.ABC):
         self.lock_order.lock_budget(budget_id)
         return await self._get_for_update(company_id, budget_id)
 
+    async def get_for_change(
+        self, company_id: str, user_id: str, budget_id: str
+    ) -> tuple[BudgetRecord, ProjectAccess] | None:
+        """`get_for_update`, with `user_id`'s access to the budget's project read in the same statement (what
+        a user's change checks first)."""
+        self.lock_order.lock_budget(budget_id)
+        return await self._get_for_change(company_id, user_id, budget_id=budget_id)
+
+    async def get_for_change_of_line(
+        self, company_id: str, user_id: str, line_id: str
+    ) -> tuple[BudgetRecord, ProjectAccess] | None:
+        """`get_for_change` of the budget of the company's line `line_id` (None: no such line). The line itself
+        is read afterwards, under the lock (it may have gone meanwhile). Only before the company's event
+        counter (LockOrder): which budget it locks is known only once it has."""
+        if self.lock_order.counter_taken:
+            raise LockOrderError("a budget locked through its line after the company's event counter")
+        found = await self._get_for_change(company_id, user_id, line_id=line_id)
+        if found is not None:
+            self.lock_order.lock_budget(found[0].id)
+        return found
+
     @abc.abstractmethod
     async def _get_for_update(self, company_id: str | None, budget_id: str) -> BudgetRecord | None: ...
+
+    @abc.abstractmethod
+    async def _get_for_change(
+        self, company_id: str, user_id: str, *, budget_id: str | None = None, line_id: str | None = None
+    ) -> tuple[BudgetRecord, ProjectAccess] | None:
+        """The budget `budget_id`, or the budget of the line `line_id`, locked, with the user's access."""
 
     @abc.abstractmethod
     async def of_project(self, company_id: str, project_id: str) -> BudgetRecord | None: ...
@@ -283,6 +310,10 @@ class LineItemRepository(abc.ABC):
     async def get(self, company_id: str, line_id: str) -> LineItemRecord | None: ...
 
     @abc.abstractmethod
+    async def get_with_totals(self, company_id: str, line_id: str) -> tuple[LineItemRecord, BudgetTotals] | None:
+        """The line and its budget's `totals`, read together (under the budget's lock: as they stand)."""
+
+    @abc.abstractmethod
     async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
         """Every line of the budget with its cost code and type, in position order."""
 
@@ -299,6 +330,11 @@ class LineItemRepository(abc.ABC):
     @abc.abstractmethod
     async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
         """line id -> {column: value}, columns from LINE_UPDATABLE."""
+
+    @abc.abstractmethod
+    async def update(self, line: LineItemRecord, values: Mapping[str, Any]) -> LineItemRecord:
+        """Set columns of one line (from LINE_UPDATABLE), read in this unit of work under its budget's lock;
+        returns it as now stored (the payload of its change shows it without reading it again)."""
 
     @abc.abstractmethod
     async def delete(self, line_id: str) -> None: ...
@@ -407,9 +443,14 @@ class EventLog(abc.ABC):
         takes the company's counter, the last lock of a unit of work (LockOrder)."""
         self.lock_order.take_counter()
         sequence = await self._append(company_id, event, at)
+        self.appended(company_id, event, at, sequence)
+        return sequence
+
+    def appended(self, company_id: str, event: BudgetEvent, at: datetime, sequence: int) -> None:
+        """What `append` notes of an event it wrote (a unit of work that writes one in a statement of its own
+        notes it here too)."""
         self.companies_written.add(company_id)
         self._appended.append(AppendedEvent(company_id, event, at, sequence))
-        return sequence
 
     def take_appended(self) -> list[AppendedEvent]:
         """The events appended since the last call, in order (the runner plans their notifications once)."""
@@ -583,6 +624,16 @@ class AbstractUnitOfWork(abc.ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._end()  # rolls back whatever was not committed
+
+    async def save_with_event(
+        self, before: BudgetRecord, after: BudgetState, company_id: str, event: BudgetEvent, at: datetime
+    ) -> BudgetRecord:
+        """A decision on a budget: its state saved (`budgets.save`, compare-and-set on the version) and its
+        event appended (`events.append`), in one statement where the database allows. Returns the budget as
+        now stored."""
+        saved = await self.budgets.save(before, after)
+        await self.events.append(company_id, event, at)
+        return saved
 
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)

@@ -91,9 +91,8 @@ async def create_line_item(ctx: Context, budget_id: str, item: LineFields, expec
         wf.require_amounts_in_range([new], totals.replacing(None, new), field)
         position = await uow.line_items.next_position(budget.id)
         await uow.line_items.add_many([_new_line(ctx, budget.id, line, line_id, position)])
-        await uow.budgets.save(budget, change.budget)
-        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
-        return Changed(line_item_id=line_id, budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(line_item_id=line_id, budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "createBudgetLineItem", body)
 
@@ -117,23 +116,22 @@ async def update_line_item(ctx: Context, line_id: str, changes: Mapping[str, Any
     actor = ctx.actor
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
-        line = await line_for_change(ctx, uow, line_id, ["input", "id"])
-        budget, access = await budget_for_change(ctx, uow, line.budget_id, expected)
-        change = wf.change_line(budget_state(budget), access, actor.user_id, line_id=line.id)
+        amount_changes = "original_amount" in changes
+        found = await line_for_change(ctx, uow, line_id, ["input", "id"], expected, totals=amount_changes)
+        line, budget = found.line, found.budget
+        change = wf.change_line(budget_state(budget), found.access, actor.user_id, line_id=line.id)
         values = _line_changes(changes)
-        if "original_amount" in values:
-            current = await uow.line_items.get(actor.company_id, line.id)  # as it stands under the budget's lock
-            assert current is not None  # a line is deleted only under its budget's lock
+        if amount_changes:
+            assert found.totals is not None
             field = ("input", "originalAmount")
-            before = _amounts(current)
+            before = _amounts(line)
             after = replace(before, original=values["original_amount"], field=field)
-            totals = await uow.line_items.totals(budget.id)
-            wf.require_amounts_in_range([after], totals.replacing(before, after), field)
-        if values:  # an update that names no field changes nothing, not even the version
-            await uow.line_items.update_many({line.id: values})
-            await uow.budgets.save(budget, change.budget)
-            await uow.events.append(actor.company_id, change.event, ctx.services.clock())
-        return Changed(line_item_id=line.id, budget_id=budget.id)
+            wf.require_amounts_in_range([after], found.totals.replacing(before, after), field)
+        if not values:  # an update that names no field changes nothing, not even the version
+            return Changed(line_item_id=line.id, budget_id=budget.id, line_item=line, budget=budget)
+        line = await uow.line_items.update(line, values)
+        budget = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(line_item_id=line.id, budget_id=budget.id, line_item=line, budget=budget)
 
     return await run_mutation(ctx, "updateBudgetLineItem", body)
 
@@ -142,23 +140,22 @@ async def delete_line_item(ctx: Context, line_id: str, expected: int | None) -> 
     actor = ctx.actor
 
     async def body(uow: AbstractUnitOfWork) -> Changed:
-        line = await line_for_change(ctx, uow, line_id, ["id"])
-        budget, access = await budget_for_change(ctx, uow, line.budget_id, expected)
+        found = await line_for_change(ctx, uow, line_id, ["id"], expected, totals=True)
+        line, budget = found.line, found.budget
         change = wf.delete_line(
             budget_state(budget),
-            access,
+            found.access,
             actor.user_id,
             line_id=line.id,
             was_exported=bool(await uow.entries.of_lines([line.id])),
             has_modifications=bool(await uow.modifications.touching([line.id])),
         )
         # Removing a line can take a total out of range too (when it offset others).
-        totals = await uow.line_items.totals(budget.id)
-        wf.require_amounts_in_range([], totals.replacing(_amounts(line), None), ["id"])
+        assert found.totals is not None
+        wf.require_amounts_in_range([], found.totals.replacing(_amounts(line), None), ["id"])
         await uow.line_items.delete(line.id)
-        await uow.budgets.save(budget, change.budget)
-        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
-        return Changed(budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "deleteBudgetLineItem", body)
 
@@ -197,9 +194,10 @@ async def import_line_items(ctx: Context, budget_id: str, items: Sequence[LineFi
             ]
         )
         await uow.line_items.update_many({line_id: _updatable(valid[row]) for row, line_id in plan.updates})
-        await uow.budgets.save(budget, plan.change.budget)
-        await uow.events.append(actor.company_id, plan.change.event, ctx.services.clock())
-        return Changed(budget_id=budget.id)
+        saved = await uow.save_with_event(
+            budget, plan.change.budget, actor.company_id, plan.change.event, ctx.services.clock()
+        )
+        return Changed(budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "importBudgetLineItems", body)
 
@@ -285,8 +283,7 @@ async def create_modification(
                 created_by_id=actor.user_id,
             )
         )
-        await uow.budgets.save(budget, change.budget)
-        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
-        return Changed(modification_id=modification_id, budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(modification_id=modification_id, budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "createBudgetModification", body)

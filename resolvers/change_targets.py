@@ -5,8 +5,10 @@ FORBIDDEN that would confirm it exists)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from domain import permissions
+from domain.budget import BudgetTotals
 from domain.errors import VersionConflictError, not_found
 from domain.permissions import ProjectAccess
 from persistence.records import BudgetRecord, ErpRequestRecord, LineItemRecord
@@ -19,10 +21,16 @@ async def budget_for_change(
     ctx: Context, uow: AbstractUnitOfWork, budget_id: str, expected: int | None
 ) -> tuple[BudgetRecord, ProjectAccess]:
     check.identifier(budget_id, ["input", "budgetId"])
-    budget = await uow.budgets.get_for_update(ctx.actor.company_id, budget_id)
-    if budget is None:
+    found = await uow.budgets.get_for_change(ctx.actor.company_id, ctx.actor.user_id, budget_id)
+    if found is None:
         raise not_found("budget", ["input", "budgetId"])
-    access = await uow.access.of(ctx.actor.user_id, budget.project_id)
+    return _may_change(ctx, *found, expected)
+
+
+def _may_change(
+    ctx: Context, budget: BudgetRecord, access: ProjectAccess, expected: int | None
+) -> tuple[BudgetRecord, ProjectAccess]:
+    """The locked budget and the viewer's access, once they may see it and `expected` is its version."""
     if not permissions.can_view_project(ctx.actor, access):
         raise not_found("budget", ["input", "budgetId"])
     if expected is not None and expected != budget.version:
@@ -30,12 +38,35 @@ async def budget_for_change(
     return budget, access
 
 
-async def line_for_change(ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str]) -> LineItemRecord:
+@dataclass(frozen=True)
+class LineChange:
+    """What a change of one line loads first, under its budget's lock."""
+
+    line: LineItemRecord
+    budget: BudgetRecord
+    access: ProjectAccess
+    totals: BudgetTotals | None  # the budget's, read with the line when asked for
+
+
+async def line_for_change(
+    ctx: Context, uow: AbstractUnitOfWork, line_id: str, field: Sequence[str], expected: int | None,
+    *, totals: bool = False,
+) -> LineChange:
+    """The line, read once under its budget's lock (the budget locked through the line), with its budget and
+    the viewer's access, checked as `budget_for_change` checks them; with its budget's totals if `totals`."""
     check.identifier(line_id, field)
-    line = await uow.line_items.get(ctx.actor.company_id, line_id)
-    if line is None:
+    found = await uow.budgets.get_for_change_of_line(ctx.actor.company_id, ctx.actor.user_id, line_id)
+    if found is None:
         raise not_found("budget line item", field)
-    return line
+    budget, access = _may_change(ctx, *found, expected)
+    if totals:
+        with_totals = await uow.line_items.get_with_totals(ctx.actor.company_id, line_id)
+        line, sums = with_totals if with_totals is not None else (None, None)
+    else:
+        line, sums = await uow.line_items.get(ctx.actor.company_id, line_id), None
+    if line is None:  # deleted while this waited for the lock
+        raise not_found("budget line item", field)
+    return LineChange(line, budget, access, sums)
 
 
 async def request_for_change(

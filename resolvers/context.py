@@ -99,7 +99,10 @@ class Services:
     def unit_of_work(self) -> AbstractUnitOfWork:
         if self.unit_of_work_factory is not None:
             return self.unit_of_work_factory()
-        return self.db.unit_of_work(on_events=lambda company_id: self.events_committed(company_id))
+        # Inside a request's read session, the unit of work goes on on its connection (one per request).
+        return self.db.unit_of_work(
+            on_events=lambda company_id: self.events_committed(company_id), lender=self.reads.current_session()
+        )
 
 
 class _SilentWaiter:

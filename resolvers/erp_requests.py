@@ -99,8 +99,7 @@ async def send_to_erp(ctx: Context, budget_id: str, expected: int | None, key: s
                 for e in p.entries
             ]
         )
-        await uow.budgets.save(budget, change.budget)
-        await uow.events.append(actor.company_id, change.event, now)
+        await uow.save_with_event(budget, change.budget, actor.company_id, change.event, now)
         return Changed(erp_request_id=request_id, budget_id=budget.id)
 
     return await run_mutation(ctx, "sendToERP", body, idempotency_key=key, fingerprint_of=[budget_id, expected])

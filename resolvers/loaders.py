@@ -138,7 +138,7 @@ class Loaders:
     @cached_property
     def line_item_unsynced(self) -> DataLoader[str, LineItemView | None]:
         """Lines by id without erpSynced (None): for a selection that does not ask for it."""
-        return DataLoader(self._load_unsynced_line_items)
+        return self._seeded("line_item_unsynced", DataLoader(self._load_unsynced_line_items))
 
     @cached_property
     def modifications(self) -> DataLoader[str, list[ModificationView]]:

@@ -16,9 +16,8 @@ async def lock_budget(ctx: Context, budget_id: str, expected: int | None, key: s
     async def body(uow: AbstractUnitOfWork) -> Changed:
         budget, access = await budget_for_change(ctx, uow, budget_id, expected)
         change = wf.lock(budget_state(budget), access, actor.user_id, ctx.services.clock())
-        await uow.budgets.save(budget, change.budget)
-        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
-        return Changed(budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "lockBudget", body, idempotency_key=key, fingerprint_of=[budget_id, expected])
 
@@ -29,8 +28,7 @@ async def unlock_budget(ctx: Context, budget_id: str, expected: int | None, key:
     async def body(uow: AbstractUnitOfWork) -> Changed:
         budget, access = await budget_for_change(ctx, uow, budget_id, expected)
         change = wf.unlock(budget_state(budget), access, actor.user_id)
-        await uow.budgets.save(budget, change.budget)
-        await uow.events.append(actor.company_id, change.event, ctx.services.clock())
-        return Changed(budget_id=budget.id)
+        saved = await uow.save_with_event(budget, change.budget, actor.company_id, change.event, ctx.services.clock())
+        return Changed(budget_id=budget.id, budget=saved)
 
     return await run_mutation(ctx, "unlockBudget", body, idempotency_key=key, fingerprint_of=[budget_id, expected])

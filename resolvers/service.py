@@ -20,17 +20,19 @@ import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
 from domain import permissions
 from domain.errors import ConcurrentChangeError, DomainError, DomainErrors, invalid
+from persistence.records import BudgetRecord, LineItemRecord
 from persistence.unit_of_work import AbstractUnitOfWork, TransactionConflictError
 from resolvers import input_validation as check
 from resolvers.context import Context, Services
 from resolvers.notification_planning import plan_for_events
+from resolvers.views import line_item_views
 
 log = logging.getLogger("budgetbridge.mutations")
 
@@ -56,6 +58,10 @@ class Changed:
     project_id: str | None = None
     cost_code_id: str | None = None
     cost_type_id: str | None = None
+    # The records as the unit of work committed them, when it holds them (its budget under lock): the payload
+    # shows them without reading them again. Never stored with an idempotency key.
+    budget: BudgetRecord | None = field(default=None, compare=False, repr=False)
+    line_item: LineItemRecord | None = field(default=None, compare=False, repr=False)
 
     # The keys of a stored idempotent result (kept as they have always been stored).
     _STORED = {
@@ -69,7 +75,7 @@ class Changed:
     }
 
     def stored(self) -> dict[str, str]:
-        return {self._STORED[f.name]: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+        return {key: getattr(self, name) for name, key in self._STORED.items() if getattr(self, name)}
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> Changed:
@@ -182,7 +188,17 @@ async def run_mutation(
     except (DomainError, DomainErrors) as exc:
         return Outcome(errors=refusals(exc))
     ctx.reset_loaders()  # a commit makes cached records stale; later fields read afresh
+    _seed_payload(ctx, changed)
     return Outcome(changed=changed)
+
+
+def _seed_payload(ctx: Context, changed: Changed) -> None:
+    """The committed records the unit of work returned, handed to the loaders the payload reads through."""
+    if changed.budget is not None:
+        ctx.loaders.seed("budget", changed.budget.id, changed.budget)
+    if changed.line_item is not None:
+        (view,) = line_item_views([changed.line_item], None, None)  # without erpSynced, which needs reads
+        ctx.loaders.seed("line_item_unsynced", view.id, view)
 
 
 async def _replay(ctx: Context, operation: str, key: str, input_hash: str) -> Changed | None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, FieldNode, OperationType, print_ast
+from graphql import ExecutionResult, FieldNode, print_ast
 from graphql.language import VariableNode, Visitor, visit
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -218,11 +218,9 @@ class SharingExecutor(PlannedExecutor):
         inner = super().execute_operation
 
         async def execute() -> ExecutionResult:
-            # A query (or one event of a subscription) reads on one connection, returned when it is done; a
-            # mutation's unit of work takes its own, and the request's goes back to the pool meanwhile.
-            scope = contextlib.nullcontext() if reads is None else (
-                reads.outside_session() if self.operation.operation is OperationType.MUTATION else reads.session()
-            )
+            # An operation (or one event of a subscription) reads on one connection, returned when it is done;
+            # a mutation's unit of work borrows it (persistence.reads.ReadSession.lend).
+            scope = contextlib.nullcontext() if reads is None else reads.session()
             async with scope:
                 result: Any = inner(serially)
                 done: ExecutionResult = await result if self.is_awaitable(result) else result

@@ -38,8 +38,7 @@ async def apply_request_action(
     event. The budget must have been read with `get_for_update` in this unit of work."""
     change = decide(budget_state(budget), request_state(request), action, actor_id=actor_id, reason=reason)
     await uow.requests.update(request.id, status=change.request.status.value, **values)
-    await uow.budgets.save(budget, change.budget)
-    await uow.events.append(budget.company_id, change.event, at)
+    await uow.save_with_event(budget, change.budget, budget.company_id, change.event, at)
     return change.request.status
 
 

@@ -440,12 +440,16 @@ class FakeUsers(_Repo, UserRepository):
         self._state("users.add").insert("users", [(user.id, _stored(user))])
 
 
+def _access(state: FakeState, user_id: str, project_id: str) -> ProjectAccess:
+    found = state.access.get((user_id, project_id))
+    if found is None:
+        return NO_ACCESS
+    return ProjectAccess(PermissionLevel[found.budget_permission], frozenset(Grant(g) for g in found.grants))
+
+
 class FakeAccess(_Repo, AccessRepository):
     async def of(self, user_id: str, project_id: str) -> ProjectAccess:
-        found = self._state("access.of").access.get((user_id, project_id))
-        if found is None:
-            return NO_ACCESS
-        return ProjectAccess(PermissionLevel[found.budget_permission], frozenset(Grant(g) for g in found.grants))
+        return _access(self._state("access.of"), user_id, project_id)
 
     async def grant(self, user_id: str, project_id: str, access: ProjectAccess) -> None:
         record = ProjectAccessRecord(
@@ -530,6 +534,18 @@ class FakeBudgets(_Repo, BudgetRepository):
             return None
         return found
 
+    async def _get_for_change(
+        self, company_id: str, user_id: str, *, budget_id: str | None = None, line_id: str | None = None
+    ) -> tuple[BudgetRecord, ProjectAccess] | None:
+        s = self._state("budgets.get_for_update")
+        if line_id is not None:
+            line = s.line_items.get(line_id)
+            budget_id = line.budget_id if line is not None and line.company_id == company_id else None
+        found = s.budgets.get(budget_id) if budget_id is not None else None
+        if found is None or found.company_id != company_id:
+            return None
+        return found, _access(s, user_id, found.project_id)
+
     async def of_project(self, company_id: str, project_id: str) -> BudgetRecord | None:
         s = self._state("budgets.of_project")
         return next((b for b in s.budgets.values() if b.company_id == company_id and b.project_id == project_id), None)
@@ -585,6 +601,10 @@ class FakeLineItems(_Repo, LineItemRepository):
         row = s.line_items.get(line_id)
         return line_record(s, row) if row is not None and row.company_id == company_id else None
 
+    async def get_with_totals(self, company_id: str, line_id: str) -> tuple[LineItemRecord, BudgetTotals] | None:
+        line = await self.get(company_id, line_id)
+        return (line, await self.totals(line.budget_id)) if line is not None else None
+
     async def of_budget(self, budget_id: str) -> list[LineItemRecord]:
         s = self._state("line_items.of_budget")
         rows = sorted((r for r in s.line_items.values() if r.budget_id == budget_id), key=lambda r: r.position)
@@ -613,6 +633,13 @@ class FakeLineItems(_Repo, LineItemRepository):
         for line_id, values in changes.items():
             if values and line_id in s.line_items:
                 s.update("line_items", line_id, _stored(replace(s.line_items[line_id], **values)))
+
+    async def update(self, line: LineItemRecord, values: Mapping[str, Any]) -> LineItemRecord:
+        await self.update_many({line.id: values})
+        s = self._state("line_items.update")
+        found = line_record(s, s.line_items[line.id])
+        assert found is not None  # its cost code and type were there when it was read, and stay
+        return replace(line, **{name: getattr(found, name) for name in values})
 
     async def delete(self, line_id: str) -> None:
         s = self._state("line_items.delete")

@@ -138,16 +138,49 @@ async def test_reads_a_request_leaves_running_take_their_own_connection_once_it_
     assert (use.checkouts, use.checkins) == (1, 1)
 
 
-async def test_outside_a_session_the_sessions_connection_goes_back_first(engine_db: Database) -> None:
+async def test_a_unit_of_work_in_a_session_goes_on_on_its_connection(engine_db: Database) -> None:
     tenant = await tenant_of(engine_db)
     reads = ReadStore(engine_db)
     with database_use(engine_db) as use:
-        async with reads.session():
+        async with reads.session() as session:
+            before = await reads.latest_sequence(tenant.company_id)
+            async with engine_db.unit_of_work(lender=session) as uow:
+                await uow.companies.touch(tenant.company_id)
+                await uow.commit()
+            assert await reads.company_version(tenant.company_id) is not None  # after the commit, on it again
+            assert (use.checkouts, use.checkins) == (1, 0)
+    assert (use.checkouts, use.checkins) == (1, 1) and before == await reads.latest_sequence(tenant.company_id)
+
+
+async def test_a_failed_unit_of_work_gives_its_connection_to_the_pool_and_nothing_it_wrote_stays(
+    engine_db: Database,
+) -> None:
+    tenant = await tenant_of(engine_db)
+    reads = ReadStore(engine_db)
+    revision = await reads.company_version(tenant.company_id)
+    with database_use(engine_db) as use:
+        async with reads.session() as session:
             await reads.latest_sequence(tenant.company_id)
-            async with reads.outside_session():  # a mutation's unit of work takes its own connection
-                assert (use.checkouts, use.checkins) == (1, 1)
-                await reads.latest_sequence(tenant.company_id)
-                assert (use.checkouts, use.checkins) == (2, 2)
-            await reads.latest_sequence(tenant.company_id)  # the session opens one again
-            assert (use.checkouts, use.checkins) == (3, 2)
-    assert (use.checkouts, use.checkins) == (3, 3)
+            with pytest.raises(RuntimeError):
+                async with engine_db.unit_of_work(lender=session) as uow:
+                    await uow.companies.touch(tenant.company_id)
+                    raise RuntimeError("refused")
+            assert (use.checkouts, use.checkins) == (1, 1)  # rolled back by the pool, maybe broken
+            assert await reads.company_version(tenant.company_id) == revision  # on a new one
+            assert (use.checkouts, use.checkins) == (2, 1)
+    assert (use.checkouts, use.checkins) == (2, 2)
+
+
+async def test_a_read_while_a_unit_of_work_holds_the_sessions_connection_takes_another(engine_db: Database) -> None:
+    tenant = await tenant_of(engine_db)
+    reads = ReadStore(engine_db)
+    with database_use(engine_db) as use:
+        async with reads.session() as session:
+            async with engine_db.unit_of_work(lender=session) as uow:
+                await uow.companies.touch(tenant.company_id)
+                assert await reads.latest_sequence(tenant.company_id) >= 0
+                await uow.commit()
+            await reads.latest_sequence(tenant.company_id)
+            # The unit's connection went back to the pool: the session had opened another meanwhile.
+            assert (use.checkouts, use.checkins) == (2, 1)
+    assert (use.checkouts, use.checkins) == (2, 2)

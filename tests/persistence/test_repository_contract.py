@@ -589,6 +589,59 @@ async def test_budget_save_is_a_compare_and_set_on_the_version(backend: Backend)
             await uow.budgets.save(replace(w.budget, version=7), state(w.budget, locked=True))
 
 
+async def test_a_change_locks_its_budget_by_id_or_through_a_line_with_the_users_access(backend: Backend) -> None:
+    a, b = await make_world(backend, "A"), await make_world(backend, "B")
+    line, theirs = new_line(a), new_line(b)
+    await add_lines(backend, line, theirs)
+    access = ProjectAccess(PermissionLevel.STANDARD, frozenset({Grant.LOCK_BUDGET}))
+    async with backend.uow() as uow:
+        await uow.access.grant(a.user.id, a.project.id, access)
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.budgets.get_for_change(a.company.id, a.user.id, a.budget.id) == (a.budget, access)
+        assert await uow.budgets.get_for_change(a.company.id, b.user.id, a.budget.id) == (a.budget, NO_ACCESS)
+        assert await uow.budgets.get_for_change_of_line(a.company.id, a.user.id, line.id) == (a.budget, access)
+        nowhere = [(b.company.id, a.budget.id, line.id), (a.company.id, b.budget.id, theirs.id),
+                   (a.company.id, "bgt_\x00", "\ud800")]
+        for company, budget_id, line_id in nowhere:
+            assert await uow.budgets.get_for_change(company, a.user.id, budget_id) is None
+            assert await uow.budgets.get_for_change_of_line(company, a.user.id, line_id) is None
+        assert await uow.budgets.get_for_change_of_line(a.company.id, a.user.id, a.budget.id) is None  # not a line
+
+
+async def test_a_budget_is_locked_through_a_line_only_before_the_event_counter(backend: Backend) -> None:
+    w = await make_world(backend)
+    line = new_line(w)
+    await add_lines(backend, line)
+    event = BudgetLocked(project_id=w.project.id, budget_id=w.budget.id, status=ExportStatus.NOT_SENT,
+                         previous_status=ExportStatus.NOT_SENT, actor_id=w.user.id)
+    async with backend.uow() as uow:
+        await uow.events.append(w.company.id, event, T0)
+        with pytest.raises(LockOrderError):  # which budget it would lock is known only once it has
+            await uow.budgets.get_for_change_of_line(w.company.id, w.user.id, line.id)
+
+
+async def test_save_with_event_saves_the_budget_and_appends_its_event_or_neither(backend: Backend) -> None:
+    w = await make_world(backend)
+    event = BudgetLocked(project_id=w.project.id, budget_id=w.budget.id, status=ExportStatus.NOT_SENT,
+                         previous_status=ExportStatus.NOT_SENT, actor_id=w.user.id)
+    woken: list[str] = []
+    async with backend.uow(woken.append) as uow:
+        before = await uow.budgets.get_for_update(w.company.id, w.budget.id)
+        assert before is not None
+        saved = await uow.save_with_event(before, state(before, locked=True, locked_at=T0), w.company.id, event, T0)
+        with pytest.raises(LockOrderError):  # the event took the company's counter
+            await uow.budgets.get_for_update(w.company.id, new_id("Budget"))
+        assert [(e.sequence, e.event) for e in uow.events.take_appended()] == [(1, event)]
+        await uow.commit()
+    assert saved == replace(w.budget, locked=True, locked_at=T0, version=2) == await budget_now(backend, w)
+    assert woken == [w.company.id] and [e.sequence for e in await backend.events(w.company.id)] == [1]
+    with pytest.raises(VersionConflictError):
+        async with backend.uow() as uow:  # a stale record: nothing saved, no event
+            await uow.save_with_event(w.budget, state(w.budget, locked=False), w.company.id, event, T0)
+    assert await budget_now(backend, w) == saved and len(await backend.events(w.company.id)) == 1
+
+
 # --- line items -----------------------------------------------------------------------------------------
 
 
@@ -613,6 +666,31 @@ async def test_lines_carry_their_cost_code_and_type_and_keep_their_amounts_exact
         "cost_type_synced": False,
     }
     assert str(found.original_amount) == "1234.50" and str(found.modifications_amount) == "0.00"
+
+
+async def test_a_line_update_returns_the_line_as_stored_and_the_line_comes_with_its_budgets_totals(
+    backend: Backend,
+) -> None:
+    w = await make_world(backend)
+    line, other = new_line(w, 1, 1, "100"), new_line(w, 0, 0, "-0.50", position=2)
+    await add_lines(backend, line, other)
+    async with backend.uow() as uow:
+        before = await uow.line_items.get(w.company.id, line.id)
+        assert before is not None
+        found = await uow.line_items.get_with_totals(w.company.id, line.id)
+        assert found == (before, BudgetTotals(Decimal("99.50"), Decimal("0.00")))
+        changes = {"original_amount": Decimal("7"), "quantity": Decimal("1.5"), "description": "framing"}
+        updated = await uow.line_items.update(before, changes)
+        assert await uow.line_items.update(updated, {}) == updated
+        assert await uow.line_items.get_with_totals(w.company.id, line.id) == (
+            updated, BudgetTotals(Decimal("6.50"), Decimal("0.00"))
+        )
+        await uow.commit()
+    assert str(updated.original_amount) == "7.00" and str(updated.quantity) == "1.5000"
+    async with backend.uow() as uow:
+        assert await uow.line_items.get(w.company.id, line.id) == updated
+        assert await uow.line_items.get_with_totals(w.company.id + "x", line.id) is None
+        assert await uow.line_items.get_with_totals(w.company.id, "\ud800") is None
 
 
 async def test_lines_are_scoped_to_their_company(backend: Backend) -> None:
